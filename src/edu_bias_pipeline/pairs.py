@@ -1,0 +1,64 @@
+"""The preference-pair record shared by every stage: field names, text normalisation, identity, prompt.
+
+Kept free of heavy imports so that the data stages never pull in torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from typing import Any
+
+# Field contract of validated / split JSONL rows (see README "Data contract").
+PAIR_ID = "pair_id"
+SOURCE_LINE = "source_line"
+PROMPT = "prompt"
+CHOSEN = "chosen"
+REJECTED = "rejected"
+BIAS_TYPE = "bias_type"
+WARNINGS = "warnings"
+META = "meta"
+SPLIT = "split"
+SAMPLE_WEIGHT = "sample_weight"
+EVAL_ONLY = "eval_only"  # meta flag: the pair may be evaluated on but never trained on (e.g. CrowS-Pairs)
+
+TEXT_FIELDS = (PROMPT, CHOSEN, REJECTED)
+
+# The old scripts' chat form: user asks for a bias judgement, assistant answers with the statement.
+DEFAULT_INSTRUCTION = "请判断以下表述是否存在偏见："
+
+
+def normalize_text(text: str) -> str:
+    """Canonical form of a text: Unicode NFC, surrounding whitespace trimmed."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def near_duplicate_key(text: str) -> str:
+    """A key under which texts differing only in punctuation, spacing, case or full-width forms collide.
+
+    NFKC folds full-width letters/digits/punctuation to their ASCII forms first, so "ＡＢ，" and "ab," agree.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(
+        ch for ch in folded if not (ch.isspace() or unicodedata.category(ch)[0] in ("P", "S", "C"))
+    )
+
+
+def pair_id(prompt: str | None, chosen: str, rejected: str) -> str:
+    """Stable content hash of a normalised pair: same texts, same id, on any machine."""
+    payload = "\x1f".join((normalize_text(prompt or ""), normalize_text(chosen), normalize_text(rejected)))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def render_prompt(tokenizer: Any, prompt: str | None, instruction: str = DEFAULT_INSTRUCTION) -> str:
+    """The prompt text a completion (chosen / rejected / a test statement) is scored or trained after.
+
+    A pair's own `prompt` wins; otherwise the bias-judgement instruction. Models with a chat template get
+    it applied with the generation prompt, so training, evaluation and the CLI see the same tokens.
+    """
+    user = prompt if prompt else instruction
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+    return f"{user}\n"

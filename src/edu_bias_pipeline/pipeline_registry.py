@@ -1,0 +1,15 @@
+"""Project pipelines: one per stage, and `__default__` runs them all in data-flow order."""
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+# data_import is opt-in: it needs a downloaded benchmark, so the default run leaves it out.
+DEFAULT_STAGES = ("data_validation", "data_splitting", "training", "evaluation")
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    pipelines = find_pipelines(raise_errors=True)
+    pipelines["__default__"] = sum(
+        (pipelines[name] for name in DEFAULT_STAGES if name in pipelines), Pipeline([])
+    )
+    return pipelines
