@@ -29,8 +29,9 @@ def make_project_copy(dest: Path) -> Path:
     shutil.copy2(PROJECT_ROOT / "pyproject.toml", dest / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
     (dest / "conf" / "local").mkdir(exist_ok=True)
-    # src/ is imported from the editable install; the link only satisfies Kedro's source_dir lookup.
-    (dest / "src").symlink_to(PROJECT_ROOT / "src")
+    # The package is imported from the editable install; an empty src/ only satisfies Kedro's source_dir
+    # check (a symlink would not: Kedro resolves it and then finds it outside the project root).
+    (dest / "src").mkdir(exist_ok=True)
     for layer in DATA_LAYERS:
         (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
     if SAMPLE_PAIRS.exists():
