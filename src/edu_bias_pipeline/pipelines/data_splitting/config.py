@@ -1,0 +1,58 @@
+"""Typed parameters of the data_splitting stage (`data_splitting:` in parameters_data_splitting.yml)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+Balancing = Literal["none", "downsample", "upsample", "weights"]
+
+PARAMS_HINT = "conf/base/parameters_data_splitting.yml (or --params data_splitting.<key>=...)"
+
+
+class SplitRatios(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    train: float = Field(0.8, ge=0.0, le=1.0)
+    val: float = Field(0.1, ge=0.0, le=1.0)
+    test: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitRatios:
+        total = self.train + self.val + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(
+                f"ratios must sum to 1, got train={self.train} + val={self.val} + test={self.test}"
+                f" = {total:g}"
+            )
+        if self.train <= 0:
+            raise ValueError("ratios.train must be > 0: there would be nothing to train on")
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+class SplitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 42
+    ratios: SplitRatios = Field(default_factory=SplitRatios)
+    balancing: Balancing = "none"
+    max_per_category: PositiveInt | None = None
+    min_pairs_per_category: PositiveInt = 10
+    group_near_duplicates: bool = True
+
+
+def parse_split_config(params: dict[str, Any] | None) -> SplitConfig:
+    """Validate the raw parameter dict, turning pydantic's report into one readable error."""
+    try:
+        return SplitConfig.model_validate(params or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ValueError(f"Invalid data_splitting parameters in {PARAMS_HINT}: {problems}") from None

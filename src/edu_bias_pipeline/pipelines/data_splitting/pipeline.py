@@ -1,0 +1,50 @@
+"""data_splitting: validated pairs -> leakage-free, stratified train/val/test (+ report and chart).
+
+`params:data_splitting` is typed as `SplitConfig` in the node signatures, so Kedro validates it (and
+fails with the offending key) when the run starts, before any node loads data.
+"""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from edu_bias_pipeline.pipelines.data_splitting.nodes import (
+    assign_splits,
+    balance_splits,
+    build_split_report,
+    plot_split_chart,
+)
+
+PARAMS = "params:data_splitting"
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                assign_splits,
+                ["validated_pairs", PARAMS],
+                ["split_assignments", "split_notes"],
+                name="assign_splits",
+            ),
+            node(
+                balance_splits,
+                ["split_assignments", PARAMS, "split_notes"],
+                ["train_pairs", "val_pairs", "test_pairs", "split_balancing"],
+                name="balance_splits",
+            ),
+            node(
+                build_split_report,
+                [
+                    "split_assignments",
+                    "train_pairs",
+                    "val_pairs",
+                    "test_pairs",
+                    "split_notes",
+                    "split_balancing",
+                    PARAMS,
+                ],
+                "split_report",
+                name="build_split_report",
+            ),
+            node(plot_split_chart, "split_report", "split_chart", name="plot_split_chart"),
+        ]
+    )
