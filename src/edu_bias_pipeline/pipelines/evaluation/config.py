@@ -1,0 +1,47 @@
+"""Typed parameters of the evaluation stage (`evaluation:` in parameters_evaluation.yml)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+PARAMS_HINT = "conf/base/parameters_evaluation.yml (or --params evaluation.<key>=...)"
+
+
+class EvaluationConfig(BaseModel):
+    """Which model to evaluate and how to run the scoring passes.
+
+    `reference_model`, `beta`, `instruction` and `max_length` default to the checkpoint's
+    `edu_bias_training.json` (or, for a `checkpoint-N` directory, the run's `final/` one); a value set
+    here overrides it, and is required where there is no metadata at all (a model trained elsewhere).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str = "data/06_models/dpo_model/final"
+    reference_model: str | None = None
+    beta: float | None = Field(None, gt=0)
+    instruction: str | None = None
+    max_length: PositiveInt | None = None
+    batch_size: PositiveInt = 16
+    # auto: bf16 on a GPU that supports it, float32 on CPU. float64 exists for the correctness tests.
+    dtype: Literal["auto", "float32", "float64", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    # null: a progress bar only for long runs (>= 512 pairs)
+    progress: bool | None = None
+
+
+def as_config(params: EvaluationConfig | dict[str, Any] | None) -> EvaluationConfig:
+    """Kedro hands nodes an EvaluationConfig (typed signature); direct callers may pass a dict."""
+    if isinstance(params, EvaluationConfig):
+        return params
+    try:
+        return EvaluationConfig.model_validate(params or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ValueError(f"Invalid evaluation parameters in {PARAMS_HINT}: {problems}") from None

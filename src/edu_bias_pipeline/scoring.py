@@ -1,0 +1,545 @@
+"""Log-probability of a completion given a prompt, and the implicit DPO reward built on it.
+
+The one implementation used by the evaluation stage, the `kedro bias test` CLI and the correctness tests.
+
+Tokenisation follows the project contract (the same one training hands to TRL):
+prompt ids = ``tokenizer(render_prompt(...), add_special_tokens=False)``, completion ids =
+``tokenizer(statement, add_special_tokens=False) + [eos]``; only completion tokens are scored. Sequences
+longer than ``max_length`` are cut keeping their start, as TRL's default ``truncation_mode="keep_start"``.
+
+Implicit reward of a completion y after prompt x: ``beta * (log pi(y|x) - log pi_ref(y|x))`` with the log-probs
+summed over completion tokens. The reference is the base model for a full checkpoint and the same model with
+its adapter disabled for a LoRA adapter.
+
+torch / transformers / peft are imported inside functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "edu_bias_training.json"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used only when no metadata or parameter gives one
+DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
+
+# Architectures whose logits are exactly lm_head(last hidden state): for these the vocabulary projection
+# is applied to completion positions only (the prompt's logits are never needed), which saves memory and
+# about a fifth of the compute on a 0.5B model with a 150k vocabulary. Others take the plain forward pass.
+_HIDDEN_STATE_ARCHS = frozenset({"qwen2", "qwen3", "llama", "mistral"})
+# Rows of the vocabulary projection computed at once: bounds the float32 logits buffer.
+_LOGIT_CHUNK_TOKENS = 2048
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be scored: missing, unreadable or without a reference model."""
+
+
+# --------------------------------------------------------------------------------------- metadata
+@dataclass(frozen=True)
+class TrainingMetadata:
+    """What scoring needs to know about how a checkpoint was trained (``final/edu_bias_training.json``)."""
+
+    base_model: str | None = None
+    is_adapter: bool = False
+    beta: float = DEFAULT_BETA
+    instruction: str = DEFAULT_INSTRUCTION
+    max_length: int | None = None
+    trust_remote_code: bool = False
+    source: str = "defaults"  # where the values came from, for logs and reports
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read training metadata {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"training metadata {path} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def find_metadata_file(checkpoint: Path) -> Path | None:
+    """The metadata that describes `checkpoint`: its own file, else its run's ``final/`` file.
+
+    A ``checkpoint-N`` directory written mid-training has no metadata of its own; its siblings' ``final/``
+    (same run, same base model, beta and instruction) does, once training completed.
+    """
+    own = checkpoint / METADATA_FILE
+    if own.is_file():
+        return own
+    sibling = checkpoint.parent / "final" / METADATA_FILE
+    if checkpoint.name != "final" and sibling.is_file():
+        return sibling
+    return None
+
+
+def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) -> TrainingMetadata:
+    """Metadata for `checkpoint`: explicit overrides (non-None) > metadata file > adapter config > defaults."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    sources: list[str] = []
+    meta_file = find_metadata_file(checkpoint)
+    if meta_file is not None:
+        data = _read_json(meta_file)
+        for key in ("base_model", "is_adapter", "beta", "instruction", "max_length", "trust_remote_code"):
+            if data.get(key) is not None:
+                values[key] = data[key]
+        sources.append(str(meta_file))
+    adapter_config = checkpoint / ADAPTER_CONFIG_FILE
+    # The files on disk decide adapter-or-not: a checkpoint-N of a LoRA run is an adapter whatever the
+    # fallback metadata says.
+    values["is_adapter"] = adapter_config.is_file()
+    if values["is_adapter"] and "base_model" not in values:
+        base = _read_json(adapter_config).get("base_model_name_or_path")
+        if base:
+            values["base_model"] = base
+            sources.append(str(adapter_config))
+    if overrides:
+        values.update(overrides)
+        sources.append("parameters")
+    if values.get("beta") is None:
+        logger.warning("No beta in metadata or parameters for %s; using %s", checkpoint, DEFAULT_BETA)
+    meta = TrainingMetadata(
+        base_model=str(values["base_model"]) if values.get("base_model") else None,
+        is_adapter=bool(values["is_adapter"]),
+        beta=float(values.get("beta", DEFAULT_BETA)),
+        instruction=str(values.get("instruction") or DEFAULT_INSTRUCTION),
+        max_length=int(values["max_length"]) if values.get("max_length") else None,
+        trust_remote_code=bool(values.get("trust_remote_code", False)),
+        source=" + ".join(sources) or "defaults",
+    )
+    return meta
+
+
+# --------------------------------------------------------------------------------------- loading
+@dataclass
+class ScoringModels:
+    """A policy, its reference and the tokenizer, ready for scoring."""
+
+    policy: Any
+    reference: Any | None  # None: the reference is `policy` with its adapter disabled
+    tokenizer: Any
+    metadata: TrainingMetadata
+    checkpoint: Path
+    device: Any
+    dtype: Any
+
+    @contextlib.contextmanager
+    def reference_model(self) -> Iterator[Any]:
+        if self.reference is not None:
+            yield self.reference
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
+
+def resolve_dtype(dtype: str, device: Any) -> torch.dtype:
+    """``auto`` means bf16 on a GPU that supports it, float32 otherwise."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_device(device: str) -> torch.device:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _model_ref(name: str, checkpoint: Path) -> str:
+    """A base-model reference as a usable path or hub id: relative paths are tried from the cwd (the
+    project root under `kedro run`) and then from the checkpoint directory."""
+    path = Path(name)
+    if path.is_absolute() or path.exists():
+        return str(path)
+    for root in (checkpoint, *checkpoint.parents):
+        candidate = root / name
+        if candidate.exists():
+            return str(candidate)
+    return name  # a hub id; offline mode turns a missing one into a clear error below
+
+
+def _from_pretrained(loader: Any, ref: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(ref, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot load {what} from {ref!r}: {exc}") from exc
+
+
+def load_scoring_models(
+    checkpoint: str | Path,
+    *,
+    reference_model: str | None = None,
+    beta: float | None = None,
+    instruction: str | None = None,
+    max_length: int | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> ScoringModels:
+    """Load a checkpoint (full model or LoRA adapter directory) and its reference model.
+
+    `reference_model` / `beta` / `instruction` / `max_length`, when given, override the checkpoint's metadata;
+    a checkpoint without metadata needs `reference_model` (a full model) to have a reference at all.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint)!r} does not exist or is not a directory "
+            "(expected a model or LoRA adapter directory, e.g. data/06_models/dpo_model/final)"
+        )
+    meta = resolve_metadata(
+        checkpoint,
+        {"base_model": reference_model, "beta": beta, "instruction": instruction, "max_length": max_length},
+    )
+    if meta.trust_remote_code and not trust_remote_code:
+        logger.warning(
+            "%s was trained with trust_remote_code=true; it stays off here unless you pass it explicitly",
+            checkpoint,
+        )
+    if meta.base_model is None:
+        raise CheckpointError(
+            f"no reference model for {checkpoint}: it has no {METADATA_FILE} (nor a sibling final/ one) and "
+            "no reference was given; set evaluation.reference_model (or --reference-model) to the base model"
+        )
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    load_kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    base_ref = _model_ref(meta.base_model, checkpoint)
+
+    if meta.is_adapter:
+        from peft import PeftModel
+
+        base = _from_pretrained(AutoModelForCausalLM, base_ref, "the adapter's base model", **load_kwargs)
+        try:
+            policy = PeftModel.from_pretrained(base, str(checkpoint))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot load the LoRA adapter in {checkpoint}: {exc}") from exc
+        reference = None
+    else:
+        policy = _from_pretrained(AutoModelForCausalLM, str(checkpoint), "the trained model", **load_kwargs)
+        reference = _from_pretrained(AutoModelForCausalLM, base_ref, "the reference model", **load_kwargs)
+
+    tok_source = checkpoint if _has_tokenizer(checkpoint) else Path(base_ref)
+    tokenizer = _from_pretrained(
+        AutoTokenizer, str(tok_source), "the tokenizer", trust_remote_code=trust_remote_code
+    )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    for model in (policy, reference):
+        if model is not None:
+            model.to(torch_device)
+            model.eval()
+    logger.info(
+        "Loaded %s %s (reference: %s, beta=%s, dtype=%s, device=%s; metadata from %s)",
+        "LoRA adapter" if meta.is_adapter else "model", checkpoint,
+        "adapter disabled" if meta.is_adapter else base_ref, meta.beta, torch_dtype, torch_device,
+        meta.source,
+    )
+    return ScoringModels(policy, reference, tokenizer, meta, checkpoint, torch_device, torch_dtype)
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
+
+
+# --------------------------------------------------------------------------------------- tokenising
+@dataclass(frozen=True)
+class EncodedCompletion:
+    input_ids: list[int]
+    n_prompt: int  # tokens before the completion (after truncation, still <= len(input_ids))
+    truncated: bool
+
+    @property
+    def n_completion(self) -> int:
+        return len(self.input_ids) - self.n_prompt
+
+
+def encode_completions(
+    tokenizer: Any,
+    prompts: Sequence[str | None],
+    completions: Sequence[str],
+    instruction: str = DEFAULT_INSTRUCTION,
+    max_length: int | None = None,
+) -> list[EncodedCompletion]:
+    """Token ids of rendered prompt + completion + eos for each (prompt, completion), per the contract."""
+    if len(prompts) != len(completions):
+        raise ValueError("prompts and completions must have the same length")
+    rendered: dict[str | None, list[int]] = {}
+    for prompt in set(prompts):
+        text = render_prompt(tokenizer, prompt, instruction)
+        rendered[prompt] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"] if completions else []
+    out = []
+    for prompt, ids in zip(prompts, completion_ids):
+        prompt_ids = rendered[prompt]
+        full = prompt_ids + list(ids) + eos
+        truncated = max_length is not None and len(full) > max_length
+        if truncated:
+            full = full[:max_length]
+        out.append(EncodedCompletion(full, min(len(prompt_ids), len(full)), truncated))
+    return out
+
+
+# --------------------------------------------------------------------------------------- scoring
+def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any):
+    """(sum of completion-token log-probs, completion token count) per sequence, one forward pass."""
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    scored = torch.zeros((len(batch), width), dtype=torch.bool)
+    for i, enc in enumerate(batch):
+        # Right padding: the causal mask keeps pads from influencing the real tokens before them.
+        ids[i, : len(enc.input_ids)] = torch.tensor(enc.input_ids, dtype=torch.long)
+        attention[i, : len(enc.input_ids)] = 1
+        scored[i, enc.n_prompt : len(enc.input_ids)] = True
+    ids, attention, scored = ids.to(device), attention.to(device), scored.to(device)
+    # Token t is predicted from position t-1: the first token of a sequence is never scored.
+    target_mask = scored[:, 1:]
+    targets = ids[:, 1:][target_mask]
+    rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(target_mask)[target_mask]
+
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    model_type = getattr(getattr(causal_lm, "config", None), "model_type", None)
+    if model_type in _HIDDEN_STATE_ARCHS and hasattr(causal_lm, "model") and hasattr(causal_lm, "lm_head"):
+        hidden = causal_lm.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+        positions = hidden[:, :-1][target_mask]
+        project = causal_lm.lm_head
+    else:
+        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        positions = logits[:, :-1][target_mask]
+        project = None
+
+    token_logps = []
+    for start in range(0, positions.shape[0], _LOGIT_CHUNK_TOKENS):
+        chunk = positions[start : start + _LOGIT_CHUNK_TOKENS]
+        chunk_logits = project(chunk) if project is not None else chunk
+        # At least float32 for the softmax; float64 stays float64 (the correctness tests use it).
+        chunk_logits = chunk_logits.to(torch.promote_types(chunk_logits.dtype, torch.float32))
+        tgt = targets[start : start + _LOGIT_CHUNK_TOKENS]
+        token_logps.append(
+            chunk_logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - chunk_logits.logsumexp(-1)
+        )
+    acc_dtype = torch.float64
+    flat = torch.cat(token_logps).to(acc_dtype) if token_logps else torch.zeros(0, dtype=acc_dtype, device=device)
+    sums = torch.zeros(len(batch), dtype=acc_dtype, device=device).index_add_(0, rows, flat)
+    counts = target_mask.sum(dim=1)
+    return sums.cpu().tolist(), counts.cpu().tolist()
+
+
+def _batches(order: list[int], batch_size: int) -> list[list[int]]:
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _progress(total: int, desc: str, enabled: bool | None):
+    from tqdm.auto import tqdm
+
+    # On by default only for long runs, so tests and CLI calls on a handful of statements stay quiet.
+    return tqdm(total=total, desc=desc, unit="pair", disable=not enabled if enabled is not None else total < 512)
+
+
+@dataclass
+class PairScores:
+    """Per-pair log-probs under policy and reference (chosen and rejected), summed and token counts."""
+
+    policy_chosen: list[float] = field(default_factory=list)
+    policy_rejected: list[float] = field(default_factory=list)
+    reference_chosen: list[float] = field(default_factory=list)
+    reference_rejected: list[float] = field(default_factory=list)
+    chosen_tokens: list[int] = field(default_factory=list)
+    rejected_tokens: list[int] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.policy_chosen)
+
+
+def score_encoded_pairs(
+    models: ScoringModels | tuple[Any, Any],
+    chosen: Sequence[EncodedCompletion],
+    rejected: Sequence[EncodedCompletion],
+    *,
+    pad_id: int,
+    batch_size: int = 16,
+    device: Any = None,
+    progress: bool | None = None,
+) -> PairScores:
+    """Score already-tokenised pairs. `models` is ScoringModels or a (policy, reference) tuple of modules.
+
+    Pairs are sorted by length (longest first, so an out-of-memory shows up in the first batch) and each
+    batch stacks the chosen and rejected sequences of its pairs: one forward pass per model per batch.
+    """
+    import torch
+
+    if len(chosen) != len(rejected):
+        raise ValueError("chosen and rejected must have the same length")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(models, ScoringModels):
+        policy, ref_ctx, device = models.policy, models.reference_model, models.device
+    else:
+        policy, reference = models
+        ref_ctx = (lambda: contextlib.nullcontext(reference)) if reference is not None else policy.disable_adapter
+        device = device if device is not None else next(policy.parameters()).device
+
+    n = len(chosen)
+    order = sorted(range(n), key=lambda i: -max(len(chosen[i].input_ids), len(rejected[i].input_ids)))
+    pol = [(0.0, 0.0)] * n
+    ref = [(0.0, 0.0)] * n
+    counts = [(0, 0)] * n
+    with torch.inference_mode(), _progress(n, "scoring pairs", progress) as bar:
+        for idx in _batches(order, batch_size):
+            seqs = [chosen[i] for i in idx] + [rejected[i] for i in idx]
+            p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device)
+            with ref_ctx() as reference_model:
+                r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device)
+            k = len(idx)
+            for j, i in enumerate(idx):
+                pol[i] = (p_sums[j], p_sums[k + j])
+                ref[i] = (r_sums[j], r_sums[k + j])
+                counts[i] = (p_counts[j], p_counts[k + j])
+            bar.update(k)
+    return PairScores(
+        policy_chosen=[p[0] for p in pol],
+        policy_rejected=[p[1] for p in pol],
+        reference_chosen=[r[0] for r in ref],
+        reference_rejected=[r[1] for r in ref],
+        chosen_tokens=[c[0] for c in counts],
+        rejected_tokens=[c[1] for c in counts],
+        truncated=[chosen[i].truncated or rejected[i].truncated for i in range(n)],
+    )
+
+
+def score_pairs(
+    models: ScoringModels,
+    prompts: Sequence[str | None],
+    chosen: Sequence[str],
+    rejected: Sequence[str],
+    *,
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> PairScores:
+    """Log-probs of each pair's chosen and rejected statement under the policy and the reference."""
+    meta = models.metadata
+    enc_c = encode_completions(models.tokenizer, prompts, chosen, meta.instruction, meta.max_length)
+    enc_r = encode_completions(models.tokenizer, prompts, rejected, meta.instruction, meta.max_length)
+    n_trunc = sum(a.truncated or b.truncated for a, b in zip(enc_c, enc_r))
+    if n_trunc:
+        logger.warning("%d of %d pairs exceed max_length=%s and were truncated (keep_start)",
+                       n_trunc, len(enc_c), meta.max_length)
+    return score_encoded_pairs(
+        models, enc_c, enc_r, pad_id=models.tokenizer.pad_token_id, batch_size=batch_size, progress=progress
+    )
+
+
+def implicit_reward(beta: float, policy_logp: float, reference_logp: float) -> float:
+    return beta * (policy_logp - reference_logp)
+
+
+@dataclass(frozen=True)
+class StatementScore:
+    """A single statement scored as the completion of the bias-judgement prompt."""
+
+    statement: str
+    policy_logp: float
+    reference_logp: float
+    n_tokens: int
+    reward: float  # beta * (log pi - log pi_ref): > 0 when training made the statement more likely
+    reward_per_token: float
+
+    @property
+    def bias_score(self) -> float:
+        """Higher = more biased-looking to the aligned model: the negated implicit reward."""
+        return -self.reward
+
+
+def score_statements(
+    models: ScoringModels, statements: Sequence[str], *, batch_size: int = 16
+) -> list[StatementScore]:
+    """Implicit reward of each statement as the answer to the bias-judgement instruction."""
+    import torch
+
+    meta = models.metadata
+    enc = encode_completions(models.tokenizer, [None] * len(statements), statements, meta.instruction,
+                             meta.max_length)
+    pad = models.tokenizer.pad_token_id
+    scores: list[StatementScore | None] = [None] * len(statements)
+    with torch.inference_mode():
+        for idx in _batches(list(range(len(enc))), batch_size):
+            seqs = [enc[i] for i in idx]
+            p_sums, counts = _completion_logps(models.policy, seqs, pad, models.device)
+            with models.reference_model() as ref_model:
+                r_sums, _ = _completion_logps(ref_model, seqs, pad, models.device)
+            for j, i in enumerate(idx):
+                reward = implicit_reward(meta.beta, p_sums[j], r_sums[j])
+                scores[i] = StatementScore(statements[i], p_sums[j], r_sums[j], counts[j], reward,
+                                           reward / counts[j] if counts[j] else 0.0)
+    return [s for s in scores if s is not None]
+
+
+def generate_answer(models: ScoringModels, statement: str, *, max_new_tokens: int = 48) -> str:
+    """The policy's greedy answer when asked to judge `statement` (instruction + statement as the user turn)."""
+    import torch
+
+    meta = models.metadata
+    text = render_prompt(models.tokenizer, f"{meta.instruction}{statement}", meta.instruction)
+    inputs = models.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(models.device)
+    with torch.inference_mode():
+        out = models.policy.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=models.tokenizer.pad_token_id,
+            eos_token_id=models.tokenizer.eos_token_id,
+        )
+    return models.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default); (nan, nan) when n == 0."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # Exact at the edges: rounding would otherwise leave 1e-17 above 0 (k = 0) or below 1 (k = n).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
+
+
+__all__ = [
+    "CheckpointError", "EncodedCompletion", "PairScores", "ScoringModels", "StatementScore",
+    "TrainingMetadata", "encode_completions", "find_metadata_file", "generate_answer", "implicit_reward",
+    "load_scoring_models", "resolve_metadata", "score_encoded_pairs", "score_pairs", "score_statements",
+    "wilson_interval",
+]
