@@ -1,0 +1,5 @@
+"""Custom Kedro datasets."""
+
+from edu_bias_pipeline.datasets.raw_lines import RawLinesDataset
+
+__all__ = ["RawLinesDataset"]

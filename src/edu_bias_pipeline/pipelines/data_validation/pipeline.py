@@ -1,0 +1,45 @@
+"""`kedro run --pipelines data_validation`: ingest + validate the raw preference pairs."""
+
+from kedro.pipeline import Node, Pipeline
+
+from edu_bias_pipeline.pipelines.data_validation.nodes import (
+    build_data_docs,
+    check_pairs,
+    enforce_error_rate,
+    ingest_lines,
+    partition_pairs,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(ingest_lines, "raw_pairs", ["ingested_pairs", "ingest_stats"], name="ingest_lines"),
+            Node(
+                check_pairs,
+                ["ingested_pairs", "params:taxonomy", "params:data_validation"],
+                "checked_pairs",
+                name="check_pairs",
+            ),
+            Node(
+                partition_pairs,
+                ["checked_pairs", "ingest_stats", "params:data_validation"],
+                ["validated_pairs", "quarantined_pairs", "validation_summary"],
+                name="partition_pairs",
+            ),
+            Node(
+                build_data_docs,
+                ["checked_pairs", "params:taxonomy", "params:data_validation"],
+                "data_docs_report",
+                name="build_data_docs",
+            ),
+            # The gate reads the saved summary and the docs report, so it can only run once the
+            # summary, quarantine and Data Docs are on disk: users need them most when the run fails.
+            Node(
+                enforce_error_rate,
+                ["validation_summary", "data_docs_report", "params:data_validation"],
+                None,
+                name="enforce_error_rate",
+            ),
+        ]
+    )

@@ -1,0 +1,130 @@
+"""Each check on its own: a row that offends is flagged with the check's name, a clean one is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+from dv_fixtures import clean_pairs, encode, pair
+
+from edu_bias_pipeline.pipelines.data_validation import checks as C
+from edu_bias_pipeline.pipelines.data_validation.nodes import check_pairs, ingest_lines
+
+TAXONOMY = {
+    "gender_sexuality": ["gender"], "region": ["regional"], "socioeconomic": ["ses"], "age": [],
+    "disability": [], "ethnicity": ["race"], "religion": [],
+}
+PARAMS: dict[str, Any] = {"min_chars": 2, "max_chars": 60, "min_pairs_per_category": 0}
+
+
+def outcome(rows: list[Any], **params: Any) -> pd.DataFrame:
+    frame, _ = ingest_lines([encode(r) for r in rows])
+    return check_pairs(frame, TAXONOMY, {**PARAMS, **params}).set_index("source_line")
+
+
+def flags(rows: list[Any], **params: Any) -> dict[int, set[str]]:
+    out = outcome(rows, **params)
+    return {int(i): set(r["errors"]) | set(r["warnings"]) for i, r in out.iterrows()}
+
+
+GOOD = pair("男女生都可以成为优秀的工程师", "女生天生不适合读工科", "gender")
+
+# check name -> an offending row (checked together with GOOD, which must stay clean)
+OFFENDERS: dict[str, Any] = {
+    "invalid_utf8": b'{"chosen": "\xc3\x28", "rejected": "x"}',
+    "invalid_json": '{"chosen": "a"',
+    "not_an_object": "[1, 2]",
+    "missing_field": {"chosen": "每个学生都值得尊重", "meta": {"bias_type": "age"}},
+    "wrong_type": {"chosen": ["list"], "rejected": "老年学员学不会电脑", "meta": {"bias_type": "age"}},
+    "missing_bias_type": pair("每个学生都值得尊重", "老年学员学不会电脑", None),
+    "unknown_bias_type": pair("每个学生都值得尊重", "老年学员学不会电脑", "zodiac"),
+    "empty_text": pair("\u3000 ", "老年学员学不会电脑", "age"),
+    "identical_pair": pair("老年学员学不会电脑", "老年学员学不会电脑 ", "age"),
+    "length_out_of_bounds": pair("每个学生都值得尊重" * 10, "老年学员学不会电脑", "age"),
+    "truncated_text": pair("每个学生都值得尊重", "老年学员学不会电脑...", "age"),
+    "mojibake": pair("æ•™è‚²æœºä¼šåº”è¯¥å¹³ç­‰", "老年学员学不会电脑", "age"),
+    "control_characters": pair("每个学生都值得\x1b尊重", "老年学员学不会电脑", "age"),
+    "invalid_characters": pair("每个学生都值得\ufffd尊重", "老年学员学不会电脑", "age"),
+    "invisible_characters": pair("每个学生都值得\u200d尊重", "老年学员学不会电脑", "age"),
+    "language_mismatch": pair("Every student deserves respect.", "老年学员学不会电脑", "age"),
+    "duplicate_pair": dict(GOOD),
+    "near_duplicate_pair": pair("男女生都可以成为优秀的工程师！", " 女生天生不适合读工科。", "gender"),
+    "contradictory_preference": pair("女生天生不适合读工科", "男女生都可以成为优秀的工程师啊", "gender"),
+    "conflicting_bias_type": pair("男女生都可以成为优秀的工程师", "穷孩子只配读职业学校", "ses"),
+    "similar_pair": pair("男女生都可以成为优秀的工程师们", "女生天生不适合读工科", "gender"),
+}
+ALL_CHECKS = set(C.PARSE_CHECKS) | {c.name for c in C.ROW_CHECKS}
+
+
+def test_every_check_has_a_unit_case() -> None:
+    assert ALL_CHECKS - set(OFFENDERS) == {"category_below_minimum"}  # tested below, it needs a count
+
+
+@pytest.mark.parametrize("name", sorted(OFFENDERS))
+def test_check_flags_the_offending_row_only(name: str) -> None:
+    result = flags([GOOD, OFFENDERS[name]], similarity_threshold=90)
+    assert name in result[2], result
+    if name not in {"contradictory_preference", "conflicting_bias_type"}:  # these implicate both rows
+        assert result[1] == set(), result
+
+
+def test_severity_decides_quarantine_and_can_be_overridden() -> None:
+    default = outcome([GOOD, OFFENDERS["truncated_text"]])
+    assert default.loc[2, "errors"] == ["truncated_text"]
+    relaxed = outcome([GOOD, OFFENDERS["truncated_text"]], severity={"truncated_text": "warning"})
+    assert relaxed.loc[2, "errors"] == [] and relaxed.loc[2, "warnings"] == ["truncated_text"]
+    off = outcome([GOOD, OFFENDERS["truncated_text"]], severity={"truncated_text": "off"})
+    assert off.loc[2, "errors"] == [] and off.loc[2, "warnings"] == []
+    with pytest.raises(ValueError, match="unknown checks"):
+        outcome([GOOD], severity={"no_such_check": "off"})
+
+
+def test_category_below_minimum_counts_only_surviving_pairs() -> None:
+    rows = clean_pairs(6, ("region",)) + [pair("年龄不是学习的障碍", "老年学员学不会电脑", "age")]
+    rows.append(OFFENDERS["truncated_text"])  # an `age` row that is quarantined does not count
+    result = flags(rows, min_pairs_per_category=2)
+    assert "category_below_minimum" in result[7]
+    assert not any("category_below_minimum" in result[i] for i in range(1, 7))
+    assert "category_below_minimum" not in result[8]  # quarantined rows are not also warned
+
+
+def test_similar_pair_catches_near_copies_beyond_sort_neighbours() -> None:
+    rows = clean_pairs(30, ("region",))
+    copy = dict(rows[7], rejected=rows[7]["rejected"] + "呀")
+    result = flags([*rows, copy], similarity_threshold=96, similarity_window=2)
+    assert "similar_pair" in result[31]
+    assert "similar_pair" not in result[8]  # the first occurrence stays clean
+
+
+def test_taxonomy_aliases_are_canonicalised() -> None:
+    out = outcome([pair("每个学生都值得尊重", "老年学员学不会电脑", "Race"),
+                   pair("每个学生都应该被倾听", "口音重的学生很难沟通", "regional")])
+    assert list(out["bias_type"]) == ["ethnicity", "region"]
+
+
+def test_vectorised_near_keys_match_pairs_near_duplicate_key() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from edu_bias_pipeline.pairs import near_duplicate_key
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=30))
+    def agree(text: str) -> None:
+        assert C.near_keys(pd.Series([text]))[0] == near_duplicate_key(text)
+
+    agree()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("æ•™è‚²", True), ("Ã©cole", True), ("café", False), ("Â« guillemets Â»", True), ("naïve façade ©", False), ("教育公平", False)],
+)
+def test_is_mojibake(text: str, expected: bool) -> None:
+    assert C.is_mojibake(text) is expected
+
+
+def test_scripts() -> None:
+    got = C.scripts(pd.Series(["女生也能学好数学", "Girls can do math", "女生 GPA 也高", "123", "Девочки"]))
+    assert list(got) == ["han", "latin", "han", "", "other"]

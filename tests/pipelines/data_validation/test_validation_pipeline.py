@@ -1,0 +1,133 @@
+"""The data_validation pipeline in a real KedroSession with real Great Expectations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT, read_jsonl, run_pipeline, write_jsonl
+from dv_fixtures import clean_pairs, dirty_file
+
+from edu_bias_pipeline.pipelines.data_validation import checks as C
+from edu_bias_pipeline.pipelines.data_validation.nodes import DataValidationError
+
+RAW = Path("data/01_raw/edu_bias_pairs.jsonl")
+VALIDATED = Path("data/02_intermediate/validated_pairs.jsonl")
+QUARANTINED = Path("data/02_intermediate/quarantined_pairs.jsonl")
+SUMMARY = Path("data/08_reporting/validation_summary.json")
+DOCS = Path("data/08_reporting/data_docs/index.html")
+LENIENT = {"data_validation": {"max_error_rate": 1.0, "min_pairs_per_category": 3}}
+
+
+def outputs(project: Path) -> tuple[list[dict], list[dict], dict]:
+    return (
+        read_jsonl(project / VALIDATED),
+        read_jsonl(project / QUARANTINED),
+        json.loads((project / SUMMARY).read_text(encoding="utf-8")),
+    )
+
+
+def test_dirty_fixture_every_check_conservation_and_data_docs(project: Path) -> None:
+    content, expected, rows_read = dirty_file()
+    (project / RAW).write_bytes(content)
+
+    run_pipeline(project, "data_validation", params=LENIENT)
+    validated, quarantined, summary = outputs(project)
+
+    # Conservation: every non-blank line is kept or quarantined, exactly once.
+    assert summary["rows_read"] == rows_read == len(validated) + len(quarantined)
+    assert (summary["rows_kept"], summary["rows_quarantined"]) == (len(validated), len(quarantined))
+    assert summary["blank_lines"] == 2
+    seen = sorted([r["source_line"] for r in validated] + [r["source_line"] for r in quarantined])
+    assert len(seen) == len(set(seen)) == rows_read
+
+    # Every check fired somewhere, and each dirty line carries the reason it was written for.
+    fired = {name for name, c in summary["checks"].items() if c["rows"] > 0}
+    assert fired == set(C.PARSE_CHECKS) | {c.name for c in C.ROW_CHECKS}
+    by_line_q = {r["source_line"]: r for r in quarantined}
+    by_line_v = {r["source_line"]: r for r in validated}
+    for line, (errors, warnings) in expected.items():
+        if errors:
+            assert line in by_line_q, (line, errors, by_line_v.get(line))
+            assert errors <= set(by_line_q[line]["reasons"]), (line, by_line_q[line])
+            assert all(f":{line}: " in d for d in by_line_q[line]["details"])
+        else:
+            assert line in by_line_v, (line, warnings, by_line_q.get(line))
+            assert warnings <= set(by_line_v[line]["warnings"]), (line, by_line_v[line])
+    warned = {(w["source_line"], w["check"]) for w in summary["warnings"]}
+    assert {(r["source_line"], w) for r in validated for w in r["warnings"]} == warned
+
+    # Raw text of a quarantined line is the original line (the BOM-less, undecodable one included).
+    assert by_line_q[4]["raw"].startswith('{"chosen": "女生也能学好数学", "rejected": ')
+    assert any("\\xff" in r["raw"] for r in quarantined if "invalid_utf8" in r["reasons"])
+
+    # Contract of validated rows: fields, normalisation, canonical labels, meta preserved.
+    assert by_line_v[1]["source_line"] == 1  # the BOM line parsed
+    for row in validated:
+        assert set(row) == {"pair_id", "source_line", "prompt", "chosen", "rejected", "bias_type", "warnings", "meta"}
+        assert row["chosen"] == row["chosen"].strip()
+    english = next(r for r in validated if r["meta"].get("source") == "en")
+    assert english["bias_type"] == "socioeconomic"
+    assert english["meta"] == {"source": "en", "license": "CC-BY-4.0", "eval_only": True}
+    prompted = next(r for r in validated if r["prompt"])
+    assert prompted["prompt"] == "老师在课堂上应该如何提问？"
+    assert prompted["meta"] == {"source": "fixture", "origin": "top-level extra"}
+    assert summary["per_bias_type"]["gender_sexuality"]["kept"] >= 10
+    assert summary["unknown_bias_labels"] == {"astrology": 1}
+
+    # Data Docs: the index names the suite; the validation page lists the failed warning expectations.
+    index = (project / DOCS).read_text(encoding="utf-8")
+    assert "validated_pairs" in index
+    pages = list((project / DOCS.parent / "validations").rglob("*.html"))
+    assert pages, "no validation result page"
+    page = pages[0].read_text(encoding="utf-8")
+    assert "check_similar_pair" in page and "check_conflicting_bias_type" in page
+
+
+def test_fail_policy_writes_reports_before_failing(project: Path) -> None:
+    content, _, rows_read = dirty_file()
+    (project / RAW).write_bytes(content)
+    with pytest.raises(DataValidationError) as failure:
+        run_pipeline(project, "data_validation")  # default max_error_rate 0.1 < the dirty share
+    message = str(failure.value)
+    assert "max_error_rate=10.0%" in message
+    assert str(SUMMARY) in message and str(DOCS) in message and str(QUARANTINED) in message
+    validated, quarantined, summary = outputs(project)
+    assert summary["passed"] is False and summary["rows_read"] == rows_read
+    assert len(validated) + len(quarantined) == rows_read
+    assert "validated_pairs" in (project / DOCS).read_text(encoding="utf-8")
+
+
+def test_empty_input_fails_clearly(project: Path) -> None:
+    (project / RAW).write_bytes(b"\n \n")
+    with pytest.raises(DataValidationError, match="No pairs read"):
+        run_pipeline(project, "data_validation")
+    _, _, summary = outputs(project)
+    assert summary["rows_read"] == 0 and summary["blank_lines"] == 2
+    assert (project / DOCS).exists()
+
+
+def test_cli_run_on_another_file_does_not_import_torch(project: Path, tmp_path: Path) -> None:
+    """`--params raw_pairs_path=...` redirects the input; the data stage never imports torch."""
+    other = write_jsonl(tmp_path / "imported.jsonl", clean_pairs(40))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(PROJECT_ROOT / "tests")!r})
+        from conftest import run_pipeline
+        run_pipeline({str(project)!r}, "data_validation",
+                     params={{"raw_pairs_path": {str(other)!r}, "data_validation": {{"min_pairs_per_category": 1}}}})
+        heavy = sorted(m for m in ("torch", "transformers", "trl") if m in sys.modules)
+        assert not heavy, f"data_validation imported {{heavy}}"
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    validated, quarantined, summary = outputs(project)
+    assert summary["input"] == str(other)
+    assert len(validated) == 40 and quarantined == [] and summary["passed"] is True
+    assert "Data validation passed" in done.stderr + done.stdout
