@@ -140,7 +140,7 @@ def test_proportions_within_one_pair_per_category(default_run):
 def test_same_seed_is_byte_identical_other_seed_differs(tmp_path, default_run):
     rows = _dataset()
     same = _run(tmp_path, "same", rows)
-    for path in [*SPLIT_FILES.values(), REPORT]:
+    for path in [*SPLIT_FILES.values(), REPORT, CHART]:
         assert (same / path).read_bytes() == (default_run / path).read_bytes(), path
 
     # Input order does not decide the split (rows are written in input order, so compare line sets).
