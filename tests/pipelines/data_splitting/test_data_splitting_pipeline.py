@@ -219,17 +219,23 @@ def test_bad_parameters_fail_before_any_data_is_read(tmp_path):
         run_pipeline(project, "data_splitting", params={"data_splitting": {"balancing": "smote"}})
 
 
-def test_stage_does_not_import_torch():
+def test_stage_does_not_import_torch(tmp_path):
+    """The node module on its own, and a real `data_splitting` session (which registers every stage's
+    pipeline), must both run without torch / transformers / trl being imported."""
+    project = make_project_copy(tmp_path / "notorch")
+    write_validated(project, distinct_rows({"age": 12, "region": 12}))
+    tests_dir = Path(__file__).resolve().parents[2]
     code = (
-        "import sys, pandas as pd\n"
-        "from edu_bias_pipeline.pipelines.data_splitting import create_pipeline\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(tests_dir)!r})\n"
         "from edu_bias_pipeline.pipelines.data_splitting import nodes\n"
-        "create_pipeline()\n"
-        "rows = [dict(pair_id=str(i), chosen=f'c{i}', rejected=f'r{i}', bias_type='age', meta={})\n"
-        "        for i in range(12)]\n"
-        "sp, notes = nodes.assign_splits(pd.DataFrame(rows), {})\n"
-        "train, val, test, bal = nodes.balance_splits(sp, {}, notes)\n"
-        "nodes.plot_split_chart(nodes.build_split_report(sp, train, val, test, notes, bal, {}))\n"
-        "assert 'torch' not in sys.modules, 'data_splitting imported torch'\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]\n"
+        "assert not heavy, f'importing data_splitting.nodes imported {heavy}'\n"
+        "from conftest import run_pipeline\n"
+        f"run_pipeline({str(project)!r}, 'data_splitting')\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]\n"
+        "assert not heavy, f'kedro run --pipelines data_splitting imported {heavy}'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (project / SPLIT_FILES["train"]).exists()
