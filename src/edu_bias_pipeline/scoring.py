@@ -205,6 +205,7 @@ def load_scoring_models(
     `reference_model` / `beta` / `instruction` / `max_length`, when given, override the checkpoint's metadata;
     a checkpoint without metadata needs `reference_model` (a full model) to have a reference at all.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checkpoint = Path(checkpoint)
@@ -240,6 +241,9 @@ def load_scoring_models(
             policy = PeftModel.from_pretrained(base, str(checkpoint))
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load the LoRA adapter in {checkpoint}: {exc}") from exc
+        if torch_dtype == torch.float64:
+            # peft keeps adapter weights in float32; exact comparisons want every weight in float64.
+            policy = policy.double()
         reference = None
     else:
         policy = _from_pretrained(AutoModelForCausalLM, str(checkpoint), "the trained model", **load_kwargs)

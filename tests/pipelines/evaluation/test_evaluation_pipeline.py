@@ -1,0 +1,176 @@
+"""The evaluation stage in real Kedro sessions on tiny checkpoints (full model, LoRA adapter, checkpoint-N)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pandas as pd
+import pytest
+import tiny_checkpoints as tc
+import yaml
+from conftest import read_jsonl, run_pipeline, write_jsonl
+
+from edu_bias_pipeline.pipelines.evaluation import create_pipeline
+from edu_bias_pipeline.scoring import CheckpointError
+
+REPORTING = ("data/08_reporting/eval_metrics.json", "data/08_reporting/eval_per_category.csv",
+             "data/08_reporting/eval_per_category.png", "data/08_reporting/eval_report.md",
+             "data/07_model_output/eval_pair_scores.jsonl")
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    return tc.get_checkpoints(tmp_path_factory)
+
+
+def _taxonomy(project):
+    return yaml.safe_load((project / "conf/base/parameters_data_validation.yml").read_text())["taxonomy"]
+
+
+def _run(project, **evaluation):
+    extra = evaluation.pop("runtime", {})
+    return run_pipeline(project, "evaluation", params={"evaluation": evaluation, **extra})
+
+
+def _expected_rewards(ck, which, rows):
+    """Independent float64 recomputation, in row order: ((reward, ref logp) chosen, (…) rejected)."""
+    policy, reference = tc.float64_models(ck, which)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ck.base)
+    out = []
+    for row in rows:
+        prompt = row.get("prompt")
+        rewards = []
+        for side in ("chosen", "rejected"):
+            pol = tc.plain_logp_float64(policy, tok, prompt, row[side])
+            ref = tc.plain_logp_float64(reference, tok, prompt, row[side])
+            rewards.append((tc.BETA * (pol - ref), ref))
+        out.append(rewards)
+    return out
+
+
+def test_full_checkpoint_float64_matches_recomputation_and_reports_every_category(project, ck):
+    rows = tc.pair_rows()
+    write_jsonl(project / "data/05_model_input/test.jsonl", rows)
+    _run(project, checkpoint=str(ck.full), dtype="float64", batch_size=2)
+    for path in REPORTING:
+        assert (project / path).stat().st_size > 0, path
+
+    # Rewards: the stage's numbers == an unbatched float64 forward pass, per pair (1e-5).
+    scores = {s["pair_id"]: s for s in read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl")}
+    expected = _expected_rewards(ck, "full", rows)
+    correct = defaultdict(list)
+    baseline = defaultdict(list)
+    for row, ((rc, ref_c), (rr, ref_r)) in zip(rows, expected):
+        s = scores[row["pair_id"]]
+        assert s["reward_chosen"] == pytest.approx(rc, abs=1e-5)
+        assert s["reward_rejected"] == pytest.approx(rr, abs=1e-5)
+        assert s["reward_margin"] == pytest.approx(rc - rr, abs=1e-5)
+        correct[row["bias_type"]].append(rc > rr)
+        baseline[row["bias_type"]].append(ref_c > ref_r)
+    assert sum(s["truncated"] for s in scores.values()) == 1
+
+    metrics = json.loads((project / "data/08_reporting/eval_metrics.json").read_text())
+    for category in tc.CATEGORIES:
+        assert metrics[f"n/{category}"] == len(correct[category])
+        assert metrics[f"reward_accuracy/{category}"] == pytest.approx(
+            sum(correct[category]) / len(correct[category]))
+        assert metrics[f"baseline_accuracy/{category}"] == pytest.approx(
+            sum(baseline[category]) / len(baseline[category]))
+        for key in ("trained_accuracy", "reward_accuracy_normalized", "baseline_accuracy_normalized",
+                    "reward_margin", "baseline_margin", "reward_accuracy_ci_low", "reward_accuracy_ci_high",
+                    "baseline_accuracy_ci_low", "trained_accuracy_ci_high", "accuracy_change"):
+            assert f"{key}/{category}" in metrics
+        assert (metrics[f"reward_accuracy_ci_low/{category}"] <= metrics[f"reward_accuracy/{category}"]
+                <= metrics[f"reward_accuracy_ci_high/{category}"])
+    all_correct = [c for cs in correct.values() for c in cs]
+    assert metrics["reward_accuracy/overall"] == pytest.approx(sum(all_correct) / len(all_correct))
+    assert metrics["reward_accuracy/macro"] == pytest.approx(
+        sum(sum(c) / len(c) for c in correct.values()) / len(correct))
+    assert metrics["n/overall"] == len(rows) and metrics["beta"] == tc.BETA
+    assert all(isinstance(v, (int, float)) for v in metrics.values())  # dvc metrics: numbers only
+
+    # Taxonomy categories absent from the test split are listed, not silently absent.
+    missing = sorted(set(_taxonomy(project)) - set(tc.CATEGORIES))
+    assert missing
+    assert all(metrics[f"n/{c}"] == 0 for c in missing)
+    assert metrics["categories/missing"] == len(missing)
+    table = pd.read_csv(project / "data/08_reporting/eval_per_category.csv")
+    assert sorted(table["bias_type"]) == sorted(_taxonomy(project))
+    assert set(table.loc[table["n"] == 0, "status"]) == {"missing"}
+    report = (project / "data/08_reporting/eval_report.md").read_text(encoding="utf-8")
+    for category in missing:
+        assert f"`{category}`" in report
+    for category in tc.CATEGORIES:
+        assert f"| {category} | {len(correct[category])} |" in report
+    assert "baseline" in report and "trained" in report and "overall (micro)" in report
+    assert (project / "data/08_reporting/eval_per_category.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lora_adapter_on_any_pair_file(project, ck):
+    """eval_pairs_path points the stage at another file (raw format, alias labels); LoRA reference =
+    the adapter disabled, checked against the plain base model."""
+    rows = [{"chosen": r["chosen"], "rejected": r["rejected"],
+             "meta": {"bias_type": {"gender_sexuality": "Gender", "region": "hukou",
+                                    "socioeconomic": "SES"}[r["bias_type"]]}}
+            for r in tc.pair_rows(with_prompt=False, with_long=False)]
+    rows.append({"chosen": "老师关心每个学生。", "rejected": "老师只关心好学生。", "meta": {"bias_type": "teacher"}})
+    pair_file = write_jsonl(project / "elsewhere" / "pairs.jsonl", rows)
+    _run(project, checkpoint=str(ck.lora), dtype="float64", batch_size=4,
+         runtime={"eval_pairs_path": str(pair_file)})
+
+    scores = read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl")
+    assert len(scores) == len(rows)
+    assert {s["bias_type"] for s in scores} == set(tc.CATEGORIES) | {"teacher"}
+    expected = _expected_rewards(ck, "lora", rows)
+    by_line = {s["source_line"]: s for s in scores}
+    for line, ((rc, _), (rr, _)) in enumerate(expected, start=1):
+        assert by_line[line]["reward_chosen"] == pytest.approx(rc, abs=1e-5)
+        assert by_line[line]["reward_rejected"] == pytest.approx(rr, abs=1e-5)
+    metrics = json.loads((project / "data/08_reporting/eval_metrics.json").read_text())
+    assert metrics["n/teacher"] == 1 and "reward_accuracy/teacher" in metrics
+    report = (project / "data/08_reporting/eval_report.md").read_text(encoding="utf-8")
+    assert "LoRA adapter" in report and "not in the taxonomy: `teacher`" in report
+
+
+def test_checkpoint_step_with_default_dtype(project, ck):
+    """A checkpoint-N dir (no metadata of its own) takes beta etc. from its run's final/; float32 default."""
+    rows = tc.pair_rows(with_long=False)
+    write_jsonl(project / "data/05_model_input/test.jsonl", rows)
+    _run(project, checkpoint=str(ck.full_step))
+    metrics = json.loads((project / "data/08_reporting/eval_metrics.json").read_text())
+    assert metrics["beta"] == tc.BETA
+    scores = {s["pair_id"]: s for s in read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl")}
+    expected = _expected_rewards(ck, "full", rows)
+    for row, ((rc, _), _) in zip(rows, expected):
+        assert scores[row["pair_id"]]["reward_chosen"] == pytest.approx(rc, abs=1e-3)
+    assert "float32" in (project / "data/08_reporting/eval_report.md").read_text(encoding="utf-8")
+
+
+def test_bad_inputs_fail_with_clear_messages(project, ck):
+    rows = tc.pair_rows(with_long=False)
+    write_jsonl(project / "data/05_model_input/test.jsonl", rows)
+    with pytest.raises(Exception, match="does not exist") as err:
+        _run(project, checkpoint=str(project / "data/06_models/dpo_model/checkpoint-99"))
+    assert isinstance(err.value, CheckpointError) or "checkpoint-99" in str(err.value)
+
+    with pytest.raises(Exception, match="batch_sise"):
+        _run(project, checkpoint=str(ck.full), batch_sise=4)
+
+    rows[2]["rejected"] = "  "
+    write_jsonl(project / "data/05_model_input/test.jsonl", rows)
+    with pytest.raises(ValueError, match=r"evaluation_pairs: line 3.*'rejected'"):
+        _run(project, checkpoint=str(ck.full))
+
+
+def test_after_orders_scoring_behind_a_training_output():
+    from kedro.pipeline import node, pipeline
+
+    standalone = create_pipeline()
+    assert standalone.inputs() == {"evaluation_pairs", "params:evaluation", "params:taxonomy"}
+    training = pipeline([node(lambda: {}, None, "trained_model", name="a_train")])
+    combined = create_pipeline(after=["trained_model"]) + training
+    names = [n.name for n in combined.nodes]
+    assert names.index("a_train") < names.index("score_evaluation_pairs")
