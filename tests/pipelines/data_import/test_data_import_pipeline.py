@@ -115,6 +115,11 @@ def test_generic_jsonl_with_column_mapping_and_a_broken_line(project, tmp_path):
             '{"good": "broken',
             {"good": "老人也能学会新技术。", "bad": "老人学不会新技术。", "info": {"label": "ageism"}},
             {"good": "x", "bad": "y", "info": {"label": "星座"}},
+            {
+                "good": "两类学校的毕业生都可能胜任。",
+                "bad": "普通学校毕业的人能力差。",
+                "info": {"label": "学历"},
+            },
         ],
     )
     run_pipeline(
@@ -135,8 +140,21 @@ def test_generic_jsonl_with_column_mapping_and_a_broken_line(project, tmp_path):
     rows, report, skipped = outputs(project)
     assert [r["meta"]["bias_type"] for r in rows] == ["educational_qualification", "age"]
     assert {r["meta"]["source"] for r in rows} == {"my-pairs"}
-    assert [(s["record"], s["reason"]) for s in skipped] == [(2, "invalid_json"), (4, "unknown_bias_type")]
-    assert report["sources"][0]["skipped_by_reason"] == {"invalid_json": 1, "unknown_bias_type": 1}
+    assert [(s["record"], s["reason"]) for s in skipped] == [
+        (2, "invalid_json"),
+        (4, "unknown_bias_type"),
+        (5, "duplicate_pair"),
+    ]
+    source = report["sources"][0]
+    assert source["skipped_by_reason"] == {"invalid_json": 1, "unknown_bias_type": 1, "duplicate_pair": 1}
+    assert source["per_category"]["学历"] == {
+        "bias_type": "educational_qualification",
+        "rows_read": 2,
+        "rows_imported": 1,
+        "rows_skipped": 1,
+        "skipped_by_reason": {"duplicate_pair": 1},
+    }
+    assert source["license"] == "CC-BY-4.0" and source["rows_read"] == 5
 
 
 def test_no_source_configured_gives_a_clear_message(project):

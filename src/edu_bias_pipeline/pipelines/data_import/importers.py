@@ -516,6 +516,16 @@ def import_generic(
     return rows, skipped
 
 
+def row_category(meta: Mapping[str, Any]) -> str:
+    """The source's own category of an imported row (the report groups by it)."""
+    return str(
+        meta.get("category")
+        or meta.get("crows_bias_type")
+        or meta.get("source_bias_type")
+        or meta.get("bias_type")
+    )
+
+
 def drop_duplicate_pairs(
     rows: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -537,7 +547,7 @@ def drop_duplicate_pairs(
                 "file": meta.get("source_file"),
                 "record": meta.get("source_record"),
                 "id": meta.get("example_id") or meta.get("crows_id") or meta.get("source_id"),
-                "category": meta.get("category") or meta.get("crows_bias_type") or meta.get("bias_type"),
+                "category": row_category(meta),
                 "reason": DUPLICATE,
                 "detail": (
                     f"same pair as {first[META].get('source_file')} record {first[META].get('source_record')}"

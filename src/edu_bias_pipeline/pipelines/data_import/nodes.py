@@ -271,15 +271,6 @@ def import_generic_source(config: ImportConfig, taxonomy: dict[str, Any]) -> dic
 
 
 # ------------------------------------------------------------------------------------------------ combine
-def _category(meta: dict[str, Any]) -> str:
-    return str(
-        meta.get("category")
-        or meta.get("crows_bias_type")
-        or meta.get("source_bias_type")
-        or meta.get("bias_type")
-    )
-
-
 def _source_report(
     result: dict[str, Any],
     kept: list[dict[str, Any]],
@@ -298,14 +289,14 @@ def _source_report(
     per_condition: Counter = Counter()
     for row in kept:
         meta = row[META]
-        entry = per_category[_category(meta)]
+        entry = per_category[I.row_category(meta)]
         entry["bias_type"] = meta["bias_type"]
         entry["rows_imported"] += 1
         entry["rows_read"] += 1
         if meta.get("context_condition"):
             per_condition[meta["context_condition"]] += 1
     for skip in skipped:
-        entry = per_category[str(skip.get("category"))]
+        entry = per_category[str(skip.get("category") or "(none)")]
         entry["rows_skipped"] += 1
         entry["rows_read"] += 1
         entry["skipped_by_reason"][skip["reason"]] += 1
