@@ -79,7 +79,7 @@ def test_default_dtype_on_cpu_is_float32_and_close(ck, rows):
     models = scoring.load_scoring_models(ck.full)
     assert str(models.dtype) == "torch.float32"
     fast = _score(models, rows)
-    for a, b in zip(exact.policy_rejected, fast.policy_rejected):
+    for a, b in zip(exact.policy_rejected, fast.policy_rejected, strict=True):
         assert a == pytest.approx(b, abs=1e-3)
 
 

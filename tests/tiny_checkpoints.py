@@ -133,7 +133,8 @@ def plain_logp_float64(model, tokenizer, prompt, statement, instruction=DEFAULT_
 
     from edu_bias_pipeline.pairs import render_prompt
 
-    prompt_ids = tokenizer(render_prompt(tokenizer, prompt, instruction), add_special_tokens=False)["input_ids"]
+    prompt_text = render_prompt(tokenizer, prompt, instruction)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(statement, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt_ids + completion_ids)[:max_length]
     x = torch.tensor([ids])

@@ -13,10 +13,11 @@ Kept free of heavy imports at module level: Kedro imports this module for every 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def bias() -> None:
 @click.option("--test-cases", "test_cases_flag", is_flag=True,
               help='The arguments after CHECKPOINT are the statements to test: --test-cases "…" "…".')
 @click.option("--file", "cases_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Statements from a file: .jsonl (JSON strings or {\"statement\": …}) or text, one per line.")
+              help='Statements from a file: .jsonl (JSON strings or {"statement": …}) or text, one a line.')
 @click.option("--interactive", "-i", is_flag=True, help="Type statements one by one (quit/exit/q or Ctrl-D).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output (JSON Lines in interactive mode).")
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(0, 4096),
@@ -156,7 +157,7 @@ def bias() -> None:
               help="DPO beta for the implicit reward (default: from the checkpoint's metadata).")
 @click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
-@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint (off by default).")
+@click.option("--trust-remote-code", is_flag=True, help="Run model code shipped with the checkpoint.")
 def test_command(
     checkpoint: Path,
     statements: tuple[str, ...],
@@ -178,7 +179,7 @@ def test_command(
     above 0, training made the statement less likely than the reference model found it (leans biased).
     """
     if interactive and (statements or cases_file):
-        raise click.UsageError("--interactive reads statements from the terminal: drop the test cases / --file")
+        raise click.UsageError("--interactive reads statements from the terminal: drop the cases / --file")
     if statements and cases_file:
         raise click.UsageError("give test cases either as arguments or with --file, not both")
     if test_cases_flag and not statements:
@@ -197,12 +198,13 @@ def test_command(
     else:
         cases = list(DEFAULT_CASES)
 
-    models = _load(checkpoint, reference_model, beta, dtype, device, trust_remote_code, quiet=as_json)
-    header = _header(models)
-    if interactive:
-        _interactive_loop(models, header, as_json, max_new_tokens)
-        return
-    records = _judge(models, cases, max_new_tokens)
+    with _quiet_logs(as_json):
+        models = _load(checkpoint, reference_model, beta, dtype, device, trust_remote_code)
+        header = _header(models)
+        if interactive:
+            _interactive_loop(models, header, as_json, max_new_tokens)
+            return
+        records = _judge(models, cases, max_new_tokens)
     if as_json:
         click.echo(json.dumps({**header, "results": records}, ensure_ascii=False, indent=2))
         return
@@ -211,19 +213,10 @@ def test_command(
         _print_result(i, record)
 
 
-def _load(checkpoint: Path, reference_model, beta, dtype, device, trust_remote_code, quiet: bool):
+def _load(checkpoint: Path, reference_model, beta, dtype, device, trust_remote_code):
     from edu_bias_pipeline.offline import apply_offline_defaults
 
     apply_offline_defaults()
-    if quiet:
-        _logs_to_stderr()
-    # Model-loading chatter would otherwise interleave with the results (and with --json on stdout).
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.WARNING)
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     from edu_bias_pipeline.scoring import CheckpointError, load_scoring_models
 
     try:
@@ -235,14 +228,44 @@ def _load(checkpoint: Path, reference_model, beta, dtype, device, trust_remote_c
         raise click.ClickException(str(exc)) from None
 
 
-def _logs_to_stderr() -> None:
-    """Under `kedro bias test --json`, Kedro's log handler writes to stdout; move it to stderr."""
+@contextlib.contextmanager
+def _quiet_logs(as_json: bool) -> Iterator[None]:
+    """Model-loading chatter would interleave with the results (and, under --json, corrupt stdout).
+
+    Everything changed here is put back on exit, so in-process callers (tests, notebooks) keep their setup.
+    """
+    import transformers
+
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    streams = _logs_to_stderr() if as_json else []
+    try:
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR if as_json else logging.WARNING)
+        transformers.utils.logging.disable_progress_bar()
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        for undo in streams:
+            undo()
+
+
+def _logs_to_stderr() -> list:
+    """Under `kedro bias test --json`, Kedro's log handler writes to stdout: move it to stderr.
+    Returns the undo actions."""
+    undo = []
     for handler in logging.getLogger().handlers:
         console = getattr(handler, "console", None)  # rich handlers
-        if console is not None and hasattr(console, "stderr"):
+        if console is not None and hasattr(console, "stderr") and not console.stderr:
             console.stderr = True
+            undo.append(lambda c=console: setattr(c, "stderr", False))
         elif isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
+            undo.append(lambda h=handler, s=sys.stdout: h.setStream(s))
+    return undo
 
 
 def _print_header(header: dict[str, Any]) -> None:

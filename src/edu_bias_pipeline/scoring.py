@@ -7,7 +7,7 @@ prompt ids = ``tokenizer(render_prompt(...), add_special_tokens=False)``, comple
 ``tokenizer(statement, add_special_tokens=False) + [eos]``; only completion tokens are scored. Sequences
 longer than ``max_length`` are cut keeping their start, as TRL's default ``truncation_mode="keep_start"``.
 
-Implicit reward of a completion y after prompt x: ``beta * (log pi(y|x) - log pi_ref(y|x))`` with the log-probs
+Implicit reward of a completion y after prompt x: ``beta * (log pi(y|x) - log pi_ref(y|x))``, the log-probs
 summed over completion tokens. The reference is the base model for a full checkpoint and the same model with
 its adapter disabled for a LoRA adapter.
 
@@ -89,7 +89,7 @@ def find_metadata_file(checkpoint: Path) -> Path | None:
 
 
 def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) -> TrainingMetadata:
-    """Metadata for `checkpoint`: explicit overrides (non-None) > metadata file > adapter config > defaults."""
+    """Metadata for `checkpoint`: overrides (non-None) > metadata file > adapter config > defaults."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     values: dict[str, Any] = {}
     sources: list[str] = []
@@ -299,9 +299,11 @@ def encode_completions(
         text = render_prompt(tokenizer, prompt, instruction)
         rendered[prompt] = tokenizer(text, add_special_tokens=False)["input_ids"]
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"] if completions else []
+    completion_ids = (
+        tokenizer(list(completions), add_special_tokens=False)["input_ids"] if completions else []
+    )
     out = []
-    for prompt, ids in zip(prompts, completion_ids):
+    for prompt, ids in zip(prompts, completion_ids, strict=True):
         prompt_ids = rendered[prompt]
         full = prompt_ids + list(ids) + eos
         truncated = max_length is not None and len(full) > max_length
@@ -353,7 +355,8 @@ def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: in
             chunk_logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - chunk_logits.logsumexp(-1)
         )
     acc_dtype = torch.float64
-    flat = torch.cat(token_logps).to(acc_dtype) if token_logps else torch.zeros(0, dtype=acc_dtype, device=device)
+    flat = (torch.cat(token_logps).to(acc_dtype) if token_logps
+            else torch.zeros(0, dtype=acc_dtype, device=device))
     sums = torch.zeros(len(batch), dtype=acc_dtype, device=device).index_add_(0, rows, flat)
     counts = target_mask.sum(dim=1)
     return sums.cpu().tolist(), counts.cpu().tolist()
@@ -367,7 +370,8 @@ def _progress(total: int, desc: str, enabled: bool | None):
     from tqdm.auto import tqdm
 
     # On by default only for long runs, so tests and CLI calls on a handful of statements stay quiet.
-    return tqdm(total=total, desc=desc, unit="pair", disable=not enabled if enabled is not None else total < 512)
+    disable = not enabled if enabled is not None else total < 512
+    return tqdm(total=total, desc=desc, unit="pair", disable=disable)
 
 
 @dataclass
@@ -411,7 +415,10 @@ def score_encoded_pairs(
         policy, ref_ctx, device = models.policy, models.reference_model, models.device
     else:
         policy, reference = models
-        ref_ctx = (lambda: contextlib.nullcontext(reference)) if reference is not None else policy.disable_adapter
+        if reference is not None:
+            ref_ctx = lambda: contextlib.nullcontext(reference)  # noqa: E731
+        else:
+            ref_ctx = policy.disable_adapter
         device = device if device is not None else next(policy.parameters()).device
 
     n = len(chosen)
@@ -455,7 +462,7 @@ def score_pairs(
     meta = models.metadata
     enc_c = encode_completions(models.tokenizer, prompts, chosen, meta.instruction, meta.max_length)
     enc_r = encode_completions(models.tokenizer, prompts, rejected, meta.instruction, meta.max_length)
-    n_trunc = sum(a.truncated or b.truncated for a, b in zip(enc_c, enc_r))
+    n_trunc = sum(a.truncated or b.truncated for a, b in zip(enc_c, enc_r, strict=True))
     if n_trunc:
         logger.warning("%d of %d pairs exceed max_length=%s and were truncated (keep_start)",
                        n_trunc, len(enc_c), meta.max_length)
@@ -510,7 +517,7 @@ def score_statements(
 
 
 def generate_answer(models: ScoringModels, statement: str, *, max_new_tokens: int = 48) -> str:
-    """The policy's greedy answer when asked to judge `statement` (instruction + statement as the user turn)."""
+    """The policy's greedy answer when asked to judge `statement` (user turn: instruction + statement)."""
     import torch
 
     meta = models.metadata

@@ -1,4 +1,4 @@
-"""The evaluation stage in real Kedro sessions on tiny checkpoints (full model, LoRA adapter, checkpoint-N)."""
+"""The evaluation stage in real Kedro sessions on tiny checkpoints (full model, LoRA, checkpoint-N)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_full_checkpoint_float64_matches_recomputation_and_reports_every_categor
     expected = _expected_rewards(ck, "full", rows)
     correct = defaultdict(list)
     baseline = defaultdict(list)
-    for row, ((rc, ref_c), (rr, ref_r)) in zip(rows, expected):
+    for row, ((rc, ref_c), (rr, ref_r)) in zip(rows, expected, strict=True):
         s = scores[row["pair_id"]]
         assert s["reward_chosen"] == pytest.approx(rc, abs=1e-5)
         assert s["reward_rejected"] == pytest.approx(rr, abs=1e-5)
@@ -116,7 +116,8 @@ def test_lora_adapter_on_any_pair_file(project, ck):
              "meta": {"bias_type": {"gender_sexuality": "Gender", "region": "hukou",
                                     "socioeconomic": "SES"}[r["bias_type"]]}}
             for r in tc.pair_rows(with_prompt=False, with_long=False)]
-    rows.append({"chosen": "老师关心每个学生。", "rejected": "老师只关心好学生。", "meta": {"bias_type": "teacher"}})
+    rows.append({"chosen": "老师关心每个学生。", "rejected": "老师只关心好学生。",
+                 "meta": {"bias_type": "teacher"}})
     pair_file = write_jsonl(project / "elsewhere" / "pairs.jsonl", rows)
     _run(project, checkpoint=str(ck.lora), dtype="float64", batch_size=4,
          runtime={"eval_pairs_path": str(pair_file)})
@@ -144,7 +145,7 @@ def test_checkpoint_step_with_default_dtype(project, ck):
     assert metrics["beta"] == tc.BETA
     scores = {s["pair_id"]: s for s in read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl")}
     expected = _expected_rewards(ck, "full", rows)
-    for row, ((rc, _), _) in zip(rows, expected):
+    for row, ((rc, _), _) in zip(rows, expected, strict=True):
         assert scores[row["pair_id"]]["reward_chosen"] == pytest.approx(rc, abs=1e-3)
     assert "float32" in (project / "data/08_reporting/eval_report.md").read_text(encoding="utf-8")
 

@@ -1,7 +1,7 @@
 """Evaluation nodes: score every pair under the trained model and its reference, then summarise per bias type.
 
 Definitions (per pair; logp = log-probability of the statement's tokens + eos after the prompt, summed):
-- implicit reward r(y) = beta * (logp_policy(y) - logp_reference(y)); reward-correct when r(chosen) > r(rejected)
+- implicit reward r(y) = beta * (logp_policy(y) - logp_reference(y)); correct when r(chosen) > r(rejected)
 - trained preference: logp_policy(chosen) > logp_policy(rejected)      (the aligned model's own choice)
 - baseline preference: logp_reference(chosen) > logp_reference(rejected) (the choice before training)
 - "normalized" variants use the mean log-prob per completion token instead of the sum.
@@ -326,7 +326,9 @@ def _pct(value: float, low: float | None = None, high: float | None = None) -> s
 
 
 def _num(value: float, digits: int = 3) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.{digits}f}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}"
 
 
 def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info: dict[str, Any]) -> str:
@@ -334,7 +336,8 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
     lines = [
         "# Evaluation: per-category bias preference",
         "",
-        f"- checkpoint: `{run_info['checkpoint']}` ({'LoRA adapter' if run_info['is_adapter'] else 'full model'})",
+        f"- checkpoint: `{run_info['checkpoint']}` "
+        f"({'LoRA adapter' if run_info['is_adapter'] else 'full model'})",
         f"- reference (baseline): {run_info['reference']}",
         f"- beta: {run_info['beta']}, dtype: {run_info['dtype']}, device: {run_info['device']}, "
         f"metadata: {run_info['metadata_source']}",
@@ -352,13 +355,15 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
+    def with_ci(r: Mapping[str, Any], metric: str) -> str:
+        return _pct(r[metric], r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high"))
+
     def row_line(name: str, r: Mapping[str, Any]) -> str:
         return (
             f"| {name} | {r['n']} "
-            f"| {_pct(r['baseline_accuracy'], r.get('baseline_accuracy_ci_low'), r.get('baseline_accuracy_ci_high'))} "
-            f"| {_pct(r['trained_accuracy'], r.get('trained_accuracy_ci_low'), r.get('trained_accuracy_ci_high'))} "
+            f"| {with_ci(r, 'baseline_accuracy')} | {with_ci(r, 'trained_accuracy')} "
             f"| {_num(r['accuracy_change'] * 100 if r['n'] else math.nan, 1)} pp "
-            f"| {_pct(r['reward_accuracy'], r.get('reward_accuracy_ci_low'), r.get('reward_accuracy_ci_high'))} "
+            f"| {with_ci(r, 'reward_accuracy')} "
             f"| {_num(r['reward_margin'])} "
             f"| {_pct(r['baseline_accuracy_normalized'])} | {_pct(r['trained_accuracy_normalized'])} "
             f"| {_pct(r['reward_accuracy_normalized'])} |"
