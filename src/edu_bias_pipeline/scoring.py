@@ -139,13 +139,18 @@ class ScoringModels:
     device: Any
     dtype: Any
 
-    @contextlib.contextmanager
-    def reference_model(self) -> Iterator[Any]:
-        if self.reference is not None:
-            yield self.reference
-        else:
-            with self.policy.disable_adapter():
-                yield self.policy
+    def reference_model(self) -> contextlib.AbstractContextManager[Any]:
+        return _reference_context(self.policy, self.reference)
+
+
+@contextlib.contextmanager
+def _reference_context(policy: Any, reference: Any | None) -> Iterator[Any]:
+    """The reference model: `reference` itself, or `policy` with its adapter disabled while inside."""
+    if reference is not None:
+        yield reference
+    else:
+        with policy.disable_adapter():  # peft's context manager yields nothing: hand back the policy
+            yield policy
 
 
 def resolve_dtype(dtype: str, device: Any) -> torch.dtype:
@@ -412,13 +417,9 @@ def score_encoded_pairs(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(models, ScoringModels):
-        policy, ref_ctx, device = models.policy, models.reference_model, models.device
+        policy, reference, device = models.policy, models.reference, models.device
     else:
         policy, reference = models
-        if reference is not None:
-            ref_ctx = lambda: contextlib.nullcontext(reference)  # noqa: E731
-        else:
-            ref_ctx = policy.disable_adapter
         device = device if device is not None else next(policy.parameters()).device
 
     n = len(chosen)
@@ -430,7 +431,7 @@ def score_encoded_pairs(
         for idx in _batches(order, batch_size):
             seqs = [chosen[i] for i in idx] + [rejected[i] for i in idx]
             p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device)
-            with ref_ctx() as reference_model:
+            with _reference_context(policy, reference) as reference_model:
                 r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device)
             k = len(idx)
             for j, i in enumerate(idx):
