@@ -1,0 +1,5 @@
+"""DPO training stage: `kedro run --pipelines training`."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

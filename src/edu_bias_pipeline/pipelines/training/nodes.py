@@ -1,0 +1,354 @@
+"""Training stage nodes: resolve the config, prepare the data, build the base model, launch TRL, collect metrics.
+
+The DPO training itself runs in a launched subprocess (`edu_bias_pipeline.training.entry`) because Kedro
+cannot run under `accelerate launch` / DeepSpeed. These nodes validate everything before that process
+starts, and turn its outputs into catalog datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from edu_bias_pipeline import pairs
+from edu_bias_pipeline.training import credentials
+from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
+from edu_bias_pipeline.training.entry import CONTRACT_FILE, EXIT_OOM, FINAL_DIR, FINAL_TMP, METRICS_FILE
+from edu_bias_pipeline.training.launch import detect_hardware, plan_launch, validate_against_hardware
+
+logger = logging.getLogger(__name__)
+
+RUN_STATE_FILE = "edu_bias_run.json"  # fingerprint + status of the run that owns the output dir
+RUN_DIR = ".run"  # inputs handed to the launched process
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# What a training run writes into the output dir; only these are cleared when a different configuration starts.
+_RUN_ARTIFACTS = ("final", FINAL_TMP, RUN_DIR, "trainer_state.json", "training_args.bin", "train.log",
+                  METRICS_FILE, RUN_STATE_FILE, "tensorboard", "wandb", "runs", "README.md")
+
+
+class TrainingRunError(RuntimeError):
+    """The launched training process failed; the message carries its reason."""
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+def resolve_config(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed, validated training config from the parameters, the profile and the old env vars.
+
+    This is the one place the env vars `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS` and `OUTPUT_DIR`
+    are read (see `training.config.ENV_OVERRIDES`). Hardware-dependent errors (QLoRA without CUDA, more
+    processes than GPUs) are raised here too, so a bad configuration never reaches a launched process.
+    """
+    config = resolve_training_config(params, os.environ)
+    for note in validate_against_hardware(config, detect_hardware()):
+        logger.warning("training: %s", note)
+    logger.info(
+        "training config: mode=%s profile=%s model=%s lora=%s qlora=%s lr=%s beta=%s output=%s",
+        config.mode, config.profile, config.model_name_or_path, config.lora.enabled, config.lora.qlora,
+        config.learning_rate, config.beta, config.output_dir,
+    )
+    return config.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def _pair_record(row: Mapping[str, Any], where: str) -> dict[str, Any]:
+    def text(field: str, required: bool) -> str | None:
+        value = row.get(field)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            if required:
+                raise ValueError(f"{where}: field '{field}' is missing")
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
+        if required and not value.strip():
+            raise ValueError(f"{where}: field '{field}' is empty")
+        return value
+
+    meta = row.get(pairs.META) if isinstance(row.get(pairs.META), dict) else {}
+    bias_type = row.get(pairs.BIAS_TYPE) or meta.get("bias_type") or "unknown"
+    weight = row.get(pairs.SAMPLE_WEIGHT, 1.0)
+    try:
+        weight = 1.0 if weight is None or (isinstance(weight, float) and math.isnan(weight)) else float(weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field 'sample_weight' must be a number, got {weight!r}") from None
+    if weight < 0 or not math.isfinite(weight):
+        raise ValueError(f"{where}: field 'sample_weight' must be a finite number ≥ 0, got {weight!r}")
+    eval_only = bool(meta.get(pairs.EVAL_ONLY, False))
+    return {
+        "prompt": text(pairs.PROMPT, False),
+        "chosen": text(pairs.CHOSEN, True),
+        "rejected": text(pairs.REJECTED, True),
+        "bias_type": str(bias_type),
+        "sample_weight": weight,
+        "eval_only": eval_only,
+    }
+
+
+def _frame_records(frame: pd.DataFrame | None, name: str) -> list[dict[str, Any]]:
+    if frame is None or len(frame) == 0:
+        return []
+    rows = frame.to_dict(orient="records")
+    return [_pair_record(row, f"{name} row {i + 1}") for i, row in enumerate(rows)]
+
+
+def _file_records(path: str) -> list[dict[str, Any]]:
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {lineno}: expected a JSON object")
+            records.append(_pair_record(row, f"{path} line {lineno}"))
+    return records
+
+
+def prepare_training_data(
+    train_pairs: pd.DataFrame, val_pairs: pd.DataFrame, config: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """Train/val records for the launched process: `TRAIN_DATASETS` files replace the train split if given.
+
+    `eval_only` pairs (e.g. CrowS-Pairs) never reach training; finding one in the train data is logged.
+    """
+    cfg = TrainingConfig.model_validate(config)
+    if cfg.train_datasets:
+        train = [rec for path in cfg.train_datasets for rec in _file_records(path)]
+        logger.info("training on %d pairs from %s (train split ignored)", len(train), ", ".join(cfg.train_datasets))
+    else:
+        train = _frame_records(train_pairs, "train_pairs (data/05_model_input/train.jsonl)")
+    val = _frame_records(val_pairs, "val_pairs (data/05_model_input/val.jsonl)")
+    eval_only = [r for r in train if r["eval_only"]]
+    if eval_only:
+        logger.warning("leaving %d eval_only pair(s) out of training", len(eval_only))
+        train = [r for r in train if not r["eval_only"]]
+    if not train:
+        raise TrainingConfigError("no training pairs: the train split (or TRAIN_DATASETS) is empty")
+    return {"train": train, "val": val}
+
+
+# ------------------------------------------------------------------------------------- base model
+
+
+def build_base_model(training_data: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
+    """The model to train: the configured one, or the embedded tiny model built (once) from the training texts."""
+    cfg = TrainingConfig.model_validate(config)
+    if not cfg.is_embedded_model:
+        return {"path": cfg.model_name_or_path, "embedded": False}
+    from edu_bias_pipeline.training.tiny_model import build_tiny_model
+
+    texts = [cfg.instruction]
+    for rec in training_data["train"]:
+        texts += [rec["chosen"], rec["rejected"], rec["prompt"] or ""]
+    path = build_tiny_model(texts, cfg.base_model_dir)
+    return {"path": str(path), "embedded": True}
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def _digest(records: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _model_identity(base_model: dict[str, Any]) -> str:
+    path = Path(base_model["path"])
+    marker = path / "edu_bias_tiny_model.json"
+    if marker.exists():
+        return marker.read_text(encoding="utf-8")
+    return base_model["path"]
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-N/` (one killed mid-save lacks trainer_state.json and is skipped)."""
+    if not output_dir.is_dir():
+        return None
+    found = []
+    for child in output_dir.iterdir():
+        match = _CHECKPOINT.match(child.name)
+        if match and child.is_dir() and (child / "trainer_state.json").exists():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def _clear_run(output_dir: Path) -> None:
+    for child in list(output_dir.iterdir()) if output_dir.is_dir() else []:
+        if _CHECKPOINT.match(child.name) or child.name in _RUN_ARTIFACTS:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _run_streaming(argv: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run the launcher, passing its output through, and keep the end of stderr for the error message."""
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            tail.append(line.rstrip())
+    return proc.returncode, list(tail)
+
+
+def _failure_reason(output_dir: Path, returncode: int, stderr_tail: list[str]) -> str:
+    error_file = output_dir / RUN_DIR / "error.json"
+    if error_file.exists():
+        try:
+            return json.loads(error_file.read_text(encoding="utf-8"))["message"]
+        except (OSError, ValueError, KeyError):
+            pass
+    lines = [ln for ln in stderr_tail if ln.strip()][-12:]
+    return f"exit code {returncode}" + ("; end of its stderr:\n" + "\n".join(lines) if lines else "")
+
+
+def train_dpo(
+    training_data: dict[str, list[dict[str, Any]]], config: dict[str, Any], base_model: dict[str, Any]
+) -> dict[str, Any]:
+    """Launch `training.entry` in the configured mode and wait for it; resume an interrupted identical run."""
+    cfg = TrainingConfig.model_validate(config)
+    output_dir = Path(cfg.output_dir)
+    fingerprint = cfg.fingerprint(
+        _digest(training_data["train"]), _digest(training_data["val"]), _model_identity(base_model)
+    )
+    state_file = output_dir / RUN_STATE_FILE
+    previous = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
+    same_run = previous.get("fingerprint") == fingerprint and cfg.resume
+    final_dir = output_dir / FINAL_DIR
+
+    if same_run and previous.get("status") == "completed" and (final_dir / CONTRACT_FILE).exists():
+        logger.info("training: %s already holds the finished run of this configuration; not retraining",
+                    final_dir)
+        return {"output_dir": str(output_dir), "final_dir": str(final_dir), "fingerprint": fingerprint,
+                "skipped": True}
+
+    resume_from = latest_checkpoint(output_dir) if same_run else None
+    if not same_run and output_dir.exists() and any(output_dir.iterdir()):
+        logger.warning("training: %s holds a run of another configuration (or resume is off); starting afresh",
+                       output_dir)
+        _clear_run(output_dir)
+    if resume_from is None and same_run:
+        _clear_run(output_dir)
+    run_dir = output_dir / RUN_DIR
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.json").unlink(missing_ok=True)
+    _write_jsonl(run_dir / "train.jsonl", training_data["train"])
+    _write_jsonl(run_dir / "val.jsonl", training_data["val"])
+    state_file.write_text(json.dumps({"fingerprint": fingerprint, "status": "running"}), encoding="utf-8")
+
+    hw = detect_hardware()
+    ds_path = run_dir / "deepspeed_config.json"
+    plan = plan_launch(
+        cfg, run_dir / "run.json", hw, environ=os.environ, deepspeed_config_path=ds_path,
+        wandb_api_key=credentials.wandb_api_key(),
+    )
+    for note in plan.warnings:
+        logger.warning("training: %s", note)
+    if plan.deepspeed_config is not None:
+        ds_path.write_text(json.dumps(plan.deepspeed_config, indent=2), encoding="utf-8")
+    runtime = {
+        "model_path": base_model["path"],
+        "base_model_id": base_model["path"],
+        "train_file": str(run_dir / "train.jsonl"),
+        "val_file": str(run_dir / "val.jsonl"),
+        "run_dir": str(run_dir),
+        "precision": plan.precision,
+        "use_cpu": plan.use_cpu,
+        "deepspeed_config": str(cfg.deepspeed.config_file or ds_path) if plan.deepspeed_config else None,
+        "resume_from": str(resume_from) if resume_from else None,
+        "fingerprint": fingerprint,
+    }
+    (run_dir / "run.json").write_text(
+        json.dumps({"config": cfg.model_dump(mode="json"), "runtime": runtime}, indent=2, ensure_ascii=False),
+        encoding="utf-8",
+    )
+    if resume_from:
+        logger.info("training: resuming the interrupted run from %s", resume_from)
+    logger.info("training: launching %s: %s", plan.description, " ".join(plan.argv))
+    returncode, stderr_tail = _run_streaming(plan.argv, plan.env)
+    if returncode != 0:
+        reason = _failure_reason(output_dir, returncode, stderr_tail)
+        if returncode == EXIT_OOM:
+            raise TrainingRunError(f"training ran out of memory: {reason}")
+        raise TrainingRunError(f"training process failed ({plan.description}): {reason}")
+    if not (final_dir / CONTRACT_FILE).exists():
+        raise TrainingRunError(f"training process exited cleanly but {final_dir} was not written")
+    state_file.write_text(json.dumps({"fingerprint": fingerprint, "status": "completed"}), encoding="utf-8")
+    return {"output_dir": str(output_dir), "final_dir": str(final_dir), "fingerprint": fingerprint,
+            "skipped": False, "launch": plan.argv[1:], "mode": plan.description}
+
+
+# ---------------------------------------------------------------------------------------- metrics
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null (json.dump would write invalid JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`training_metrics.json` (per-step history for dvc plots, final numbers, health) and the trained-model record."""
+    from edu_bias_pipeline.training.entry import history_record, legacy_metrics
+
+    output_dir = Path(training_run["output_dir"])
+    raw = json.loads((output_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    history = raw.get("history", [])
+    # One record per logged step, train and eval values side by side: dvc plots merges every list of
+    # records in a file by position, so the file holds exactly one such list.
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in history:
+        if "step" in entry:
+            by_step.setdefault(entry["step"], {}).update(history_record(entry))
+    steps = [by_step[k] for k in sorted(by_step)]
+    train = raw.get("train", {})
+    last_train = next((h for h in reversed(history) if "loss" in h and "rewards/accuracies" in h), {})
+    final = {f"train/{k}": v for k, v in legacy_metrics(last_train).items()}
+    if "loss" in last_train:
+        final["train/loss"] = last_train["loss"]
+    final.update({f"train_set/{k}": v for k, v in train.items() if k.startswith(("rewards/", "loss"))})
+    final.update({f"eval/{k}": v for k, v in raw.get("eval", {}).items() if k.startswith(("rewards/", "loss"))})
+    metrics = {
+        "steps": steps,
+        "final": final,
+        "per_category": raw.get("per_category", {}),
+        "health": raw.get("health", {}),
+        "run": {
+            k: raw.get(k)
+            for k in ("fingerprint", "resumed_from", "num_processes", "device", "precision", "global_step",
+                      "runtime_s")
+        },
+    }
+    metrics["run"]["mode"] = training_run.get("mode")
+    metrics["run"]["train_runtime_s"] = train.get("train_runtime")
+    final_dir = Path(training_run["final_dir"])
+    contract = json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8"))
+    trained_model = {"model_dir": str(final_dir), **contract}
+    return _clean(metrics), trained_model

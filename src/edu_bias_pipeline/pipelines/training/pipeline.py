@@ -1,0 +1,28 @@
+"""Training: config → data → base model → launched TRL run → metrics."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import build_base_model, collect_training_metrics, prepare_training_data, resolve_config, train_dpo
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(resolve_config, "params:training", "training_config", name="resolve_training_config"),
+            node(
+                prepare_training_data,
+                ["train_pairs", "val_pairs", "training_config"],
+                "training_data",
+                name="prepare_training_data",
+            ),
+            node(build_base_model, ["training_data", "training_config"], "base_model", name="build_base_model"),
+            node(train_dpo, ["training_data", "training_config", "base_model"], "training_run", name="train_dpo"),
+            node(
+                collect_training_metrics,
+                "training_run",
+                ["training_metrics", "trained_model"],
+                name="collect_training_metrics",
+            ),
+        ],
+        tags="training",
+    )

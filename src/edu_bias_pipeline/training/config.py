@@ -1,0 +1,350 @@
+"""Typed training configuration: parameters → profile → env-var overrides → validated `TrainingConfig`.
+
+Configuration flows one way. The Kedro node hands `resolve_training_config` the `training:` parameters
+and a snapshot of the environment; the result is validated here, before anything is launched, and
+written as JSON for the launched process (`entry.py`), which never reads env vars of its own.
+
+Precedence, lowest first:
+1. the named profile (`profile: default | optimized`, see `PROFILES`);
+2. every key set (not null) in `conf/<env>/parameters_training.yml` or `kedro run --params`;
+3. the old scripts' env vars (`ENV_OVERRIDES`): `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS`,
+   `OUTPUT_DIR`.
+
+Each field carries a `description`, in the manner of TRL's `dpo_config.py`, so `TrainingConfig.model_json_schema()`
+documents every option.
+
+Kept free of heavy imports: validation happens in the Kedro process, before torch is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
+from edu_bias_pipeline.training.tiny_model import EMBEDDED_MODEL_NAME
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["single", "accelerate", "deepspeed"]
+
+# The sentinel `model_name_or_path` meaning "build the embedded tiny model from the training texts".
+EMBEDDED_MODEL = EMBEDDED_MODEL_NAME
+
+# Old shell-script interface: env var → config field. Applied by the node (`resolve_training_config`), nowhere else.
+ENV_OVERRIDES = {
+    "TRAIN_MODE": "mode",
+    "MODEL_NAME_OR_PATH": "model_name_or_path",
+    "TRAIN_DATASETS": "train_datasets",  # comma-separated JSONL paths, replacing the train split
+    "OUTPUT_DIR": "output_dir",
+}
+
+# Named profiles mirroring the old scripts' configs for real models. A profile supplies values for the fields
+# the parameters leave unset; anything set in the parameters wins. More profiles (e.g. a `gpu` one) can be
+# added here without touching the rest of the code.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {
+        "beta": 0.1,
+        "learning_rate": 1e-6,
+        "per_device_train_batch_size": 1,
+        "per_device_eval_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+    },
+    "optimized": {
+        "beta": 0.5,
+        "learning_rate": 5e-6,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "gradient_accumulation_steps": 4,
+        "eval_strategy": "steps",
+        "eval_steps": 100,
+        "save_strategy": "steps",
+        "save_steps": 100,
+    },
+}
+
+
+class TrainingConfigError(ValueError):
+    """A training configuration that cannot run; raised before any process is launched."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSettings(_Strict):
+    enabled: bool = Field(False, description="Train a LoRA adapter (PEFT) instead of all weights.")
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (lora_alpha).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules to adapt: a list of names or PEFT's 'all-linear'."
+    )
+    qlora: bool = Field(
+        False,
+        description="Load the base model in 4-bit (bitsandbytes NF4) and train LoRA on top (QLoRA). CUDA only; "
+        "implies `enabled`.",
+    )
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit quantisation type for QLoRA.")
+
+
+class DeepSpeedSettings(_Strict):
+    zero_stage: Literal[2, 3] = Field(2, description="ZeRO stage: 2 shards optimizer+gradients, 3 also the weights.")
+    offload_optimizer: bool = Field(False, description="Offload optimizer states to CPU memory.")
+    offload_param: bool = Field(False, description="Offload parameters to CPU memory (ZeRO-3 only).")
+    launcher: Literal["accelerate", "deepspeed"] = Field(
+        "accelerate",
+        description="How to start the processes: `accelerate launch --use_deepspeed` or the `deepspeed` launcher.",
+    )
+    config_file: str | None = Field(
+        None, description="A DeepSpeed JSON config to use as is instead of the one generated from these settings."
+    )
+
+    @model_validator(mode="after")
+    def _offload_param_needs_zero3(self) -> DeepSpeedSettings:
+        if self.offload_param and self.zero_stage != 3:
+            raise ValueError("deepspeed.offload_param needs deepspeed.zero_stage: 3")
+        return self
+
+
+class LaunchSettings(_Strict):
+    num_processes: int = Field(
+        1, ge=1, description="Total processes (GPUs) across all machines for accelerate/deepspeed modes."
+    )
+    num_machines: int = Field(1, ge=1, description="Number of machines (nodes).")
+    machine_rank: int = Field(0, ge=0, description="Rank of this machine (accelerate multi-node).")
+    main_process_ip: str | None = Field(None, description="Address of the rank-0 machine (multi-node).")
+    main_process_port: int = Field(29500, ge=1, le=65535, description="Rendezvous port.")
+    hostfile: str | None = Field(
+        None, description="DeepSpeed hostfile (`host slots=N` lines) for multi-node deepspeed runs."
+    )
+    extra_args: list[str] = Field(
+        default_factory=list, description="Extra launcher arguments, appended before the module to run."
+    )
+
+
+class HealthSettings(_Strict):
+    warmup_fraction: float = Field(
+        0.3, ge=0.0, lt=1.0, description="Share of the logged steps ignored by the health checks (warm-up)."
+    )
+    stuck_loss_tolerance: float = Field(
+        0.005, gt=0.0, description="A loss within this distance of ln 2 ≈ 0.693 after warm-up counts as stuck."
+    )
+
+
+class TrainingConfig(_Strict):
+    """Everything the training stage needs; serialised to JSON for the launched process."""
+
+    profile: str = Field("default", description="Named profile supplying unset fields: " + ", ".join(PROFILES))
+    mode: Mode = Field("single", description="Hardware mode: single | accelerate | deepspeed.")
+    model_name_or_path: str = Field(
+        EMBEDDED_MODEL,
+        description=f"Policy/reference model: a local directory, a hub id, or `{EMBEDDED_MODEL}` for the "
+        "embedded tiny model built from the training texts.",
+    )
+    trust_remote_code: bool = Field(False, description="Allow model code shipped with the checkpoint.")
+    base_model_dir: str = Field(
+        "data/06_models/base_model", description="Where the embedded tiny model is built and cached."
+    )
+    output_dir: str = Field(
+        "data/06_models/dpo_model", description="Checkpoints, logs and the `final/` model or adapter."
+    )
+    train_datasets: list[str] = Field(
+        default_factory=list,
+        description="JSONL files to train on instead of the train split (raw pair or split format).",
+    )
+    instruction: str = Field(
+        DEFAULT_INSTRUCTION, description="User turn for pairs without their own `prompt` (pairs.render_prompt)."
+    )
+    max_length: int = Field(512, gt=0, description="Maximum prompt+completion tokens; longer pairs are truncated.")
+
+    beta: float | None = Field(None, gt=0.0, description="DPO beta (deviation from the reference model).")
+    loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"], description="TRL DPO loss type(s).")
+    learning_rate: float | None = Field(None, gt=0.0, description="Peak learning rate (AdamW).")
+    lr_scheduler_type: str = Field("linear", description="transformers scheduler name.")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of steps for linear warm-up.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    num_train_epochs: float = Field(1.0, gt=0.0, description="Training epochs (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, description="Optimizer steps to run; -1 means use num_train_epochs.")
+    per_device_train_batch_size: int | None = Field(None, ge=1, description="Pairs per device per step.")
+    per_device_eval_batch_size: int | None = Field(None, ge=1, description="Pairs per device per eval step.")
+    gradient_accumulation_steps: int | None = Field(None, ge=1, description="Micro-batches per optimizer step.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Training precision; `auto` = bf16 on a bf16-capable GPU, fp32 on CPU."
+    )
+    seed: int = Field(42, description="Seed for model init (LoRA), data order and dropout.")
+
+    logging_steps: int = Field(10, ge=1, description="Log metrics every N optimizer steps.")
+    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
+        None, description="When to evaluate on the val split (overall and per bias_type)."
+    )
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (eval_strategy: steps).")
+    eval_per_bias_type: bool = Field(True, description="Also evaluate each bias_type of the val split separately.")
+    save_strategy: Literal["no", "steps", "epoch"] | None = Field(
+        None, description="When to write `checkpoint-N/` (needed for resume)."
+    )
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (save_strategy: steps).")
+    save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints.")
+    resume: bool = Field(
+        True, description="Resume from the latest checkpoint when the same configuration was interrupted."
+    )
+    use_sample_weights: bool = Field(
+        True,
+        description="Draw training pairs in proportion to their `sample_weight` (only when weights differ).",
+    )
+    dataloader_num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+    report_to: Literal["none", "tensorboard", "wandb"] = Field(
+        "none", description="Experiment tracking: wandb (offline unless WANDB_API_KEY), tensorboard or none."
+    )
+    wandb_project: str = Field("edu-bias-dpo", description="wandb project name.")
+    run_name: str | None = Field(None, description="Tracking run name (defaults to the output dir name).")
+
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA / QLoRA settings.")
+    deepspeed: DeepSpeedSettings = Field(default_factory=DeepSpeedSettings, description="DeepSpeed settings.")
+    launch: LaunchSettings = Field(default_factory=LaunchSettings, description="Process / machine layout.")
+    health: HealthSettings = Field(default_factory=HealthSettings, description="Training-health checks.")
+    extra_training_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further `trl.DPOConfig` keyword arguments, passed through unchanged (escape hatch).",
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            raise ValueError(f"unknown profile {value!r}; choose one of {sorted(PROFILES)}")
+        return value
+
+    @field_validator("train_datasets", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value if value is not None else []
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def _loss_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be -1 (use num_train_epochs) or a positive number of steps")
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if self.save_strategy == "steps" and not self.save_steps:
+            raise ValueError("save_strategy 'steps' needs save_steps")
+        if self.lora.qlora and not self.lora.enabled:
+            self.lora.enabled = True
+        return self
+
+    @property
+    def is_embedded_model(self) -> bool:
+        return self.model_name_or_path == EMBEDDED_MODEL
+
+    def fingerprint(self, *data_digests: str) -> str:
+        """Identity of a training run: same config and same data → same fingerprint → resume allowed."""
+        payload = self.model_dump(mode="json", exclude={"resume", "report_to", "run_name", "wandb_project"})
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
+        for item in data_digests:
+            digest.update(item.encode())
+        return digest.hexdigest()[:16]
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "training"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  training.{where}: {err['msg']}{shown}")
+    return "invalid training configuration:\n" + "\n".join(lines)
+
+
+def _drop_nulls(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def apply_env_overrides(params: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The old scripts' env vars over the parameters; returns the merged dict and the names that applied."""
+    merged = dict(params)
+    applied = []
+    for var, field_name in ENV_OVERRIDES.items():
+        value = environ.get(var)
+        if value is not None and value.strip() != "":
+            merged[field_name] = value.strip()
+            applied.append(var)
+    return merged, applied
+
+
+def resolve_training_config(
+    params: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    check_model: bool = True,
+) -> TrainingConfig:
+    """Profile ← parameters ← env vars, validated. Raises `TrainingConfigError` with every problem listed."""
+    params = dict(params or {})
+    environ = {} if environ is None else environ
+    merged, applied = apply_env_overrides(_drop_nulls(params), environ)
+    if applied:
+        logger.info("Training parameters overridden from the environment: %s", ", ".join(applied))
+    profile = merged.get("profile", "default")
+    if profile not in PROFILES:
+        raise TrainingConfigError(
+            f"invalid training configuration:\n  training.profile: unknown profile {profile!r}; "
+            f"choose one of {sorted(PROFILES)}"
+        )
+    values = {**PROFILES[profile], **merged}
+    try:
+        config = TrainingConfig.model_validate(values)
+    except ValidationError as exc:
+        raise TrainingConfigError(_format_validation_error(exc)) from None
+    if check_model:
+        check_model_available(config, environ)
+    for path in config.train_datasets:
+        if not Path(path).is_file():
+            raise TrainingConfigError(f"training.train_datasets: file not found: {path}")
+    return config
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        1 <= len(parts) <= 2
+        and all(parts)
+        and not name.startswith((".", "~"))
+        and not os.path.isabs(name)
+    )
+
+
+def check_model_available(config: TrainingConfig, environ: Mapping[str, str]) -> None:
+    """A missing local model (or an uncached hub id while offline) fails here, not minutes into a launch."""
+    name = config.model_name_or_path
+    if config.is_embedded_model or Path(name).exists():
+        return
+    if not _looks_like_hub_id(name):
+        raise TrainingConfigError(f"training.model_name_or_path: model directory not found: {name}")
+    offline = str(environ.get("HF_HUB_OFFLINE", "")).lower() in ("1", "true", "yes")
+    if offline:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+        if not isinstance(cached, str):
+            raise TrainingConfigError(
+                f"training.model_name_or_path: {name!r} is neither a local directory nor in the Hugging Face cache, "
+                "and the hub is offline (HF_HUB_OFFLINE=1). Download it first or point to a local directory."
+            )

@@ -1,0 +1,451 @@
+"""The launched training process: `python -m edu_bias_pipeline.training.entry RUN.json`.
+
+Runs the same under plain python, `accelerate launch` and DeepSpeed. `RUN.json` is written by the Kedro
+node: `{"config": TrainingConfig, "runtime": RuntimeSpec}`; nothing here reads configuration from env vars
+(the launchers' own RANK/WORLD_SIZE plumbing aside, which accelerate handles).
+
+TRL's `DPOTrainer` does the training maths. This module adds what the project needs around it: the
+prompt contract (`pairs.render_prompt`), LoRA/QLoRA, per-bias_type evaluation, the old scripts' metric
+names, health diagnostics, resume, an OOM hint, and an atomic `final/` directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from edu_bias_pipeline.pairs import render_prompt
+from edu_bias_pipeline.training import health
+from edu_bias_pipeline.training.config import TrainingConfig
+
+logger = logging.getLogger("edu_bias_pipeline.training")
+
+CONTRACT_FILE = "edu_bias_training.json"  # final/edu_bias_training.json, read by evaluation and the CLI
+METRICS_FILE = "edu_bias_metrics.json"  # in the output dir; the Kedro node turns it into training_metrics.json
+FINAL_DIR = "final"
+FINAL_TMP = ".final.tmp"
+EXIT_OOM = 3
+EXIT_FAILED = 2
+
+# The old scripts' metric names. Keys logged without the "train/" prefix because the wandb and tensorboard
+# integrations prefix train-time keys with "train/" themselves (`loss` is already shown as `train/loss`).
+LEGACY_ALIASES = {
+    "reward_accuracy": "rewards/accuracies",
+    "reward_margin": "rewards/margins",
+    "better_sample_reward": "rewards/chosen",
+    "worse_sample_reward": "rewards/rejected",
+    "lr": "learning_rate",
+}
+
+
+class RuntimeSpec(BaseModel):
+    """What the node resolved for this run (paths, hardware decisions); not user configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str
+    base_model_id: str  # what final/edu_bias_training.json records as the base/reference model
+    train_file: str
+    val_file: str
+    run_dir: str
+    precision: str = "fp32"
+    use_cpu: bool = True
+    deepspeed_config: str | None = None
+    resume_from: str | None = None
+    fingerprint: str = ""
+
+
+def legacy_metrics(logs: dict[str, Any]) -> dict[str, Any]:
+    """The old names for a train-time log entry (empty for eval entries)."""
+    if any(k.startswith("eval_") for k in logs):
+        return {}
+    return {alias: logs[src] for alias, src in LEGACY_ALIASES.items() if src in logs}
+
+
+def history_record(logs: dict[str, Any]) -> dict[str, Any]:
+    """A log entry under the names tracking tools show: `train/…` and `eval/…` (transformers' rewrite_logs)."""
+    out: dict[str, Any] = {}
+    for key, value in logs.items():
+        if key in ("step", "epoch"):
+            out[key] = value
+        elif key.startswith("eval_"):
+            out["eval/" + key[5:]] = value
+        else:
+            out["train/" + key] = value
+    return out
+
+
+def _setup_logging(output_dir: Path, is_main: bool) -> None:
+    import transformers
+
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(fmt)
+    root.addHandler(stream)
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(output_dir / "train.log", encoding="utf-8")
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    transformers.utils.logging.set_verbosity_warning()
+    import datasets
+
+    # Per-category evaluation maps small datasets many times; their progress bars would drown the log.
+    datasets.disable_progress_bars()
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def build_dataset(rows: list[dict[str, Any]], tokenizer: Any, instruction: str):
+    """TRL's standard (non-conversational) preference format with the already-rendered prompt (data contract)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "prompt": [render_prompt(tokenizer, r.get("prompt"), instruction) for r in rows],
+            "chosen": [r["chosen"] for r in rows],
+            "rejected": [r["rejected"] for r in rows],
+        }
+    )
+
+
+def make_trainer_class():
+    import torch
+    from trl import DPOTrainer
+
+    class EduBiasDPOTrainer(DPOTrainer):
+        """DPOTrainer + per-bias_type evaluation, legacy metric names and weighted sampling."""
+
+        category_eval_datasets: dict[str, Any] = {}
+        sample_weights: list[float] | None = None
+        _quiet_eval = False
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            # Mirrors DPOTrainer.log (average TRL's buffered metrics into the entry), then adds the old names.
+            # During per-category evaluation nothing is logged: the caller reads the returned dict.
+            mode = "train" if self.model.training else "eval"
+            metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items()}
+            if mode == "eval":
+                metrics = {f"eval_{key}": val for key, val in metrics.items()}
+            logs.update(metrics)
+            self._metrics[mode].clear()
+            if self._quiet_eval:
+                return
+            logs.update(legacy_metrics(logs))
+            super(DPOTrainer, self).log(logs, start_time)
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+            if eval_dataset is not None or self._quiet_eval or not self.category_eval_datasets:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            metrics = super().evaluate(None, ignore_keys, metric_key_prefix)
+            per_category = self.evaluate_categories(ignore_keys)
+            if per_category:
+                super(DPOTrainer, self).log(per_category)
+                metrics.update(per_category)
+            return metrics
+
+        def evaluate_quietly(self, dataset, prefix: str, ignore_keys=None) -> dict[str, float]:
+            """Evaluate one dataset without logging; returns `{metric: value}` without the prefix."""
+            self._quiet_eval = True
+            try:
+                out = super().evaluate(dataset, ignore_keys, metric_key_prefix=prefix)
+            finally:
+                self._quiet_eval = False
+            # TRL renames only the loss with the prefix; its reward metrics come back as eval_rewards/*.
+            result = {}
+            for key, value in out.items():
+                if key.startswith(prefix + "_"):
+                    result[key[len(prefix) + 1:]] = value
+                elif key.startswith("eval_"):
+                    result[key[5:]] = value
+            return result
+
+        def evaluate_categories(self, ignore_keys=None) -> dict[str, float]:
+            flat: dict[str, float] = {}
+            for category, dataset in self.category_eval_datasets.items():
+                m = self.evaluate_quietly(dataset, f"eval_{category}", ignore_keys)
+                for key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"):
+                    if key in m:
+                        flat[f"eval_{category}/{key}"] = m[key]
+            return flat
+
+        def _get_train_sampler(self, train_dataset=None):
+            weights = self.sample_weights
+            if weights and len(set(weights)) > 1:
+                generator = torch.Generator().manual_seed(self.args.seed)
+                return torch.utils.data.WeightedRandomSampler(
+                    weights, num_samples=len(weights), replacement=True, generator=generator
+                )
+            return super()._get_train_sampler(train_dataset)
+
+    return EduBiasDPOTrainer
+
+
+def make_callbacks(config: TrainingConfig):
+    from transformers import TrainerCallback
+
+    class HealthCallback(TrainerCallback):
+        """Warns once per health check as soon as it fires, and logs every entry to train.log."""
+
+        def __init__(self) -> None:
+            self.fired: set[str] = set()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            logger.info("step %s: %s", state.global_step, json.dumps(logs, default=str, ensure_ascii=False))
+            checks = health.diagnose(
+                state.log_history, state.max_steps, config.health.warmup_fraction, config.health.stuck_loss_tolerance
+            )
+            for name, fired in checks.items():
+                if fired and name not in self.fired:
+                    self.fired.add(name)
+                    logger.warning("training health: %s", health.MESSAGES[name])
+
+    return [HealthCallback()]
+
+
+def _oom_message(config: TrainingConfig) -> str:
+    return (
+        f"out of memory while training {config.model_name_or_path} (per_device_train_batch_size="
+        f"{config.per_device_train_batch_size}, max_length={config.max_length}, lora={config.lora.enabled}, "
+        f"qlora={config.lora.qlora}). Try: training.lora.enabled: true (LoRA) or training.lora.qlora: true "
+        "(4-bit QLoRA, GPU); a smaller training.per_device_train_batch_size with a larger "
+        "gradient_accumulation_steps; training.gradient_checkpointing: true; a smaller training.max_length; "
+        "or mode: deepspeed with deepspeed.zero_stage: 3 / offload_optimizer: true."
+    )
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig
+
+    state = PartialState(cpu=runtime.use_cpu) if runtime.use_cpu else PartialState()
+    output_dir = Path(config.output_dir)
+    _setup_logging(output_dir, state.is_main_process)
+    logger.info("training process %d/%d on %s", state.process_index, state.num_processes, state.device)
+
+    tokenizer = AutoTokenizer.from_pretrained(runtime.model_path, trust_remote_code=config.trust_remote_code)
+    train_rows = load_rows(runtime.train_file)
+    val_rows = load_rows(runtime.val_file) if Path(runtime.val_file).exists() else []
+    train_ds = build_dataset(train_rows, tokenizer, config.instruction)
+    val_ds = build_dataset(val_rows, tokenizer, config.instruction) if val_rows else None
+
+    categories: dict[str, list[dict[str, Any]]] = {}
+    for row in val_rows:
+        categories.setdefault(str(row.get("bias_type") or "unknown"), []).append(row)
+
+    eval_strategy = config.eval_strategy if val_ds is not None else "no"
+    report_to = [] if config.report_to == "none" else [config.report_to]
+    args = DPOConfig(
+        output_dir=str(output_dir),
+        beta=config.beta,
+        loss_type=list(config.loss_type),
+        max_length=config.max_length,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_checkpointing=config.gradient_checkpointing,
+        bf16=runtime.precision == "bf16",
+        fp16=runtime.precision == "fp16",
+        use_cpu=runtime.use_cpu,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=config.eval_steps,
+        save_strategy=config.save_strategy,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to=report_to or "none",
+        run_name=config.run_name or output_dir.name,
+        deepspeed=runtime.deepspeed_config,
+        dataloader_num_workers=config.dataloader_num_workers,
+        trust_remote_code=config.trust_remote_code,
+        **config.extra_training_args,
+    )
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(runtime.precision, torch.float32)
+    model_kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
+    peft_config = None
+    if config.lora.enabled:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=config.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    if config.lora.qlora:
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=config.lora.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if runtime.precision == "bf16" else torch.float16,
+            bnb_4bit_quant_storage=dtype,
+        )
+        model_kwargs["device_map"] = {"": state.local_process_index}
+    model = AutoModelForCausalLM.from_pretrained(runtime.model_path, **model_kwargs)
+    if config.lora.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+
+    trainer_cls = make_trainer_class()
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=make_callbacks(config),
+    )
+    if config.use_sample_weights:
+        trainer.sample_weights = [float(r.get("sample_weight", 1.0) or 1.0) for r in train_rows]
+    if config.eval_per_bias_type and len(categories) > 0:
+        trainer.category_eval_datasets = {
+            name: build_dataset(rows, tokenizer, config.instruction) for name, rows in sorted(categories.items())
+        }
+
+    if trainer.is_deepspeed_enabled:
+        logger.info("DeepSpeed ZeRO stage %s engine", trainer.accelerator.state.deepspeed_plugin.zero_stage)
+    started = time.time()
+    if runtime.resume_from:
+        logger.info("resuming from %s", runtime.resume_from)
+    train_result = trainer.train(resume_from_checkpoint=runtime.resume_from)
+    runtime_s = time.time() - started
+
+    # Final numbers: the whole val split (overall + per bias_type) and the whole train set, after training.
+    final_eval: dict[str, Any] = {}
+    per_category: dict[str, dict[str, float]] = {}
+    if val_ds is not None:
+        final_eval = trainer.evaluate_quietly(trainer.eval_dataset, "eval_final")
+        for name, dataset in trainer.category_eval_datasets.items():
+            m = trainer.evaluate_quietly(dataset, f"eval_{name}")
+            per_category[name] = {**m, "n_pairs": len(categories[name])}
+    train_eval = trainer.evaluate_quietly(train_ds, "train_final")
+
+    history = list(trainer.state.log_history)
+    checks = health.diagnose(
+        history, trainer.state.max_steps, config.health.warmup_fraction, config.health.stuck_loss_tolerance
+    )
+    for message in health.warnings_for(checks):
+        logger.warning("training health: %s", message)
+
+    _save_final(trainer, tokenizer, config, runtime, output_dir, state)
+
+    metrics = {
+        "fingerprint": runtime.fingerprint,
+        "resumed_from": Path(runtime.resume_from).name if runtime.resume_from else None,
+        "num_processes": state.num_processes,
+        "device": str(state.device.type),
+        "precision": runtime.precision,
+        "global_step": trainer.state.global_step,
+        "runtime_s": round(runtime_s, 2),
+        "train": {**{k: v for k, v in train_result.metrics.items()}, **train_eval},
+        "eval": final_eval,
+        "per_category": per_category,
+        "health": {"checks": checks, "warnings": health.warnings_for(checks)},
+        "history": history,
+    }
+    if state.is_main_process:
+        trainer.save_state()
+        _write_json(output_dir / METRICS_FILE, metrics)
+    state.wait_for_everyone()
+    return metrics
+
+
+def _save_final(trainer, tokenizer, config: TrainingConfig, runtime: RuntimeSpec, output_dir: Path, state) -> None:
+    """Write the model to a temp dir and rename it to `final/`: readers never see a half-written model."""
+    tmp = output_dir / FINAL_TMP
+    final = output_dir / FINAL_DIR
+    if state.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    state.wait_for_everyone()
+    trainer.save_model(str(tmp))  # every rank: ZeRO-3 gathers the shards here
+    if state.is_main_process:
+        tokenizer.save_pretrained(str(tmp))
+        contract = {
+            "base_model": runtime.base_model_id,
+            "is_adapter": bool(config.lora.enabled),
+            "beta": float(trainer.args.beta),
+            "instruction": config.instruction,
+            "max_length": int(config.max_length),
+            "trust_remote_code": bool(config.trust_remote_code),
+        }
+        (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False), encoding="utf-8")
+        if (tmp / "training_args.bin").exists():
+            shutil.copy2(tmp / "training_args.bin", output_dir / "training_args.bin")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        logger.info("final %s written to %s", "adapter" if config.lora.enabled else "model", final)
+    state.wait_for_everyone()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m edu_bias_pipeline.training.entry RUN.json\n")
+        return EXIT_FAILED
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    config = TrainingConfig.model_validate(spec["config"])
+    runtime = RuntimeSpec.model_validate(spec["runtime"])
+    error_file = Path(runtime.run_dir) / "error.json"
+    try:
+        run(config, runtime)
+    except Exception as exc:  # noqa: BLE001 - reported to the node through error.json and the exit code
+        oom = _is_oom(exc)
+        message = _oom_message(config) if oom else f"{type(exc).__name__}: {exc}"
+        logger.exception("training failed: %s", message)
+        try:
+            _write_json(error_file, {"kind": "oom" if oom else "error", "message": message})
+        except OSError:
+            pass
+        return EXIT_OOM if oom else EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

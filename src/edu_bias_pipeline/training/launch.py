@@ -1,0 +1,247 @@
+"""The command line that starts `edu_bias_pipeline.training.entry`: plain python, `accelerate launch`, or DeepSpeed.
+
+Kedro cannot itself run under a distributed launcher, so the training node starts the entry module as a
+subprocess. `plan_launch` is the one function that turns a validated `TrainingConfig` and the detected
+hardware into that command (argv + environment); the three modes differ only in the launcher prefix.
+
+Without CUDA, `accelerate` and `deepspeed` fall back to a single CPU process (DeepSpeed still initialises
+its ZeRO engine on the CPU accelerator), with a warning, as the old scripts did. QLoRA without CUDA is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edu_bias_pipeline.offline import OFFLINE_DEFAULTS
+from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError
+
+logger = logging.getLogger(__name__)
+
+ENTRY_MODULE = "edu_bias_pipeline.training.entry"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cuda_available: bool = False
+    cuda_device_count: int = 0
+    bf16_supported: bool = False
+
+
+def detect_hardware() -> Hardware:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Hardware()
+    return Hardware(True, torch.cuda.device_count(), bool(torch.cuda.is_bf16_supported()))
+
+
+@dataclass
+class LaunchPlan:
+    argv: list[str]
+    env: dict[str, str]
+    mode: str  # the requested mode
+    num_processes: int  # total processes launched (accelerate counts all machines)
+    use_cpu: bool
+    precision: str  # bf16 | fp16 | fp32
+    deepspeed_config: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        where = "CPU" if self.use_cpu else "GPU"
+        return f"{self.mode} ({self.num_processes} process(es), {where}, {self.precision})"
+
+
+def resolve_precision(config: TrainingConfig, hw: Hardware) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    if not hw.cuda_available:
+        if config.precision in ("bf16", "fp16"):
+            notes.append(f"precision {config.precision} requested but no CUDA device: training in fp32 on CPU")
+        return "fp32", notes
+    if config.precision == "auto":
+        return ("bf16" if hw.bf16_supported else "fp32"), notes
+    if config.precision == "bf16" and not hw.bf16_supported:
+        raise TrainingConfigError("training.precision: bf16 requested but this GPU does not support bf16")
+    return config.precision, notes
+
+
+def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]:
+    """Hardware-dependent configuration errors (raised) and fallbacks (returned as warnings)."""
+    notes: list[str] = []
+    if config.lora.qlora:
+        if not hw.cuda_available:
+            raise TrainingConfigError(
+                "training.lora.qlora: QLoRA (4-bit bitsandbytes) needs a CUDA GPU, and none is available. "
+                "Use lora.enabled without qlora on CPU, or run on a GPU machine."
+            )
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise TrainingConfigError(
+                "training.lora.qlora needs the bitsandbytes package: pip install 'edu_bias_pipeline[qlora]'"
+            )
+    if config.mode == "single" and config.launch.num_processes > 1:
+        notes.append("mode 'single' runs one process: launch.num_processes is ignored")
+    if config.mode in ("accelerate", "deepspeed"):
+        if not hw.cuda_available:
+            notes.append(
+                f"mode '{config.mode}' asked for, but no CUDA device is available: falling back to a single "
+                "CPU process" + (" (DeepSpeed ZeRO on the CPU accelerator)" if config.mode == "deepspeed" else "")
+            )
+        elif config.launch.num_machines == 1 and config.launch.num_processes > hw.cuda_device_count:
+            raise TrainingConfigError(
+                f"training.launch.num_processes={config.launch.num_processes} but this machine has only "
+                f"{hw.cuda_device_count} CUDA device(s)"
+            )
+    if config.lora.qlora and config.mode == "deepspeed" and config.deepspeed.zero_stage == 3:
+        notes.append("QLoRA under ZeRO-3 needs bnb_4bit_quant_storage support; ZeRO-2 is the tested combination")
+    return notes
+
+
+def deepspeed_config(config: TrainingConfig, precision: str) -> dict[str, Any]:
+    """A DeepSpeed config for the HF Trainer: "auto" values are filled from the training arguments.
+
+    No `optimizer` block: the Trainer's AdamW is used, so DeepSpeed need not JIT-compile fused Adam
+    (which also makes the CPU fallback work).
+    """
+    ds = config.deepspeed
+    zero: dict[str, Any] = {
+        "stage": ds.zero_stage,
+        "overlap_comm": False,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": "auto",
+    }
+    if ds.zero_stage == 3:
+        zero.update(
+            {
+                "stage3_prefetch_bucket_size": "auto",
+                "stage3_param_persistence_threshold": "auto",
+                # The final model is saved as ordinary safetensors, gathered from the shards.
+                "stage3_gather_16bit_weights_on_model_save": True,
+            }
+        )
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if ds.offload_param:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    out: dict[str, Any] = {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if ds.offload_optimizer:
+        # Keep the Trainer's torch AdamW even with offload (no DeepSpeedCPUAdam build needed).
+        out["zero_force_ds_cpu_optimizer"] = False
+    return out
+
+
+def child_environment(
+    config: TrainingConfig,
+    environ: Mapping[str, str],
+    *,
+    use_cpu: bool,
+    is_deepspeed: bool,
+    wandb_api_key: str | None = None,
+) -> dict[str, str]:
+    """Environment of the launched process: the caller's, offline defaults, and tracking settings."""
+    env = dict(environ)
+    for key, value in OFFLINE_DEFAULTS.items():
+        env.setdefault(key, value)
+    env["PYTHONUNBUFFERED"] = "1"
+    out = Path(config.output_dir)
+    if config.report_to == "wandb":
+        env.setdefault("WANDB_PROJECT", config.wandb_project)
+        env.setdefault("WANDB_DIR", str(out))
+        if wandb_api_key:
+            env["WANDB_API_KEY"] = wandb_api_key
+            if env.get("WANDB_MODE") == "offline" and not environ.get("WANDB_API_KEY"):
+                # offline was only the no-key default (offline.apply_offline_defaults); a key from credentials wins
+                env["WANDB_MODE"] = "online"
+        elif not env.get("WANDB_API_KEY"):
+            env["WANDB_MODE"] = "offline"
+    if config.report_to == "tensorboard":
+        env.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
+    if use_cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        if is_deepspeed:
+            env["DS_ACCELERATOR"] = "cpu"
+    return env
+
+
+def plan_launch(
+    config: TrainingConfig,
+    config_path: str | Path,
+    hw: Hardware,
+    *,
+    environ: Mapping[str, str] | None = None,
+    deepspeed_config_path: str | Path | None = None,
+    wandb_api_key: str | None = None,
+    python: str = sys.executable,
+) -> LaunchPlan:
+    """The argv + env that run `entry.py` with `config_path` in the configured mode."""
+    warnings = validate_against_hardware(config, hw)
+    precision, notes = resolve_precision(config, hw)
+    warnings += notes
+    mode = config.mode
+    launch = config.launch
+    use_cpu = not hw.cuda_available
+    distributed = mode in ("accelerate", "deepspeed")
+    is_deepspeed = mode == "deepspeed"
+    nproc = 1 if (use_cpu or not distributed) else launch.num_processes
+    ds_conf = deepspeed_config(config, precision) if is_deepspeed else None
+    if is_deepspeed and deepspeed_config_path is None:
+        raise ValueError("deepspeed mode needs deepspeed_config_path")
+    ds_file = str(config.deepspeed.config_file or deepspeed_config_path) if is_deepspeed else None
+
+    entry = [ENTRY_MODULE, str(config_path)]
+    if not distributed:
+        argv = [python, "-m", *entry]
+    elif is_deepspeed and config.deepspeed.launcher == "deepspeed" and not use_cpu:
+        argv = [python, "-m", "deepspeed.launcher.runner", "--no_local_rank", "--master_port",
+                str(launch.main_process_port)]
+        if launch.hostfile:
+            argv += ["--hostfile", launch.hostfile, "--num_nodes", str(launch.num_machines)]
+        else:
+            argv += ["--num_gpus", str(nproc)]
+        if launch.main_process_ip:
+            argv += ["--master_addr", launch.main_process_ip]
+        argv += [*launch.extra_args, "--module", *entry]
+    else:
+        argv = [python, "-m", "accelerate.commands.launch", "--num_processes", str(nproc),
+                "--num_machines", str(1 if use_cpu else launch.num_machines),
+                "--main_process_port", str(launch.main_process_port)]
+        if not use_cpu and launch.num_machines > 1:
+            argv += ["--machine_rank", str(launch.machine_rank)]
+            if launch.main_process_ip:
+                argv += ["--main_process_ip", launch.main_process_ip]
+        if use_cpu and not is_deepspeed:  # accelerate refuses --cpu with --use_deepspeed; the env hides CUDA
+            argv += ["--cpu"]
+        if is_deepspeed:
+            argv += ["--use_deepspeed", "--deepspeed_config_file", ds_file]
+            if launch.hostfile and not use_cpu:
+                argv += ["--deepspeed_hostfile", launch.hostfile]
+        else:
+            argv += ["--mixed_precision", {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")]
+            if nproc > 1 or launch.num_machines > 1:
+                argv += ["--multi_gpu"]
+        argv += [*launch.extra_args, "-m", *entry]
+
+    env = child_environment(
+        config, environ if environ is not None else {}, use_cpu=use_cpu, is_deepspeed=is_deepspeed,
+        wandb_api_key=wandb_api_key,
+    )
+    return LaunchPlan(
+        argv=argv, env=env, mode=mode, num_processes=nproc,
+        use_cpu=use_cpu, precision=precision, deepspeed_config=ds_conf, warnings=warnings,
+    )

@@ -1,0 +1,110 @@
+"""Typed training config: profiles, parameter and env-var precedence, validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edu_bias_pipeline.training.config import (
+    EMBEDDED_MODEL,
+    PROFILES,
+    TrainingConfig,
+    TrainingConfigError,
+    resolve_training_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_profiles_mirror_the_old_configs():
+    default = resolve_training_config({"profile": "default"})
+    assert (default.beta, default.learning_rate, default.per_device_train_batch_size,
+            default.gradient_accumulation_steps, default.eval_strategy) == (0.1, 1e-6, 1, 1, "epoch")
+    optimized = resolve_training_config({"profile": "optimized"})
+    assert (optimized.beta, optimized.learning_rate, optimized.per_device_train_batch_size,
+            optimized.gradient_accumulation_steps, optimized.eval_strategy, optimized.eval_steps) == (
+        0.5, 5e-6, 2, 4, "steps", 100)
+    assert set(PROFILES) >= {"default", "optimized"}
+
+
+def test_parameters_win_over_the_profile_and_nulls_do_not():
+    cfg = resolve_training_config({"profile": "optimized", "learning_rate": 1e-3, "beta": None})
+    assert cfg.learning_rate == 1e-3 and cfg.beta == 0.5
+
+
+def test_env_vars_win_over_parameters(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("{}\n"), b.write_text("{}\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    env = {"TRAIN_MODE": "deepspeed", "MODEL_NAME_OR_PATH": str(model), "TRAIN_DATASETS": f"{a}, {b}",
+           "OUTPUT_DIR": str(tmp_path / "out")}
+    cfg = resolve_training_config({"mode": "single", "output_dir": "x"}, env)
+    assert cfg.mode == "deepspeed"
+    assert cfg.model_name_or_path == str(model)
+    assert cfg.train_datasets == [str(a), str(b)]
+    assert cfg.output_dir == str(tmp_path / "out")
+    # empty env vars are ignored rather than blanking a field
+    assert resolve_training_config({"mode": "accelerate"}, {"TRAIN_MODE": " "}).mode == "accelerate"
+
+
+@pytest.mark.parametrize(
+    ("params", "env", "match"),
+    [
+        ({"mode": "turbo"}, {}, r"training\.mode.*'turbo'"),
+        ({}, {"TRAIN_MODE": "gpu-please"}, r"training\.mode.*'gpu-please'"),
+        ({"learning_rate": -1}, {}, r"training\.learning_rate.*greater than 0"),
+        ({"per_device_train_batch_size": 0}, {}, r"training\.per_device_train_batch_size"),
+        ({"lerning_rate": 0.1}, {}, r"training\.lerning_rate.*Extra inputs"),
+        ({"profile": "fast"}, {}, r"unknown profile 'fast'"),
+        ({"lora": {"r": 0}}, {}, r"training\.lora\.r"),
+        ({"deepspeed": {"zero_stage": 1}}, {}, r"training\.deepspeed\.zero_stage"),
+        ({"deepspeed": {"offload_param": True}}, {}, r"offload_param needs deepspeed\.zero_stage: 3"),
+        ({"eval_strategy": "steps", "eval_steps": None, "profile": "default"}, {}, r"eval_steps"),
+        ({"model_name_or_path": "/no/such/model"}, {}, r"model directory not found: /no/such/model"),
+        ({"model_name_or_path": "./models/missing"}, {}, r"model directory not found"),
+        ({"model_name_or_path": "nobody-here/no-such-model"}, {"HF_HUB_OFFLINE": "1"}, r"Hugging Face cache"),
+        ({}, {"TRAIN_DATASETS": "/no/such/pairs.jsonl"}, r"train_datasets: file not found"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(params, env, match):
+    with pytest.raises(TrainingConfigError, match=match):
+        resolve_training_config(params, env)
+
+
+def test_qlora_implies_lora():
+    cfg = resolve_training_config({"lora": {"qlora": True}})
+    assert cfg.lora.enabled and cfg.lora.qlora
+
+
+def _params(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["training"]
+
+
+def test_shipped_parameter_files_validate():
+    base = resolve_training_config(_params(ROOT / "conf/base/parameters_training.yml"), {})
+    assert base.model_name_or_path == EMBEDDED_MODEL and base.profile == "default" and base.mode == "single"
+    assert base.learning_rate > 1e-4  # tuned for the tiny model, unlike the profile's 1e-6
+    qwen = resolve_training_config(_params(ROOT / "conf/qwen2_7b/parameters_training.yml"), {}, check_model=False)
+    assert qwen.model_name_or_path == "Qwen/Qwen2-7B-Instruct"
+    assert (qwen.profile, qwen.mode, qwen.deepspeed.zero_stage, qwen.precision) == ("optimized", "deepspeed", 3, "bf16")
+    assert (qwen.beta, qwen.learning_rate) == (0.5, 5e-6)
+
+
+def test_fingerprint_tracks_training_settings_only():
+    cfg = TrainingConfig()
+    assert cfg.fingerprint("d") == TrainingConfig(report_to="tensorboard").fingerprint("d")
+    assert cfg.fingerprint("d") != TrainingConfig(learning_rate=1e-3).fingerprint("d")
+    assert cfg.fingerprint("d") != cfg.fingerprint("other data")
+
+
+def test_every_field_is_documented():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann)
+    walk(TrainingConfig)

@@ -1,0 +1,91 @@
+"""One function builds the launch command of every mode; CPU fallbacks and hardware errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError
+from edu_bias_pipeline.training.launch import ENTRY_MODULE, Hardware, plan_launch
+
+GPU2 = Hardware(cuda_available=True, cuda_device_count=2, bf16_supported=True)
+CPU = Hardware()
+
+
+def plan(hw=GPU2, environ=None, wandb_api_key=None, **cfg):
+    return plan_launch(TrainingConfig(**cfg), "run.json", hw, environ=environ or {}, deepspeed_config_path="ds.json",
+                       wandb_api_key=wandb_api_key, python="py")
+
+
+def test_single_is_plain_python():
+    p = plan(mode="single")
+    assert p.argv == ["py", "-m", ENTRY_MODULE, "run.json"]
+    assert p.num_processes == 1 and p.precision == "bf16" and not p.use_cpu
+
+
+def test_accelerate_on_two_gpus():
+    p = plan(mode="accelerate", launch={"num_processes": 2})
+    assert p.argv[:3] == ["py", "-m", "accelerate.commands.launch"]
+    joined = " ".join(p.argv)
+    assert "--num_processes 2" in joined and "--multi_gpu" in joined and "--mixed_precision bf16" in joined
+    assert p.argv[-3:] == ["-m", ENTRY_MODULE, "run.json"]
+    assert "--use_deepspeed" not in p.argv
+
+
+def test_deepspeed_through_accelerate_and_generated_config():
+    p = plan(mode="deepspeed", launch={"num_processes": 2}, deepspeed={"zero_stage": 3, "offload_optimizer": True})
+    joined = " ".join(p.argv)
+    assert "--use_deepspeed --deepspeed_config_file ds.json" in joined and "--num_processes 2" in joined
+    ds = p.deepspeed_config
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert "optimizer" not in ds  # the Trainer's AdamW: no fused-Adam JIT build
+    assert ds["bf16"]["enabled"] is True and ds["train_micro_batch_size_per_gpu"] == "auto"
+
+
+def test_deepspeed_launcher_multi_node_with_hostfile():
+    p = plan(mode="deepspeed", deepspeed={"launcher": "deepspeed"},
+             launch={"num_processes": 2, "num_machines": 2, "hostfile": "hosts", "main_process_ip": "10.0.0.1"})
+    assert p.argv[:3] == ["py", "-m", "deepspeed.launcher.runner"]
+    joined = " ".join(p.argv)
+    assert "--hostfile hosts --num_nodes 2" in joined and "--master_addr 10.0.0.1" in joined
+    assert p.argv[-3:] == ["--module", ENTRY_MODULE, "run.json"]
+
+
+def test_accelerate_multi_machine():
+    p = plan(mode="accelerate", launch={"num_processes": 2, "num_machines": 2, "machine_rank": 1,
+                                        "main_process_ip": "10.0.0.1", "main_process_port": 1234})
+    joined = " ".join(p.argv)
+    assert "--num_machines 2" in joined and "--machine_rank 1" in joined
+    assert "--main_process_ip 10.0.0.1" in joined and "--main_process_port 1234" in joined
+
+
+@pytest.mark.parametrize("mode", ["accelerate", "deepspeed"])
+def test_no_cuda_falls_back_to_one_cpu_process(mode):
+    p = plan(hw=CPU, mode=mode, launch={"num_processes": 4}, precision="bf16")
+    assert p.use_cpu and p.num_processes == 1 and p.precision == "fp32"
+    assert "--num_processes 1" in " ".join(p.argv)
+    assert any("falling back to a single CPU process" in w for w in p.warnings)
+    assert any("fp32 on CPU" in w for w in p.warnings)
+    assert p.env["CUDA_VISIBLE_DEVICES"] == ""
+    if mode == "deepspeed":
+        assert "--use_deepspeed" in p.argv and "--cpu" not in p.argv and p.env["DS_ACCELERATOR"] == "cpu"
+    else:
+        assert "--cpu" in p.argv
+
+
+def test_hardware_errors():
+    with pytest.raises(TrainingConfigError, match="QLoRA .* needs a CUDA GPU"):
+        plan(hw=CPU, lora={"qlora": True})
+    with pytest.raises(TrainingConfigError, match="num_processes=4 but this machine has only 2"):
+        plan(mode="accelerate", launch={"num_processes": 4})
+
+
+def test_wandb_key_goes_to_the_child_env_only():
+    p = plan(report_to="wandb", environ={"WANDB_MODE": "offline"}, wandb_api_key="secret-key")
+    assert p.env["WANDB_API_KEY"] == "secret-key" and p.env["WANDB_MODE"] == "online"
+    assert not any("secret-key" in a for a in p.argv)
+    offline = plan(report_to="wandb", environ={})
+    assert offline.env["WANDB_MODE"] == "offline" and "WANDB_API_KEY" not in offline.env
+    tb = plan(report_to="tensorboard", output_dir="out")
+    assert tb.env["TENSORBOARD_LOGGING_DIR"] == "out/tensorboard"
