@@ -238,3 +238,45 @@ def test_data_import_run_does_not_import_torch(project, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TORCH_NOT_LOADED" in result.stdout
+
+
+@needs_cbbq
+def test_cbbq_whole_release_every_row_accounted_for(project):
+    run_pipeline(
+        project,
+        "data_import",
+        params={
+            "data_import": {"cbbq": {"path": str(CBBQ_DIR / "data"), "conditions": "ambiguous+disambiguous"}}
+        },
+    )
+    rows, report, skipped = outputs(project)
+    (source,) = report["sources"]
+    assert source["rows_read"] == sum(f["rows_read"] for f in source["files"]) == len(rows) + len(skipped)
+    # The release has only templates for race and for three disambiguated conditions: reported, not fatal.
+    missing = {(m["category"], m["condition"]) for m in source["missing_files"]}
+    assert ("race", "ambiguous") in missing and ("age", "disambiguous") in missing
+    unknown = {"不知道", "不确定", "无法判断", "没有足够信息"}
+    for row in rows:
+        meta = row["meta"]
+        assert not any(ch in row["prompt"] + row["chosen"] + row["rejected"] for ch in "{}")
+        assert meta["license"] == "CC BY-SA 4.0" and meta["source"] == "CBBQ"
+        if meta["context_condition"] == "ambiguous":
+            assert row["chosen"] in unknown and row["rejected"] not in unknown
+        else:
+            assert row["chosen"] not in unknown and row["rejected"] not in unknown
+    bias_types = {c: v["bias_type"] for c, v in source["per_category"].items()}
+    assert bias_types["gender"] == bias_types["sexual_orientation"] == "gender_sexuality"
+    assert bias_types["SES"] == "socioeconomic" and bias_types["household_registration"] == "region"
+    assert set(report["imported_per_bias_type"]) <= {
+        "gender_sexuality",
+        "region",
+        "socioeconomic",
+        "educational_qualification",
+        "disability",
+        "ethnicity",
+        "age",
+        "physical_appearance",
+        "religion",
+        "nationality",
+        "disease",
+    }

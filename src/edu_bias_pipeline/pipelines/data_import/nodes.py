@@ -241,6 +241,8 @@ def import_generic_source(config: ImportConfig, taxonomy: dict[str, Any]) -> dic
     if not cfg.path:
         return {}  # disabled (Kedro does not save None)
     path = _existing(cfg.path, "input file", "generic")
+    if not path.is_file():
+        raise ImportSourceError(f"data_import.generic.path = {cfg.path!r} is not a file")
     fmt = cfg.format
     if fmt == "auto":
         suffix = path.suffix.lower()
