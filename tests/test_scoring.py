@@ -134,3 +134,24 @@ def test_wilson_interval_edges_and_symmetry():
     assert low == pytest.approx(1 - high2) and high == pytest.approx(1 - low2)
     assert low < 0.3 < high
     assert all(math.isnan(v) for v in scoring.wilson_interval(0, 0))
+
+
+@pytest.mark.parametrize("which", ["full", "lora"])
+def test_scoring_routes_agree(ck, rows, which, monkeypatch):
+    """Shared-prompt cache, padded hidden states and full logits give the same numbers (float64)."""
+    models = scoring.load_scoring_models(getattr(ck, which), dtype="float64")
+    calls = []
+    shared = scoring._shared_prompt
+    monkeypatch.setattr(scoring, "_shared_prompt", lambda b: calls.append(shared(b)) or calls[-1])
+    cached = _score(models, rows, batch_size=4)
+    # Pairs are grouped by prompt (one pair here has its own), so the cache route serves every batch.
+    assert calls and all(c is not None for c in calls)
+
+    monkeypatch.setattr(scoring, "_shared_prompt", lambda b: None)
+    padded = _score(models, rows, batch_size=4)
+    monkeypatch.setattr(scoring, "_HIDDEN_STATE_ARCHS", frozenset())
+    full_logits = _score(models, rows, batch_size=4)
+    for other in (padded, full_logits):
+        for field in ("policy_chosen", "policy_rejected", "reference_chosen", "reference_rejected"):
+            assert getattr(cached, field) == pytest.approx(getattr(other, field), abs=1e-9)
+        assert cached.chosen_tokens == other.chosen_tokens

@@ -319,35 +319,92 @@ def encode_completions(
 
 
 # --------------------------------------------------------------------------------------- scoring
-def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any):
-    """(sum of completion-token log-probs, completion token count) per sequence, one forward pass."""
-    import torch
+def _shared_prompt(batch: Sequence[EncodedCompletion]) -> list[int] | None:
+    """The prompt ids every sequence of the batch starts with and scores after, if they all do."""
+    first = batch[0]
+    prompt = first.input_ids[: first.n_prompt]
+    if first.n_prompt < 1:
+        return None
+    for enc in batch:
+        if enc.n_prompt != first.n_prompt or enc.input_ids[: enc.n_prompt] != prompt:
+            return None
+    if all(enc.n_completion == 0 for enc in batch):
+        return None
+    return prompt
 
-    width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    scored = torch.zeros((len(batch), width), dtype=torch.bool)
-    for i, enc in enumerate(batch):
-        # Right padding: the causal mask keeps pads from influencing the real tokens before them.
-        ids[i, : len(enc.input_ids)] = torch.tensor(enc.input_ids, dtype=torch.long)
-        attention[i, : len(enc.input_ids)] = 1
-        scored[i, enc.n_prompt : len(enc.input_ids)] = True
-    ids, attention, scored = ids.to(device), attention.to(device), scored.to(device)
-    # Token t is predicted from position t-1: the first token of a sequence is never scored.
-    target_mask = scored[:, 1:]
-    targets = ids[:, 1:][target_mask]
-    rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(target_mask)[target_mask]
 
+def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     model_type = getattr(getattr(causal_lm, "config", None), "model_type", None)
     if model_type in _HIDDEN_STATE_ARCHS and hasattr(causal_lm, "model") and hasattr(causal_lm, "lm_head"):
-        hidden = causal_lm.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
-        positions = hidden[:, :-1][target_mask]
-        project = causal_lm.lm_head
+        return causal_lm.model, causal_lm.lm_head
+    return None
+
+
+def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any):
+    """(sum of completion-token log-probs, completion token count) per sequence, one forward pass.
+
+    Three routes to the same numbers (the float64 tests hold each to a plain forward pass):
+    - shared prompt (the usual case: every pair is scored after the same instruction): the prompt runs once,
+      its key/value cache is repeated over the batch, and only the completions are run after it. With a
+      30-token chat prompt this roughly halves the tokens processed.
+    - hidden states: the full padded sequences, vocabulary projection on completion positions only.
+    - plain forward pass with full logits, for architectures whose logits are not just lm_head(hidden).
+    """
+    import torch
+
+    head = _decoder_and_head(model)
+    prompt = _shared_prompt(batch) if head is not None else None
+    if prompt is not None:
+        decoder, project = head
+        n_prompt = len(prompt)
+        comps = [enc.input_ids[n_prompt:] for enc in batch]
+        width = max(len(c) for c in comps)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), n_prompt + width), dtype=torch.long)
+        attention[:, :n_prompt] = 1
+        for i, comp in enumerate(comps):
+            ids[i, : len(comp)] = torch.tensor(comp, dtype=torch.long)
+            attention[i, n_prompt : n_prompt + len(comp)] = 1
+        ids, attention = ids.to(device), attention.to(device)
+        prefix = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(len(batch))
+        positions_ids = torch.arange(n_prompt, n_prompt + width, device=device).unsqueeze(0)
+        hidden = decoder(
+            input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True,
+            position_ids=positions_ids.expand(len(batch), -1),
+            cache_position=torch.arange(n_prompt, n_prompt + width, device=device),
+        ).last_hidden_state
+        # Completion token j is predicted from the hidden state before it: the prompt's last for j = 0.
+        last = prefix.last_hidden_state[:, -1:].expand(len(batch), 1, -1)
+        predictors = torch.cat([last, hidden[:, :-1]], dim=1)
+        target_mask = attention[:, n_prompt:].bool()
+        positions = predictors[target_mask]
+        targets = ids[target_mask]
     else:
-        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
-        positions = logits[:, :-1][target_mask]
-        project = None
+        width = max(len(e.input_ids) for e in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)
+        for i, enc in enumerate(batch):
+            # Right padding: the causal mask keeps pads from influencing the real tokens before them.
+            ids[i, : len(enc.input_ids)] = torch.tensor(enc.input_ids, dtype=torch.long)
+            attention[i, : len(enc.input_ids)] = 1
+            scored[i, enc.n_prompt : len(enc.input_ids)] = True
+        ids, attention, scored = ids.to(device), attention.to(device), scored.to(device)
+        # Token t is predicted from position t-1: the first token of a sequence is never scored.
+        target_mask = scored[:, 1:]
+        targets = ids[:, 1:][target_mask]
+        if head is not None:
+            decoder, project = head
+            hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+            positions = hidden[:, :-1][target_mask]
+        else:
+            logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+            positions = logits[:, :-1][target_mask]
+            project = None
+    rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(target_mask)[target_mask]
 
     token_logps = []
     for start in range(0, positions.shape[0], _LOGIT_CHUNK_TOKENS):
@@ -423,12 +480,19 @@ def score_encoded_pairs(
         device = device if device is not None else next(policy.parameters()).device
 
     n = len(chosen)
-    order = sorted(range(n), key=lambda i: -max(len(chosen[i].input_ids), len(rejected[i].input_ids)))
+    # Batches never mix prompts (so the shared-prompt route applies) and, within a prompt, go longest first.
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in range(n):
+        groups.setdefault(tuple(chosen[i].input_ids[: chosen[i].n_prompt]), []).append(i)
+    batches = []
+    for members in groups.values():
+        members.sort(key=lambda i: -max(len(chosen[i].input_ids), len(rejected[i].input_ids)))
+        batches.extend(_batches(members, batch_size))
     pol = [(0.0, 0.0)] * n
     ref = [(0.0, 0.0)] * n
     counts = [(0, 0)] * n
     with torch.inference_mode(), _progress(n, "scoring pairs", progress) as bar:
-        for idx in _batches(order, batch_size):
+        for idx in batches:
             seqs = [chosen[i] for i in idx] + [rejected[i] for i in idx]
             p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device)
             with _reference_context(policy, reference) as reference_model:
