@@ -3,13 +3,16 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from edu_bias_pipeline.pipelines import evaluation
+
 # data_import is opt-in: it needs a downloaded benchmark, so the default run leaves it out.
 DEFAULT_STAGES = ("data_validation", "data_splitting", "training", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(
-        (pipelines[name] for name in DEFAULT_STAGES if name in pipelines), Pipeline([])
-    )
+    # Training writes the model from a launched process, so no Kedro dataset links it to evaluation;
+    # in the full run evaluation waits for training's `trained_model` record (and so for the split).
+    stages = dict(pipelines, evaluation=evaluation.create_pipeline(after=["trained_model"]))
+    pipelines["__default__"] = sum((stages[name] for name in DEFAULT_STAGES), Pipeline([]))
     return pipelines
