@@ -13,6 +13,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
     # Training writes the model from a launched process, so no Kedro dataset links it to evaluation;
     # in the full run evaluation waits for training's `trained_model` record (and so for the split).
-    stages = dict(pipelines, evaluation=evaluation.create_pipeline(after=["trained_model"]))
-    pipelines["__default__"] = sum((stages[name] for name in DEFAULT_STAGES), Pipeline([]))
+    # Kedro 1.7 loads only the requested pipelines for `kedro run --pipelines NAME`: others may be absent.
+    stages = dict(pipelines)
+    if "evaluation" in stages:
+        stages["evaluation"] = evaluation.create_pipeline(after=["trained_model"])
+    pipelines["__default__"] = sum(
+        (stages[name] for name in DEFAULT_STAGES if name in stages), Pipeline([])
+    )
     return pipelines
