@@ -75,8 +75,8 @@ def test_batch_size_and_order_do_not_change_scores(ck, rows):
 
 
 def test_default_dtype_on_cpu_is_float32_and_close(ck, rows):
-    exact = _score(scoring.load_scoring_models(ck.full, dtype="float64"), rows)
-    models = scoring.load_scoring_models(ck.full)
+    exact = _score(scoring.load_scoring_models(ck.full, dtype="float64", device="cpu"), rows)
+    models = scoring.load_scoring_models(ck.full, device="cpu")
     assert str(models.dtype) == "torch.float32"
     fast = _score(models, rows)
     for a, b in zip(exact.policy_rejected, fast.policy_rejected, strict=True):

@@ -17,6 +17,7 @@ torch / transformers / peft are imported inside functions, so importing this mod
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -341,7 +342,52 @@ def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
     return None
 
 
-def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any):
+@dataclass
+class _Prefix:
+    """A prompt already run through a decoder: its key/value cache and last hidden state (batch of 1)."""
+
+    prompt: list[int]
+    cache: Any
+    last_hidden: Any
+
+
+def _run_prefix(decoder: Any, prompt: list[int], device: Any) -> _Prefix:
+    import torch
+
+    out = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+    return _Prefix(list(prompt), out.past_key_values, out.last_hidden_state[:, -1:])
+
+
+def _prefix_for(model: Any, prompt: list[int] | None, device: Any) -> _Prefix | None:
+    """The prompt's prefix state under `model` as it is now (adapter on or off), if its route applies."""
+    head = _decoder_and_head(model)
+    if head is None or not prompt:
+        return None
+    return _run_prefix(head[0], prompt, device)
+
+
+def _batch_cache(prefix: _Prefix, n: int) -> Any:
+    """The prefix cache seen by a batch of n: per-layer views expanded over the batch, so nothing is copied
+    until the forward pass appends the completions (which builds new tensors and leaves the prefix intact)."""
+    cache = copy.copy(prefix.cache)
+    layers = getattr(cache, "layers", None)
+    if layers is None or not all(hasattr(layer, "keys") for layer in layers):
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(n)
+        return cache
+    cache.layers = []
+    for layer in layers:
+        clone = copy.copy(layer)
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            clone.keys = layer.keys.expand(n, *layer.keys.shape[1:])
+            clone.values = layer.values.expand(n, *layer.values.shape[1:])
+        cache.layers.append(clone)
+    return cache
+
+
+def _completion_logps(
+    model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any, prefix: _Prefix | None = None
+):
     """(sum of completion-token log-probs, completion token count) per sequence, one forward pass.
 
     Three routes to the same numbers (the float64 tests hold each to a plain forward pass):
@@ -367,9 +413,9 @@ def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: in
             ids[i, : len(comp)] = torch.tensor(comp, dtype=torch.long)
             attention[i, n_prompt : n_prompt + len(comp)] = 1
         ids, attention = ids.to(device), attention.to(device)
-        prefix = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
-        cache = prefix.past_key_values
-        cache.batch_repeat_interleave(len(batch))
+        if prefix is None or prefix.prompt != prompt:
+            prefix = _run_prefix(decoder, prompt, device)
+        cache = _batch_cache(prefix, len(batch))
         positions_ids = torch.arange(n_prompt, n_prompt + width, device=device).unsqueeze(0)
         hidden = decoder(
             input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True,
@@ -377,7 +423,7 @@ def _completion_logps(model: Any, batch: Sequence[EncodedCompletion], pad_id: in
             cache_position=torch.arange(n_prompt, n_prompt + width, device=device),
         ).last_hidden_state
         # Completion token j is predicted from the hidden state before it: the prompt's last for j = 0.
-        last = prefix.last_hidden_state[:, -1:].expand(len(batch), 1, -1)
+        last = prefix.last_hidden.expand(len(batch), 1, -1)
         predictors = torch.cat([last, hidden[:, :-1]], dim=1)
         target_mask = attention[:, n_prompt:].bool()
         positions = predictors[target_mask]
@@ -488,15 +534,24 @@ def score_encoded_pairs(
     for members in groups.values():
         members.sort(key=lambda i: -max(len(chosen[i].input_ids), len(rejected[i].input_ids)))
         batches.extend(_batches(members, batch_size))
+    prefixes: dict[tuple[int, ...], tuple[_Prefix | None, _Prefix | None]] = {}
     pol = [(0.0, 0.0)] * n
     ref = [(0.0, 0.0)] * n
     counts = [(0, 0)] * n
     with torch.inference_mode(), _progress(n, "scoring pairs", progress) as bar:
         for idx in batches:
             seqs = [chosen[i] for i in idx] + [rejected[i] for i in idx]
-            p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device)
+            # A shared prompt runs once per model for all its batches, not once per batch.
+            prompt = _shared_prompt(seqs)
+            key = tuple(prompt) if prompt is not None else None
+            if key is not None and key not in prefixes:
+                pol_prefix = _prefix_for(policy, prompt, device)
+                with _reference_context(policy, reference) as reference_model:
+                    prefixes[key] = (pol_prefix, _prefix_for(reference_model, prompt, device))
+            pol_prefix, ref_prefix = prefixes.get(key, (None, None))
+            p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device, pol_prefix)
             with _reference_context(policy, reference) as reference_model:
-                r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device)
+                r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device, ref_prefix)
             k = len(idx)
             for j, i in enumerate(idx):
                 pol[i] = (p_sums[j], p_sums[k + j])

@@ -24,7 +24,8 @@ class EvaluationConfig(BaseModel):
     beta: float | None = Field(None, gt=0)
     instruction: str | None = None
     max_length: PositiveInt | None = None
-    batch_size: PositiveInt = 16
+    # Pairs per forward pass; null = 16 on CPU, 256 on a GPU (small batches leave an H100 idle).
+    batch_size: PositiveInt | None = None
     # auto: bf16 on a GPU that supports it, float32 on CPU. float64 exists for the correctness tests.
     dtype: Literal["auto", "float32", "float64", "bfloat16", "float16"] = "auto"
     device: str = "auto"

@@ -136,7 +136,7 @@ def score_evaluation_pairs(
         [r[P.PROMPT] for r in rows],
         [r[P.CHOSEN] for r in rows],
         [r[P.REJECTED] for r in rows],
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_size or (256 if models.device.type == "cuda" else 16),
         progress=cfg.progress,
     )
     beta = models.metadata.beta
