@@ -31,9 +31,7 @@ def alias_table(taxonomy: Mapping[str, Sequence[str] | None]) -> dict[str, str]:
             key = label_key(str(spelling))
             previous = table.setdefault(key, canonical)
             if previous != canonical:
-                raise ValueError(
-                    f"taxonomy alias {spelling!r} maps to both {previous!r} and {canonical!r}"
-                )
+                raise ValueError(f"taxonomy alias {spelling!r} maps to both {previous!r} and {canonical!r}")
     return table
 
 

@@ -12,8 +12,13 @@ from edu_bias_pipeline.pipelines.data_validation import checks as C
 from edu_bias_pipeline.pipelines.data_validation.nodes import check_pairs, ingest_lines
 
 TAXONOMY = {
-    "gender_sexuality": ["gender"], "region": ["regional"], "socioeconomic": ["ses"], "age": [],
-    "disability": [], "ethnicity": ["race"], "religion": [],
+    "gender_sexuality": ["gender"],
+    "region": ["regional"],
+    "socioeconomic": ["ses"],
+    "age": [],
+    "disability": [],
+    "ethnicity": ["race"],
+    "religion": [],
 }
 PARAMS: dict[str, Any] = {"min_chars": 2, "max_chars": 60, "min_pairs_per_category": 0}
 
@@ -71,11 +76,11 @@ def test_check_flags_the_offending_row_only(name: str) -> None:
 
 def test_severity_decides_quarantine_and_can_be_overridden() -> None:
     default = outcome([GOOD, OFFENDERS["truncated_text"]])
-    assert default.loc[2, "errors"] == ["truncated_text"]
+    assert list(default.loc[2, "errors"]) == ["truncated_text"]
     relaxed = outcome([GOOD, OFFENDERS["truncated_text"]], severity={"truncated_text": "warning"})
-    assert relaxed.loc[2, "errors"] == [] and relaxed.loc[2, "warnings"] == ["truncated_text"]
+    assert list(relaxed.loc[2, "errors"]) == [] and list(relaxed.loc[2, "warnings"]) == ["truncated_text"]
     off = outcome([GOOD, OFFENDERS["truncated_text"]], severity={"truncated_text": "off"})
-    assert off.loc[2, "errors"] == [] and off.loc[2, "warnings"] == []
+    assert list(off.loc[2, "errors"]) == [] and list(off.loc[2, "warnings"]) == []
     with pytest.raises(ValueError, match="unknown checks"):
         outcome([GOOD], severity={"no_such_check": "off"})
 
@@ -98,8 +103,12 @@ def test_similar_pair_catches_near_copies_beyond_sort_neighbours() -> None:
 
 
 def test_taxonomy_aliases_are_canonicalised() -> None:
-    out = outcome([pair("每个学生都值得尊重", "老年学员学不会电脑", "Race"),
-                   pair("每个学生都应该被倾听", "口音重的学生很难沟通", "regional")])
+    out = outcome(
+        [
+            pair("每个学生都值得尊重", "老年学员学不会电脑", "Race"),
+            pair("每个学生都应该被倾听", "口音重的学生很难沟通", "regional"),
+        ]
+    )
     assert list(out["bias_type"]) == ["ethnicity", "region"]
 
 
@@ -110,16 +119,37 @@ def test_vectorised_near_keys_match_pairs_near_duplicate_key() -> None:
     from edu_bias_pipeline.pairs import near_duplicate_key
 
     @settings(max_examples=300, deadline=None)
-    @given(st.text(max_size=30))
-    def agree(text: str) -> None:
-        assert C.near_keys(pd.Series([text]))[0] == near_duplicate_key(text)
+    @given(st.lists(st.text(max_size=30), min_size=1, max_size=5))
+    def agree(texts: list[str]) -> None:
+        assert C.near_keys(pd.Series(texts)).to_pylist() == [near_duplicate_key(t) for t in texts]
 
     agree()
+    tricky = [
+        "Straße",
+        "İstanbul",
+        "ＡＢＣ，ｄ！",
+        "ｶﾞｸｾｲ",
+        "e\u0301cole",
+        "😀 emoji",
+        "\ua7f1x",
+        "ΣΑΣ",
+        "ﬁle",
+        "  ",
+        "\u200b",
+    ]
+    assert C.near_keys(pd.Series(tricky)).to_pylist() == [near_duplicate_key(t) for t in tricky]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("æ•™è‚²", True), ("Ã©cole", True), ("café", False), ("Â« guillemets Â»", True), ("naïve façade ©", False), ("教育公平", False)],
+    [
+        ("æ•™è‚²", True),
+        ("Ã©cole", True),
+        ("café", False),
+        ("Â« guillemets Â»", True),
+        ("naïve façade ©", False),
+        ("教育公平", False),
+    ],
 )
 def test_is_mojibake(text: str, expected: bool) -> None:
     assert C.is_mojibake(text) is expected
@@ -128,3 +158,18 @@ def test_is_mojibake(text: str, expected: bool) -> None:
 def test_scripts() -> None:
     got = C.scripts(pd.Series(["女生也能学好数学", "Girls can do math", "女生 GPA 也高", "123", "Девочки"]))
     assert list(got) == ["han", "latin", "han", "", "other"]
+
+
+def test_ingest_uses_the_shared_normalisation_and_pair_id() -> None:
+    from edu_bias_pipeline import pairs
+
+    rows = [
+        dict(pair(" Cafe\u0301 老师 ", "\u3000女生学不好数学\n", "gender"), prompt=" 问\u0301 "),
+        pair("每个学生都值得尊重", "老年学员学不会电脑", "age"),
+    ]
+    out = outcome(rows)
+    raw_prompts = [rows[0]["prompt"], None]
+    for (_, row), raw, prompt in zip(out.iterrows(), rows, raw_prompts, strict=True):
+        assert row["chosen"] == pairs.normalize_text(raw["chosen"])
+        assert row["rejected"] == pairs.normalize_text(raw["rejected"])
+        assert row["pair_id"] == pairs.pair_id(prompt, raw["chosen"], raw["rejected"])

@@ -68,7 +68,16 @@ def test_dirty_fixture_every_check_conservation_and_data_docs(project: Path) -> 
     # Contract of validated rows: fields, normalisation, canonical labels, meta preserved.
     assert by_line_v[1]["source_line"] == 1  # the BOM line parsed
     for row in validated:
-        assert set(row) == {"pair_id", "source_line", "prompt", "chosen", "rejected", "bias_type", "warnings", "meta"}
+        assert set(row) == {
+            "pair_id",
+            "source_line",
+            "prompt",
+            "chosen",
+            "rejected",
+            "bias_type",
+            "warnings",
+            "meta",
+        }
         assert row["chosen"] == row["chosen"].strip()
     english = next(r for r in validated if r["meta"].get("source") == "en")
     assert english["bias_type"] == "socioeconomic"
@@ -82,6 +91,7 @@ def test_dirty_fixture_every_check_conservation_and_data_docs(project: Path) -> 
     # Data Docs: the index names the suite; the validation page lists the failed warning expectations.
     index = (project / DOCS).read_text(encoding="utf-8")
     assert "validated_pairs" in index
+    assert 'id="edu-bias-summary"' in index and "check_similar_pair" in index  # the offline summary
     pages = list((project / DOCS.parent / "validations").rglob("*.html"))
     assert pages, "no validation result page"
     page = pages[0].read_text(encoding="utf-8")
@@ -119,8 +129,8 @@ def test_cli_run_on_another_file_does_not_import_torch(project: Path, tmp_path: 
         import sys
         sys.path.insert(0, {str(PROJECT_ROOT / "tests")!r})
         from conftest import run_pipeline
-        run_pipeline({str(project)!r}, "data_validation",
-                     params={{"raw_pairs_path": {str(other)!r}, "data_validation": {{"min_pairs_per_category": 1}}}})
+        params = {{"raw_pairs_path": {str(other)!r}, "data_validation": {{"min_pairs_per_category": 1}}}}
+        run_pipeline({str(project)!r}, "data_validation", params=params)
         heavy = sorted(m for m in ("torch", "transformers", "trl") if m in sys.modules)
         assert not heavy, f"data_validation imported {{heavy}}"
         """

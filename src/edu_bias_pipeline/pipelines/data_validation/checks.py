@@ -14,7 +14,6 @@ compute (RE2) so a million pairs take seconds, not minutes.
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
+
+from edu_bias_pipeline.pairs import near_duplicate_key
 
 Severity = Literal["error", "warning"]
 SeveritySetting = Literal["error", "warning", "off"]
@@ -98,11 +99,16 @@ def _series(values: pa.Array | pa.ChunkedArray | np.ndarray, index: pd.Index) ->
     return pd.Series(np.asarray(values, dtype=bool), index=index)
 
 
-def _matches(frame: pd.DataFrame, columns: Sequence[str], pattern: str) -> pd.Series:
+def _column(frame: pd.DataFrame, ctx: CheckContext, column: str) -> pa.Array:
+    """A text column as an Arrow array, converted once per run and shared by the checks."""
+    return ctx.cached(f"arrow:{column}", lambda: _arrow(frame[column]))
+
+
+def _matches(frame: pd.DataFrame, ctx: CheckContext, columns: Sequence[str], pattern: str) -> pd.Series:
     """Rows where any of `columns` matches the RE2 `pattern` (None never matches)."""
     hit = np.zeros(len(frame), dtype=bool)
     for column in columns:
-        found = pc.match_substring_regex(_arrow(frame[column]), pattern)
+        found = pc.match_substring_regex(_column(frame, ctx, column), pattern)
         hit |= found.fill_null(False).to_numpy(zero_copy_only=False)
     return pd.Series(hit, index=frame.index)
 
@@ -111,46 +117,113 @@ TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 PAIR_COLUMNS = ("chosen", "rejected")
 
 
+def _re2_class(code_points: Sequence[int], negate: bool = False) -> str:
+    """An RE2 character class of `code_points`, written as ranges."""
+    ranges: list[list[int]] = []
+    for cp in sorted(code_points):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    body = "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
+    return f"[{'^' if negate else ''}{body}]"
+
+
+@dataclass(frozen=True)
+class _KeyPlan:
+    drop: str  # RE2 class of the BMP code points near_duplicate_key deletes
+    exact_before: str  # texts matching this take the Python path (NFKC may differ by Unicode version)
+    exact_after: str  # NFKC texts matching this take the Python path (lower() != casefold())
+
+
 @lru_cache(maxsize=1)
-def _near_key_pattern() -> re.Pattern[str]:
-    """One character class of every code point `pairs.near_duplicate_key` drops (space, P*, S*, C*).
-
-    Built from unicodedata once (about a second) so keys are a regex substitution per text instead of a
-    Python loop per character; tests check it agrees with `pairs.near_duplicate_key`.
-    """
-    ranges: list[tuple[int, int]] = []
-    for cp in range(sys.maxunicode + 1):
+def _key_plan() -> _KeyPlan:
+    """What Arrow can compute exactly like `pairs.near_duplicate_key`, derived from both libraries at
+    run time (about 0.2 s), so a newer Arrow or Python cannot silently change the keys."""
+    bmp = [cp for cp in range(0x10000) if not 0xD800 <= cp <= 0xDFFF]
+    chars = pa.array([chr(cp) for cp in bmp], type=pa.large_string())
+    nfkc = pc.utf8_normalize(chars, form="NFKC").to_pylist()
+    lower = pc.utf8_lower(chars).to_pylist()
+    differ, unlike, drop = [], [], []
+    for cp, n, low in zip(bmp, nfkc, lower, strict=True):
         ch = chr(cp)
+        if unicodedata.normalize("NFKC", ch) != n:
+            differ.append(cp)
+        if ch.casefold() != low:
+            unlike.append(cp)
         if ch.isspace() or unicodedata.category(ch)[0] in ("P", "S", "C"):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    parts = [
-        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
-    ]
-    return re.compile("[" + "".join(parts) + "]+")
-
-
-def near_keys(texts: pd.Series) -> pd.Series:
-    """Vectorised `pairs.near_duplicate_key`: NFKC, case-folded, without spaces/punctuation/symbols."""
-    drop = _near_key_pattern().sub
-    nfkc = unicodedata.normalize
-    return pd.Series(
-        [drop("", nfkc("NFKC", t).casefold()) if isinstance(t, str) else "" for t in texts],
-        index=texts.index,
-        dtype=object,
+            drop.append(cp)
+    astral = "\\x{10000}-\\x{10FFFF}"
+    return _KeyPlan(
+        drop=_re2_class(drop) + "+",
+        exact_before=_re2_class(differ)[:-1] + astral + "]",
+        exact_after=_re2_class(unlike)[:-1] + astral + "]",
     )
 
 
-def _keys(frame: pd.DataFrame, ctx: CheckContext) -> dict[str, pd.Series]:
-    return ctx.cached("near_keys", lambda: {c: near_keys(frame[c]) for c in TEXT_COLUMNS})
+def near_keys(texts: pd.Series, arr: pa.Array | None = None) -> pa.Array:
+    """Vectorised `pairs.near_duplicate_key` (same result; tests check it), as an Arrow array.
+
+    Arrow does NFKC, lower-casing and the deletions in C++; the rare texts where its Unicode tables could
+    disagree with Python's (astral characters, lower() != casefold(), newer code points) take the original.
+    None becomes "".
+    """
+    plan = _key_plan()
+    arr = _arrow(texts) if arr is None else arr
+    arr = pc.fill_null(arr, "")
+    nfkc = pc.utf8_normalize(arr, form="NFKC")
+    keys = pc.replace_substring_regex(pc.utf8_lower(nfkc), plan.drop, "")
+    exact = pc.or_(
+        pc.match_substring_regex(arr, plan.exact_before), pc.match_substring_regex(nfkc, plan.exact_after)
+    )
+    positions = np.flatnonzero(exact.to_numpy(zero_copy_only=False))
+    if len(positions):
+        patched = keys.to_pylist()
+        originals = arr.to_pylist()
+        for i in positions:
+            patched[i] = near_duplicate_key(originals[i])
+        keys = pa.array(patched, type=pa.large_string())
+    return keys
+
+
+def _keys(frame: pd.DataFrame, ctx: CheckContext) -> dict[str, pa.Array]:
+    return ctx.cached(
+        "near_keys", lambda: {c: near_keys(frame[c], _column(frame, ctx, c)) for c in TEXT_COLUMNS}
+    )
+
+
+def _nonempty(frame: pd.DataFrame, ctx: CheckContext, column: str) -> np.ndarray:
+    return ctx.cached(
+        f"nonempty:{column}",
+        lambda: (
+            pc.greater(pc.utf8_length(_column(frame, ctx, column)), 0)
+            .fill_null(False)
+            .to_numpy(zero_copy_only=False)
+        ),
+    )
+
+
+def _codes(values: pa.Array) -> np.ndarray:
+    """Dense integer codes of strings (equal strings, equal codes), hashed in C++."""
+    return pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _text_codes(frame: pd.DataFrame, ctx: CheckContext) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of chosen/rejected texts (one shared codebook): set logic on ints, not strings."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        both = pa.concat_arrays([_column(frame, ctx, "chosen"), _column(frame, ctx, "rejected")])
+        codes = _codes(both)
+        return codes[: len(frame)], codes[len(frame) :]
+
+    return ctx.cached("text_codes", compute)
 
 
 # ------------------------------------------------------------------------------------------- label checks
 def missing_bias_type(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
-    label = frame["bias_label"]
-    return label.isna() | (label.astype(object).map(lambda v: isinstance(v, str) and not v.strip()))
+    trimmed = pc.utf8_trim_whitespace(_column(frame, ctx, "bias_label"))
+    empty = pc.equal(pc.utf8_length(trimmed), 0).fill_null(True)
+    return pd.Series(empty.to_numpy(zero_copy_only=False), index=frame.index)
 
 
 def unknown_bias_type(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
@@ -159,27 +232,29 @@ def unknown_bias_type(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
 
 def conflicting_bias_type(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """The same text carries different bias types in different pairs."""
-    known = frame[frame["bias_type"].notna()]
-    long = pd.DataFrame(
+    chosen, rejected = _text_codes(frame, ctx)
+    type_codes, _ = pd.factorize(frame["bias_type"], use_na_sentinel=True)
+    known = (type_codes >= 0) & _nonempty(frame, ctx, "chosen") & _nonempty(frame, ctx, "rejected")
+    labelled = pd.DataFrame(
         {
-            "text": pd.concat([known["chosen"], known["rejected"]], ignore_index=True),
-            "bias_type": pd.concat([known["bias_type"], known["bias_type"]], ignore_index=True),
+            "text": np.concatenate([chosen[known], rejected[known]]),
+            "kind": np.concatenate([type_codes[known], type_codes[known]]),
         }
-    )
-    long = long[long["text"] != ""]
-    kinds = long.groupby("text", sort=False)["bias_type"].nunique()
-    conflicted = kinds.index[kinds > 1]
-    return frame["chosen"].isin(conflicted) | frame["rejected"].isin(conflicted)
+    ).drop_duplicates()
+    n_texts = int(max(chosen.max(initial=-1), rejected.max(initial=-1))) + 1
+    conflicted = np.bincount(labelled["text"].to_numpy(), minlength=n_texts) > 1
+    return pd.Series(known & (conflicted[chosen] | conflicted[rejected]), index=frame.index)
 
 
 def contradictory_preference(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """A text preferred in one pair and rejected in another (A>B here, B>A or B>X elsewhere)."""
-    chosen, rejected = frame["chosen"], frame["rejected"]
-    usable = (chosen != "") & (rejected != "") & (chosen != rejected)  # identical_pair reports those
-    both = pd.Index(chosen[usable].unique()).intersection(pd.Index(rejected[usable].unique()))
-    if both.empty:
-        return pd.Series(False, index=frame.index)
-    return usable & (chosen.isin(both) | rejected.isin(both))
+    chosen, rejected = _text_codes(frame, ctx)
+    usable = _nonempty(frame, ctx, "chosen") & _nonempty(frame, ctx, "rejected") & (chosen != rejected)
+    n_texts = int(max(chosen.max(initial=-1), rejected.max(initial=-1))) + 1
+    as_chosen = np.bincount(chosen[usable], minlength=n_texts) > 0
+    as_rejected = np.bincount(rejected[usable], minlength=n_texts) > 0
+    both = as_chosen & as_rejected  # identical_pair reports chosen == rejected, so not counted here
+    return pd.Series(usable & (both[chosen] | both[rejected]), index=frame.index)
 
 
 def category_below_minimum(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
@@ -203,16 +278,16 @@ def length_out_of_bounds(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     cfg = ctx.config
     bad = np.zeros(len(frame), dtype=bool)
     for column in PAIR_COLUMNS:
-        n = pc.utf8_length(_arrow(frame[column])).to_numpy(zero_copy_only=False)
+        n = pc.utf8_length(_column(frame, ctx, column)).to_numpy(zero_copy_only=False)
         bad |= (n > 0) & ((n < cfg.min_chars) | (n > cfg.max_chars))
-    prompt_len = pc.utf8_length(_arrow(frame["prompt"])).fill_null(0).to_numpy(zero_copy_only=False)
+    prompt_len = pc.utf8_length(_column(frame, ctx, "prompt")).fill_null(0).to_numpy(zero_copy_only=False)
     bad |= prompt_len > cfg.max_prompt_chars
     return pd.Series(bad, index=frame.index)
 
 
 def truncated_text(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """A text cut off mid-sentence: ends in an ellipsis (…, ⋯, ..., 。。。)."""
-    return _matches(frame, PAIR_COLUMNS, r"(\.\.\.|…|⋯|。。。)$")
+    return _matches(frame, ctx, PAIR_COLUMNS, r"(\.\.\.|…|⋯|。。。)$")
 
 
 # A UTF-8 lead byte read as Latin-1/cp1252 (Â..ô) followed by a continuation byte read the same way
@@ -244,48 +319,94 @@ def is_mojibake(text: str) -> bool:
 
 def mojibake(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """UTF-8 text that was decoded as Latin-1/cp1252 somewhere upstream, e.g. 教育 -> æ•™è‚²."""
-    candidates = _matches(frame, TEXT_COLUMNS, _MOJIBAKE_RE2)
+    candidates = _matches(frame, ctx, TEXT_COLUMNS, _MOJIBAKE_RE2)
     hit = pd.Series(False, index=frame.index)
     for idx in candidates[candidates].index:
-        hit.at[idx] = any(isinstance(frame.at[idx, c], str) and is_mojibake(frame.at[idx, c]) for c in TEXT_COLUMNS)
+        hit.at[idx] = any(
+            isinstance(frame.at[idx, c], str) and is_mojibake(frame.at[idx, c]) for c in TEXT_COLUMNS
+        )
     return hit
 
 
 def control_characters(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """C0/C1 control characters other than tab and line breaks."""
-    return _matches(frame, TEXT_COLUMNS, r"[\x{0000}-\x{0008}\x{000B}\x{000C}\x{000E}-\x{001F}\x{007F}-\x{009F}]")
+    return _matches(
+        frame, ctx, TEXT_COLUMNS, r"[\x{0000}-\x{0008}\x{000B}\x{000C}\x{000E}-\x{001F}\x{007F}-\x{009F}]"
+    )
 
 
 def invalid_characters(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """U+FFFD (a decoder already gave up on this text) and Unicode noncharacters."""
-    return _matches(frame, TEXT_COLUMNS, r"[\x{FFFD}\x{FFFE}\x{FFFF}\x{FDD0}-\x{FDEF}]")
+    return _matches(frame, ctx, TEXT_COLUMNS, r"[\x{FFFD}\x{FFFE}\x{FFFF}\x{FDD0}-\x{FDEF}]")
 
 
 def invisible_characters(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """Zero-width and bidi-control characters: invisible, yet they change tokens and duplicate keys."""
-    return _matches(frame, TEXT_COLUMNS, r"[\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{FEFF}]")
+    return _matches(
+        frame, ctx, TEXT_COLUMNS, r"[\x{200B}-\x{200F}\x{202A}-\x{202E}\x{2060}-\x{2064}\x{FEFF}]"
+    )
 
 
-def scripts(texts: pd.Series) -> np.ndarray:
+def _lead_bytes(*ranges: tuple[int, int]) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    for lo, hi in ranges:
+        table[lo : hi + 1] = True
+    return table
+
+
+# Script by UTF-8 lead byte, which is all a script guess needs and runs at memory speed:
+# Han U+4000..U+9FFF = E4..E9; Latin = ASCII letters and U+00C0..U+024F (C3..C9);
+# other letters = Greek..Arabic/Indic (CD..DF, E0) and Yi/Hangul (EA..ED).
+_HAN = _lead_bytes((0xE4, 0xE9))
+_LATIN = _lead_bytes((0x41, 0x5A), (0x61, 0x7A), (0xC3, 0xC9))
+_OTHER = _lead_bytes((0xCD, 0xDF), (0xE0, 0xE0), (0xEA, 0xED))
+# The three counts packed into one integer per byte (21 bits each) so one reduction counts them all.
+_PACKED = _HAN.astype(np.uint64) | (_LATIN.astype(np.uint64) << 21) | (_OTHER.astype(np.uint64) << 42)
+_FIELD = np.uint64((1 << 21) - 1)
+
+
+def _script_counts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per string: Han, Latin and other-letter counts, from the Arrow UTF-8 buffer without a Python loop."""
+    arr = pc.fill_null(arr, "")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    counts = np.zeros(len(arr), dtype=np.uint64)
+    if arr.buffers()[2] is None or offsets[-1] == offsets[0]:
+        return counts, counts, counts
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    step = 1 << 16  # strings per block: keeps the per-byte temporary small (cache-friendly)
+    for lo in range(0, len(arr), step):
+        hi = min(lo + step, len(arr))
+        start, stop = offsets[lo], offsets[hi]
+        if stop == start:
+            continue
+        starts = offsets[lo:hi] - start
+        nonempty = offsets[lo + 1 : hi + 1] > offsets[lo:hi]
+        counts[lo:hi][nonempty] = np.add.reduceat(_PACKED[data[start:stop]], starts[nonempty])
+    return (
+        (counts & _FIELD).astype(np.int64),
+        ((counts >> 21) & _FIELD).astype(np.int64),
+        (counts >> 42).astype(np.int64),
+    )
+
+
+def scripts(texts: pd.Series | pa.Array) -> np.ndarray:
     """Dominant script per text: 'han', 'latin', 'other' (letters of other scripts) or '' (no letters)."""
-    arr = _arrow(texts)
-    han = pc.count_substring_regex(arr, r"\p{Han}").fill_null(0).to_numpy(zero_copy_only=False)
-    latin = pc.count_substring_regex(arr, r"\p{Latin}").fill_null(0).to_numpy(zero_copy_only=False)
-    letters = pc.count_substring_regex(arr, r"\pL").fill_null(0).to_numpy(zero_copy_only=False)
-    other = letters - han - latin
+    han, latin, other = _script_counts(texts if isinstance(texts, pa.Array) else _arrow(texts))
     # One Han character carries about a word; Latin letters come about five to a word.
-    han_w, latin_w = han * 5, latin
-    out = np.full(len(texts), "", dtype=object)
-    out[(letters > 0)] = "other"
-    out[(han_w >= latin_w) & (han_w >= other) & (han > 0)] = "han"
-    out[(latin_w > han_w) & (latin_w >= other) & (latin > 0)] = "latin"
+    han_w = han * 5
+    out = np.full(len(han), "", dtype=object)
+    out[(han + latin + other) > 0] = "other"
+    out[(han_w >= latin) & (han_w >= other) & (han > 0)] = "han"
+    out[(latin > han_w) & (latin >= other)] = "latin"
     return out
 
 
 def language_mismatch(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """Chosen and rejected are written in different scripts (e.g. Chinese vs English)."""
-    a = scripts(frame["chosen"])
-    b = scripts(frame["rejected"])
+    a = scripts(_column(frame, ctx, "chosen"))
+    b = scripts(_column(frame, ctx, "rejected"))
     return pd.Series((a != "") & (b != "") & (a != b), index=frame.index)
 
 
@@ -298,8 +419,12 @@ def duplicate_pair(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
 def near_duplicate_pair(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """Equal to an earlier pair up to punctuation, whitespace, case and full-width forms."""
     keys = _keys(frame, ctx)
-    key_frame = pd.DataFrame({c: keys[c] for c in TEXT_COLUMNS})
-    return key_frame.duplicated(keep="first") & ~frame["pair_id"].duplicated(keep="first")
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for column in TEXT_COLUMNS:  # fold the three key codes into one dense code per pair
+        codes = _codes(keys[column])
+        combined, _ = pd.factorize(combined * (int(codes.max(initial=0)) + 1) + codes)
+    near = pd.Series(combined).duplicated(keep="first").to_numpy()
+    return pd.Series(near, index=frame.index) & ~frame["pair_id"].duplicated(keep="first")
 
 
 def similar_pair(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
@@ -319,51 +444,90 @@ def similar_pair(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     if len(candidates) < 2:
         return pd.Series(flagged, index=frame.index)
     keys = _keys(frame, ctx)
-    ck = keys["chosen"].to_numpy()[candidates]
-    rk = keys["rejected"].to_numpy()[candidates]
-    pk = keys["prompt"].to_numpy()[candidates]
+    picked = pa.array(candidates)
+    table = pa.table({"c": keys["chosen"].take(picked), "r": keys["rejected"].take(picked)})
+    ck = table["c"].to_numpy()
+    rk = table["r"].to_numpy()
+    c_len = pc.utf8_length(table["c"]).to_numpy().astype(np.int64)
+    r_len = pc.utf8_length(table["r"]).to_numpy().astype(np.int64)
+    pk = _codes(keys["prompt"])[candidates]
     threshold = ctx.config.similarity_threshold
-    for first, second in ((ck, rk), (rk, ck)):
-        order = np.lexsort((second, first))  # last key is the primary one
+    for first, second in (("c", "r"), ("r", "c")):
+        order = pc.sort_indices(table, sort_keys=[(first, "ascending"), (second, "ascending")]).to_numpy()
         for step in range(1, min(ctx.config.similarity_window, len(order) - 1) + 1):
             a, b = order[:-step], order[step:]
-            same_prompt = pk[a] == pk[b]
-            if not same_prompt.any():
-                continue
-            a, b = a[same_prompt], b[same_prompt]
-            sim_c = cpdist(ck[a], ck[b], scorer=fuzz.ratio, workers=-1)
-            sim_r = cpdist(rk[a], rk[b], scorer=fuzz.ratio, workers=-1)
-            close = (np.minimum(sim_c, sim_r) >= threshold) & (ck[a] != "")
+            # ratio = 2*matches/(len_a+len_b) <= 2*min/(len_a+len_b): most neighbours fail on lengths alone.
+            keep = (pk[a] == pk[b]) & (c_len[a] > 0)
+            for lens in (c_len, r_len):
+                keep &= 200 * np.minimum(lens[a], lens[b]) >= threshold * (lens[a] + lens[b])
+            a, b = a[keep], b[keep]
+            # Score chosen first; rejected only where chosen is already close enough.
+            close = cpdist(ck[a], ck[b], scorer=fuzz.ratio, score_cutoff=threshold, workers=-1) >= threshold
+            a, b = a[close], b[close]
+            close = cpdist(rk[a], rk[b], scorer=fuzz.ratio, score_cutoff=threshold, workers=-1) >= threshold
             # Flag the later line of each close pair; the first occurrence stays clean.
-            later = np.maximum(candidates[a[close]], candidates[b[close]])
-            flagged[later] = True
+            flagged[np.maximum(candidates[a[close]], candidates[b[close]])] = True
     return pd.Series(flagged, index=frame.index)
 
 
 # Registry order matters only for checks that read `ctx.kept` (similar_pair, category_below_minimum).
 ROW_CHECKS: tuple[Check, ...] = (
     Check("missing_bias_type", "error", missing_bias_type, "meta.bias_type is missing or empty"),
-    Check("unknown_bias_type", "error", unknown_bias_type, "meta.bias_type is not in the taxonomy (after aliases)"),
+    Check(
+        "unknown_bias_type",
+        "error",
+        unknown_bias_type,
+        "meta.bias_type is not in the taxonomy (after aliases)",
+    ),
     Check("empty_text", "error", empty_text, "chosen or rejected is empty or whitespace only"),
     Check("identical_pair", "error", identical_pair, "chosen equals rejected after normalisation"),
-    Check("length_out_of_bounds", "error", length_out_of_bounds, "a text is shorter/longer than the configured bounds"),
+    Check(
+        "length_out_of_bounds",
+        "error",
+        length_out_of_bounds,
+        "a text is shorter/longer than the configured bounds",
+    ),
     Check("truncated_text", "error", truncated_text, "a text ends in an ellipsis (…, ..., 。。。): cut off"),
     Check("mojibake", "error", mojibake, "UTF-8 decoded as Latin-1/cp1252 upstream (e.g. æ•™è‚²)"),
-    Check("control_characters", "error", control_characters, "C0/C1 control characters other than tab/newline"),
-    Check("invalid_characters", "error", invalid_characters, "U+FFFD replacement characters or noncharacters"),
+    Check(
+        "control_characters", "error", control_characters, "C0/C1 control characters other than tab/newline"
+    ),
+    Check(
+        "invalid_characters", "error", invalid_characters, "U+FFFD replacement characters or noncharacters"
+    ),
     Check("invisible_characters", "warning", invisible_characters, "zero-width or bidi-control characters"),
     Check("language_mismatch", "error", language_mismatch, "chosen and rejected are in different scripts"),
     Check("duplicate_pair", "error", duplicate_pair, "exact copy of an earlier pair (first kept)"),
-    Check("near_duplicate_pair", "error", near_duplicate_pair,
-          "an earlier pair differs only in punctuation, spacing, case or full-width forms"),
-    Check("contradictory_preference", "error", contradictory_preference,
-          "a text is chosen in one pair and rejected in another"),
-    Check("conflicting_bias_type", "warning", conflicting_bias_type,
-          "the same text is labelled with different bias types in different pairs"),
-    Check("similar_pair", "warning", similar_pair,
-          "chosen and rejected are both near-identical (rapidfuzz ratio) to an earlier pair's"),
-    Check("category_below_minimum", "warning", category_below_minimum,
-          "the pair's bias type has fewer kept pairs than min_pairs_per_category"),
+    Check(
+        "near_duplicate_pair",
+        "error",
+        near_duplicate_pair,
+        "an earlier pair differs only in punctuation, spacing, case or full-width forms",
+    ),
+    Check(
+        "contradictory_preference",
+        "error",
+        contradictory_preference,
+        "a text is chosen in one pair and rejected in another",
+    ),
+    Check(
+        "conflicting_bias_type",
+        "warning",
+        conflicting_bias_type,
+        "the same text is labelled with different bias types in different pairs",
+    ),
+    Check(
+        "similar_pair",
+        "warning",
+        similar_pair,
+        "chosen and rejected are both near-identical (rapidfuzz ratio) to an earlier pair's",
+    ),
+    Check(
+        "category_below_minimum",
+        "warning",
+        category_below_minimum,
+        "the pair's bias type has fewer kept pairs than min_pairs_per_category",
+    ),
 )
 
 

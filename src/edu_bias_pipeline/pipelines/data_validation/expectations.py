@@ -8,6 +8,7 @@ The computed row checks become expectations over derived columns `check_<name>`:
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from edu_bias_pipeline import pairs
@@ -43,11 +45,11 @@ def gx_frame(kept: pd.DataFrame, config: ValidationConfig) -> pd.DataFrame:
     chosen = frame[pairs.CHOSEN].to_numpy()
     flagged = [i for i, ws in enumerate(warnings) if ws]
     for check in configured_checks(config):
-        column = [None] * len(frame)
+        column = np.full(len(frame), None, dtype=object)
         for i in flagged:
             if check.name in warnings[i]:
                 column[i] = f"line {lines[i]}: {chosen[i][:40]}"
-        frame[CHECK_PREFIX + check.name] = pd.Series(column, dtype=object)
+        frame[CHECK_PREFIX + check.name] = column
     return frame
 
 
@@ -62,33 +64,68 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
         return {"notes": {"format": "markdown", "content": [text]}}
 
     add(gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=note("at least one pair survives validation")))
-    for column in (pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.PROMPT, pairs.CHOSEN, pairs.REJECTED, pairs.BIAS_TYPE):
+    for column in (
+        pairs.PAIR_ID,
+        pairs.SOURCE_LINE,
+        pairs.PROMPT,
+        pairs.CHOSEN,
+        pairs.REJECTED,
+        pairs.BIAS_TYPE,
+    ):
         add(gxe.ExpectColumnToExist(column=column, meta=note("schema: validated_pairs.jsonl contract")))
     for column in (pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.CHOSEN, pairs.REJECTED, pairs.BIAS_TYPE):
         add(gxe.ExpectColumnValuesToNotBeNull(column=column, meta=note("schema: required field")))
-    add(gxe.ExpectColumnValuesToMatchRegex(column=pairs.PAIR_ID, regex=r"^[0-9a-f]{16}$",
-                                           meta=note("pair_id: 16 hex digits of a content hash")))
+    add(
+        gxe.ExpectColumnValuesToMatchRegex(
+            column=pairs.PAIR_ID,
+            regex=r"^[0-9a-f]{16}$",
+            meta=note("pair_id: 16 hex digits of a content hash"),
+        )
+    )
     add(gxe.ExpectColumnValuesToBeUnique(column=pairs.PAIR_ID, meta=note("uniqueness: no duplicate pairs")))
     add(gxe.ExpectColumnValuesToBeUnique(column=pairs.SOURCE_LINE, meta=note("uniqueness: one row per line")))
-    add(gxe.ExpectColumnValuesToBeBetween(column=pairs.SOURCE_LINE, min_value=1,
-                                          meta=note("source_line is 1-based")))
-    add(gxe.ExpectColumnValuesToBeInSet(column=pairs.BIAS_TYPE, value_set=sorted(taxonomy),
-                                        meta=note("taxonomy: canonical bias types only")))
+    add(
+        gxe.ExpectColumnValuesToBeBetween(
+            column=pairs.SOURCE_LINE, min_value=1, meta=note("source_line is 1-based")
+        )
+    )
+    add(
+        gxe.ExpectColumnValuesToBeInSet(
+            column=pairs.BIAS_TYPE,
+            value_set=sorted(taxonomy),
+            meta=note("taxonomy: canonical bias types only"),
+        )
+    )
     for column in (pairs.CHOSEN, pairs.REJECTED):
-        add(gxe.ExpectColumnValueLengthsToBeBetween(
-            column=column, min_value=max(config.min_chars, 1), max_value=config.max_chars,
-            meta=note("lengths: data_validation.min_chars / max_chars"),
-        ))
-    add(gxe.ExpectColumnValueLengthsToBeBetween(
-        column=pairs.PROMPT, max_value=config.max_prompt_chars, meta=note("lengths: max_prompt_chars"),
-    ))
+        add(
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column=column,
+                min_value=max(config.min_chars, 1),
+                max_value=config.max_chars,
+                meta=note("lengths: data_validation.min_chars / max_chars"),
+            )
+        )
+    add(
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column=pairs.PROMPT,
+            max_value=config.max_prompt_chars,
+            meta=note("lengths: max_prompt_chars"),
+        )
+    )
     for check in configured_checks(config):
-        add(gxe.ExpectColumnValuesToBeNull(
-            column=CHECK_PREFIX + check.name,
-            meta=note(f"row check `{check.name}` ({check.severity}): {check.description}. "
-                      + ("Errors were quarantined, so this must pass."
-                         if check.severity == "error" else "Warnings are kept; failures list the lines.")),
-        ))
+        add(
+            gxe.ExpectColumnValuesToBeNull(
+                column=CHECK_PREFIX + check.name,
+                meta=note(
+                    f"row check `{check.name}` ({check.severity}): {check.description}. "
+                    + (
+                        "Errors were quarantined, so this must pass."
+                        if check.severity == "error"
+                        else "Warnings are kept; failures list the lines."
+                    )
+                ),
+            )
+        )
     return suite
 
 
@@ -134,12 +171,15 @@ def run_data_docs(kept: pd.DataFrame, taxonomy: Sequence[str], config: Validatio
         stats = dict(run.statistics)
         for r in run.results:
             if not r.success:
-                failed.append({
-                    "expectation": r.expectation_config.type,
-                    "column": r.expectation_config.kwargs.get("column"),
-                    "unexpected_count": (r.result or {}).get("unexpected_count"),
-                })
+                failed.append(
+                    {
+                        "expectation": r.expectation_config.type,
+                        "column": r.expectation_config.kwargs.get("column"),
+                        "unexpected_count": (r.result or {}).get("unexpected_count"),
+                    }
+                )
     index = site_dir / "index.html"
+    add_offline_fallbacks(site_dir, config.suite_name, bool(result.success), stats, failed)
     logger.info("GX suite '%s': %s; Data Docs at %s", config.suite_name, stats, index)
     return {
         "suite": config.suite_name,
@@ -149,3 +189,52 @@ def run_data_docs(kept: pd.DataFrame, taxonomy: Sequence[str], config: Validatio
         "failed_expectations": failed,
         "data_docs": str(index),
     }
+
+
+# GX's pages take Bootstrap, jQuery and Font Awesome from CDNs. Offline (this project's default) the
+# index table is drawn by JavaScript that never loads and the pass/fail icons are blank, so every page gets
+# a small inline stylesheet that spells the status out, and the index gets a static summary with links.
+_OFFLINE_STYLE = """<style id="edu-bias-offline">
+body { font-family: sans-serif; margin: 1em 2em; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; vertical-align: top; }
+.fa-check-circle::before { content: "\\2714  passed"; color: #1a7f37; font-style: normal; font-weight: bold; }
+.fa-times::before { content: "\\2718  FAILED"; color: #c62828; font-style: normal; font-weight: bold; }
+#edu-bias-summary { border: 2px solid #888; padding: 0.5em 1em; margin-bottom: 1em; }
+#edu-bias-summary .failed { color: #c62828; font-weight: bold; } #edu-bias-summary .passed { color: #1a7f37; }
+</style>"""
+
+
+def add_offline_fallbacks(
+    site_dir: Path, suite: str, success: bool, stats: dict[str, Any], failed: list[dict[str, Any]]
+) -> None:
+    """Inline status styles on every page; a static summary with links at the top of index.html."""
+    pages = sorted(site_dir.rglob("*.html"))
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        if 'id="edu-bias-offline"' not in text:
+            page.write_text(text.replace("</head>", _OFFLINE_STYLE + "</head>", 1), encoding="utf-8")
+    links = [p.relative_to(site_dir).as_posix() for p in pages if p.name != "index.html"]
+    suites = [link for link in links if link.startswith("expectations/")]
+    results = [link for link in links if link.startswith("validations/")]
+    status = '<span class="passed">passed</span>' if success else '<span class="failed">FAILED</span>'
+    failures = "".join(
+        f"<li><code>{html.escape(str(f['column']))}</code> {html.escape(f['expectation'])}: "
+        f"{f['unexpected_count']} unexpected</li>"
+        for f in failed
+    )
+    block = (
+        f'<div id="edu-bias-summary"><h2>Validated pairs: suite <code>{html.escape(suite)}</code> {status}</h2>'
+        f"<p>{stats.get('successful_expectations', 0)} of {stats.get('evaluated_expectations', 0)} "
+        "expectations met. Failed <code>check_*</code> expectations of severity <i>warning</i> list the kept "
+        "rows that carry that warning; errors were quarantined (see quarantined_pairs.jsonl).</p>"
+        + (f"<p>Failed expectations:</p><ul>{failures}</ul>" if failures else "")
+        + "<p>Validation results: "
+        + ", ".join(f'<a href="{html.escape(r)}">{html.escape(r)}</a>' for r in results)
+        + "<br>Expectation suite: "
+        + ", ".join(f'<a href="{html.escape(r)}">{html.escape(r)}</a>' for r in suites)
+        + "</p></div>"
+    )
+    index = site_dir / "index.html"
+    text = index.read_text(encoding="utf-8")
+    if 'id="edu-bias-summary"' not in text:
+        index.write_text(text.replace("<body>", "<body>" + block, 1), encoding="utf-8")

@@ -6,8 +6,10 @@ Every non-blank input line ends up in exactly one of validated_pairs / quarantin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,19 +25,20 @@ from edu_bias_pipeline.pipelines.data_validation.checks import (
     check_descriptions,
     configured_checks,
 )
-from edu_bias_pipeline.taxonomy import alias_table, label_key
+from edu_bias_pipeline.taxonomy import canonical_bias_type
 
 logger = logging.getLogger(__name__)
 
 BOM = b"\xef\xbb\xbf"
-_WHITESPACE = b" \t\r\n\x0b\x0c"
-INGEST_COLUMNS = (
-    "source_line", "raw", "parse_reasons", "parse_details",
-    "prompt", "chosen", "rejected", "bias_label", "meta",
-)
 VALIDATED_COLUMNS = (
-    pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.PROMPT, pairs.CHOSEN, pairs.REJECTED,
-    pairs.BIAS_TYPE, pairs.WARNINGS, pairs.META,
+    pairs.PAIR_ID,
+    pairs.SOURCE_LINE,
+    pairs.PROMPT,
+    pairs.CHOSEN,
+    pairs.REJECTED,
+    pairs.BIAS_TYPE,
+    pairs.WARNINGS,
+    pairs.META,
 )
 QUARANTINE_COLUMNS = ("source_line", "reasons", "raw", "details")
 _RECORD_FIELDS = frozenset((pairs.PROMPT, pairs.CHOSEN, pairs.REJECTED, pairs.META))
@@ -59,100 +62,168 @@ def _has_surrogate(value: Any) -> bool:
     return False
 
 
-def _parse_line(line: bytes) -> tuple[Any, str | None, str | None]:
-    """(object, reason, detail) of one non-blank line; reason None when it parsed."""
+_PARSE_CHUNK = 4096
+NO_REASONS: tuple[str, ...] = ()  # shared by every clean row: a million empty lists cost ~100 MB
+
+
+class _Bad:
+    """A line that failed before it became a pair: its reasons and their details."""
+
+    __slots__ = ("reasons", "details")
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reasons = [reason]
+        self.details = [detail]
+
+
+def _parse_one(line: bytes) -> Any:
+    """The JSON value of one line, or a `_Bad` saying why there is none."""
     try:
-        return orjson.loads(line), None, None
+        return orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         first_error = str(exc)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _Bad("invalid_utf8", f"byte {exc.start}: {exc.reason}")
     # orjson rejects lone surrogate escapes and NaN/Infinity; the stdlib tells those apart.
     try:
-        obj = json.loads(line.decode("utf-8"))
+        obj = json.loads(text)
     except ValueError:
-        return None, "invalid_json", first_error
+        return _Bad("invalid_json", first_error)
     if _has_surrogate(obj):
-        return None, "invalid_characters", "a string holds a lone surrogate escape (\\ud800-\\udfff)"
-    return None, "invalid_json", f"non-standard JSON: {first_error}"
+        return _Bad("invalid_characters", "a string holds a lone surrogate escape (\\ud800-\\udfff)")
+    return _Bad("invalid_json", f"non-standard JSON: {first_error}")
+
+
+def _parse_all(lines: list[bytes]) -> list[Any]:
+    """`_parse_one` over all lines; chunks of good lines go through one list comprehension."""
+    loads = orjson.loads
+    out: list[Any] = []
+    for start in range(0, len(lines), _PARSE_CHUNK):
+        chunk = lines[start : start + _PARSE_CHUNK]
+        try:
+            out.extend([loads(line) for line in chunk])
+        except orjson.JSONDecodeError:
+            out.extend(_parse_one(line) for line in chunk)
+    return out
+
+
+def _is_clean(obj: Any) -> bool:
+    """The common case, tested cheaply: an object with string texts, optional string prompt, and an
+    optional meta object whose bias_type is a string or absent."""
+    if type(obj) is not dict:
+        return False
+    prompt, meta = obj.get(pairs.PROMPT), obj.get(pairs.META)
+    if type(obj.get(pairs.CHOSEN)) is not str or type(obj.get(pairs.REJECTED)) is not str:
+        return False
+    if prompt is not None and type(prompt) is not str:
+        return False
+    if meta is None:
+        return True
+    if type(meta) is not dict:
+        return False
+    label = meta.get(pairs.BIAS_TYPE)
+    return label is None or type(label) is str
+
+
+def _problems(obj: Any) -> tuple[list[str], list[str]]:
+    """Reasons and details for a parsed line that `_is_clean` refused."""
+    if isinstance(obj, _Bad):
+        return obj.reasons, obj.details
+    if not isinstance(obj, dict):
+        return ["not_an_object"], [f"top-level JSON value is a {type(obj).__name__}"]
+    reasons: list[str] = []
+    details: list[str] = []
+    for name in (pairs.CHOSEN, pairs.REJECTED):
+        value = obj.get(name)
+        if name not in obj:
+            reasons.append("missing_field")
+            details.append(f"field '{name}' is missing")
+        elif not isinstance(value, str):
+            reasons.append("wrong_type")
+            details.append(f"field '{name}' is {type(value).__name__}, not a string")
+    value = obj.get(pairs.PROMPT)
+    if value is not None and not isinstance(value, str):
+        reasons.append("wrong_type")
+        details.append(f"field 'prompt' is {type(value).__name__}, not a string or null")
+    meta = obj.get(pairs.META)
+    if meta is not None and not isinstance(meta, dict):
+        reasons.append("wrong_type")
+        details.append(f"field 'meta' is {type(meta).__name__}, not an object")
+    elif isinstance(meta, dict):
+        label = meta.get(pairs.BIAS_TYPE)
+        if label is not None and not isinstance(label, str):
+            reasons.append("wrong_type")
+            details.append(f"field 'meta.bias_type' is {type(label).__name__}, not a string")
+    return reasons, details
+
+
+def _meta_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """meta without bias_type; unknown top-level fields join it (meta wins a clash): never a silent drop.
+
+    Reuses the freshly parsed meta dict instead of copying it: a million copies are ~0.3 GiB.
+    """
+    meta = obj.get(pairs.META) or {}
+    meta.pop(pairs.BIAS_TYPE, None)
+    if obj.keys() <= _RECORD_FIELDS:
+        return meta
+    merged = {k: v for k, v in obj.items() if k not in _RECORD_FIELDS}
+    merged.update(meta)
+    return merged
 
 
 def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Decode and parse raw lines; structural problems become `parse_reasons`, never exceptions.
+    """Parse raw lines into a frame of candidate pairs; structural problems become `parse_reasons`.
 
-    Blank lines are skipped (counted in the stats); a UTF-8 BOM on the first line is dropped.
-    Text fields are normalised (`pairs.normalize_text`); an empty prompt becomes None.
+    Blank lines are skipped (counted in the stats); a UTF-8 BOM on the first line is dropped. `raw` keeps
+    the line's bytes (decoded only for quarantined rows). Texts are normalised with `pairs.normalize_text`
+    (NFC, trimmed); an empty prompt becomes None. Nothing here raises on bad input.
     """
-    cols: dict[str, list[Any]] = {c: [] for c in INGEST_COLUMNS}
-    blank = 0
-    normalize = pairs.normalize_text
-    for number, line in enumerate(raw_lines, start=1):
-        if number == 1 and line.startswith(BOM):
-            line = line[len(BOM):]
-        if not line.strip(_WHITESPACE):
-            blank += 1
+    lines = list(raw_lines)
+    if lines and lines[0].startswith(BOM):
+        lines[0] = lines[0][len(BOM) :]
+    numbers = [i for i, line in enumerate(lines, start=1) if line and not line.isspace()]
+    kept_lines = [lines[i - 1] for i in numbers]
+    objs = _parse_all(kept_lines)
+
+    nfc = unicodedata.normalize
+    n = len(objs)
+    prompt: list[str | None] = [None] * n
+    chosen: list[str | None] = [None] * n
+    rejected: list[str | None] = [None] * n
+    label: list[str | None] = [None] * n
+    meta: list[dict[str, Any] | None] = [None] * n
+    reasons: list[Any] = [NO_REASONS] * n
+    details: list[Any] = [NO_REASONS] * n
+    for i, obj in enumerate(objs):
+        if not _is_clean(obj):
+            reasons[i], details[i] = _problems(obj)
             continue
-        reasons: list[str] = []
-        details: list[str] = []
-        prompt = chosen = rejected = label = None
-        meta: dict[str, Any] | None = None
-        try:
-            raw = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raw = line.decode("utf-8", errors="backslashreplace")
-            reasons.append("invalid_utf8")
-            details.append(f"byte {exc.start}: {exc.reason}")
-        if not reasons:
-            obj, reason, detail = _parse_line(line)
-            if reason:
-                reasons.append(reason)
-                details.append(detail or "")
-            elif not isinstance(obj, dict):
-                reasons.append("not_an_object")
-                details.append(f"top-level JSON value is a {type(obj).__name__}")
-            else:
-                for name in (pairs.CHOSEN, pairs.REJECTED):
-                    value = obj.get(name)
-                    if name not in obj:
-                        reasons.append("missing_field")
-                        details.append(f"field '{name}' is missing")
-                    elif not isinstance(value, str):
-                        reasons.append("wrong_type")
-                        details.append(f"field '{name}' is {type(value).__name__}, not a string")
-                value = obj.get(pairs.PROMPT)
-                if value is not None and not isinstance(value, str):
-                    reasons.append("wrong_type")
-                    details.append(f"field 'prompt' is {type(value).__name__}, not a string or null")
-                raw_meta = obj.get(pairs.META, {})
-                if raw_meta is None:
-                    raw_meta = {}
-                if not isinstance(raw_meta, dict):
-                    reasons.append("wrong_type")
-                    details.append(f"field 'meta' is {type(raw_meta).__name__}, not an object")
-                else:
-                    label = raw_meta.get(pairs.BIAS_TYPE)
-                    if label is not None and not isinstance(label, str):
-                        reasons.append("wrong_type")
-                        details.append(f"field 'meta.bias_type' is {type(label).__name__}, not a string")
-                        label = None
-                    # Unknown top-level fields travel in meta (meta wins a clash): never a silent drop.
-                    meta = {k: v for k, v in obj.items() if k not in _RECORD_FIELDS}
-                    meta.update((k, v) for k, v in raw_meta.items() if k != pairs.BIAS_TYPE)
-                if not reasons:
-                    chosen = normalize(obj[pairs.CHOSEN])
-                    rejected = normalize(obj[pairs.REJECTED])
-                    prompt = normalize(obj[pairs.PROMPT]) if obj.get(pairs.PROMPT) else None
-                    prompt = prompt or None
-        cols["source_line"].append(number)
-        cols["raw"].append(raw)
-        cols["parse_reasons"].append(reasons)
-        cols["parse_details"].append(details)
-        cols["prompt"].append(prompt)
-        cols["chosen"].append(chosen)
-        cols["rejected"].append(rejected)
-        cols["bias_label"].append(label)
-        cols["meta"].append(meta)
-    frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in cols.items()})
-    frame["source_line"] = frame["source_line"].astype("int64")
-    stats = {"lines_total": len(raw_lines), "blank_lines": blank, "rows_read": len(frame)}
+        chosen[i] = nfc("NFC", obj[pairs.CHOSEN]).strip()
+        rejected[i] = nfc("NFC", obj[pairs.REJECTED]).strip()
+        p = obj.get(pairs.PROMPT)
+        if p:
+            prompt[i] = nfc("NFC", p).strip() or None
+        m = obj.get(pairs.META)
+        if m:
+            label[i] = m.get(pairs.BIAS_TYPE)
+        meta[i] = _meta_of(obj)
+        objs[i] = None  # the parsed dict is not needed any more; its strings live on in the columns
+    frame = pd.DataFrame(
+        {
+            "source_line": np.asarray(numbers, dtype=np.int64),
+            "raw": pd.Series(kept_lines, dtype=object),
+            "parse_reasons": pd.Series(reasons, dtype=object),
+            "parse_details": pd.Series(details, dtype=object),
+            "prompt": pd.Series(prompt, dtype=object),
+            "chosen": pd.Series(chosen, dtype=object),
+            "rejected": pd.Series(rejected, dtype=object),
+            "bias_label": pd.Series(label, dtype=object),
+            "meta": pd.Series(meta, dtype=object),
+        }
+    )
+    stats = {"lines_total": len(raw_lines), "blank_lines": len(raw_lines) - n, "rows_read": n}
     return frame, stats
 
 
@@ -163,12 +234,14 @@ def check_pairs(
     config = ValidationConfig(**params)
     frame = ingested.copy()
     parsed = np.fromiter((not r for r in frame["parse_reasons"]), dtype=bool, count=len(frame))
-    table = alias_table(taxonomy)
-    frame["bias_type"] = [table.get(label_key(v)) if isinstance(v, str) else None for v in frame["bias_label"]]
-    frame["pair_id"] = [
-        pairs.pair_id(p, c, r) if ok else None
-        for ok, p, c, r in zip(parsed, frame["prompt"], frame["chosen"], frame["rejected"], strict=True)
-    ]
+    labels = frame["bias_label"]
+    canonical = {label: canonical_bias_type(label, taxonomy) for label in pd.unique(labels.dropna())}
+    frame["bias_type"] = pd.Series([canonical.get(v) for v in labels], index=frame.index, dtype=object)
+    frame["pair_id"] = pd.Series(
+        _pair_ids(frame["prompt"], frame["chosen"], frame["rejected"], parsed),
+        index=frame.index,
+        dtype=object,
+    )
 
     sub = frame.loc[parsed].reset_index(drop=True)
     kept = pd.Series(True, index=sub.index)
@@ -183,21 +256,33 @@ def check_pairs(
         logger.debug("check %s (%s): %d rows", check.name, check.severity, int(mask.sum()))
 
     positions = np.flatnonzero(parsed)
-    n = len(frame)
-    errors: list[list[str]] = [list(r) for r in frame["parse_reasons"]]
-    warnings: list[list[str]] = [[] for _ in range(n)]
+    errors: list[Any] = list(frame["parse_reasons"])
+    warnings: list[Any] = [NO_REASONS] * len(frame)
     for check in checks:
         target = errors if check.severity == "error" else warnings
         for pos in positions[flags[check.name]]:
-            target[pos].append(check.name)
-    frame["errors"] = errors
-    frame[pairs.WARNINGS] = warnings
+            target[pos] = (*target[pos], check.name)
     descriptions = {c.name: c.description for c in checks}
-    frame["details"] = [
-        list(parse_details) + [f"{name}: {descriptions[name]}" for name in errs[len(parse_details):]]
-        for parse_details, errs in zip(frame["parse_details"], errors, strict=True)
-    ]
+    details: list[Any] = list(frame["parse_details"])
+    for i in np.flatnonzero(np.fromiter((bool(e) for e in errors), dtype=bool, count=len(errors))):
+        known = details[i]
+        details[i] = [*known, *(f"{name}: {descriptions[name]}" for name in errors[i][len(known) :])]
+    frame["errors"] = pd.Series(errors, index=frame.index, dtype=object)
+    frame[pairs.WARNINGS] = pd.Series(warnings, index=frame.index, dtype=object)
+    frame["details"] = pd.Series(details, index=frame.index, dtype=object)
     return frame
+
+
+def _pair_ids(
+    prompts: pd.Series, chosen: pd.Series, rejected: pd.Series, parsed: np.ndarray
+) -> list[str | None]:
+    """`pairs.pair_id` of every parsed row, minus its re-normalisation (the texts are normalised already,
+    and normalize_text is idempotent); a test pins the equality."""
+    sha = hashlib.sha256
+    return [
+        sha(f"{p or ''}\x1f{c}\x1f{r}".encode()).hexdigest()[:16] if ok else None
+        for ok, p, c, r in zip(parsed, prompts, chosen, rejected, strict=True)
+    ]
 
 
 def partition_pairs(
@@ -226,7 +311,7 @@ def partition_pairs(
         {
             "source_line": bad["source_line"],
             "reasons": bad["errors"],
-            "raw": bad["raw"],
+            "raw": [line.decode("utf-8", errors="backslashreplace") for line in bad["raw"]],
             "details": [
                 [f"{config.input_path}:{line}: {d}" for d in ds]
                 for line, ds in zip(bad["source_line"], bad["details"], strict=True)
@@ -305,7 +390,9 @@ def build_summary(
     }
 
 
-def build_data_docs(checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def build_data_docs(
+    checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
     """Run the GX suite over the validated rows and write the Data Docs site; returns its statistics."""
     from edu_bias_pipeline.pipelines.data_validation.expectations import run_data_docs
 
@@ -340,6 +427,10 @@ def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any], param
         )
     logger.info(
         "Data validation passed: %s; %d rows with warnings; GX suite '%s' %d/%d expectations met. %s",
-        counts, summary["rows_with_warnings"], data_docs.get("suite"),
-        data_docs.get("successful_expectations", 0), data_docs.get("evaluated_expectations", 0), where,
+        counts,
+        summary["rows_with_warnings"],
+        data_docs.get("suite"),
+        data_docs.get("successful_expectations", 0),
+        data_docs.get("evaluated_expectations", 0),
+        where,
     )

@@ -1,0 +1,233 @@
+"""Scale benchmark of the data_validation stage: N synthetic pairs through the stage's node functions.
+
+    .venv/bin/python benchmarks/validate_scale.py --n 100000
+    .venv/bin/python benchmarks/validate_scale.py --n 1000000 --kedro   # also the real `kedro run`
+
+Prints seconds per phase, rows/s and peak RSS. The synthetic file is ~1% dirty (broken JSON, duplicates,
+near-duplicates, empty texts) so the quarantine path is exercised too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GROUPS = [
+    "女生",
+    "男生",
+    "农村学生",
+    "外地考生",
+    "少数民族学生",
+    "残障学生",
+    "年长学员",
+    "贫困生",
+    "二本毕业生",
+    "留学生",
+    "胖学生",
+    "信教学生",
+    "单亲家庭的孩子",
+    "专科生",
+    "艺术生",
+    "体育生",
+]
+SUBJECTS = [
+    "数学",
+    "物理",
+    "化学",
+    "历史",
+    "地理",
+    "生物",
+    "编程",
+    "音乐",
+    "美术",
+    "英语",
+    "政治",
+    "经济学",
+    "医学",
+    "法学",
+    "机器人",
+    "天文",
+]
+PLACES = ["课堂", "考试", "招生", "面试", "实验室", "竞赛", "奖学金评选", "班干部选举", "课题组", "实习招聘"]
+FAIR = [
+    "的表现取决于努力与支持",
+    "同样能取得优秀成绩",
+    "应当获得平等的机会",
+    "的能力与身份无关",
+    "值得老师同样的关注",
+]
+BIASED = ["天生学不好", "不配参加", "只会拖后腿", "不适合从事", "注定比别人差"]
+TYPES = [
+    "gender_sexuality",
+    "region",
+    "socioeconomic",
+    "educational_qualification",
+    "disability",
+    "ethnicity",
+    "age",
+    "physical_appearance",
+    "religion",
+    "nationality",
+]
+
+
+def synth_lines(n: int, seed: int = 0) -> list[bytes]:
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.002:
+            lines.append(b'{"chosen": "broken')
+            continue
+        if r < 0.006 and lines:
+            lines.append(lines[rng.randrange(len(lines))])  # exact duplicate
+            continue
+        g, s, p = rng.choice(GROUPS), rng.choice(SUBJECTS), rng.choice(PLACES)
+        tag = f"{i:x}"  # keeps texts distinct, as real pairs are
+        chosen = f"在{p}中，{g}学{s}{rng.choice(FAIR)}，编号{tag}。"
+        rejected = f"在{p}中，{g}{rng.choice(BIASED)}{s}，编号{tag}！"
+        if r < 0.008:
+            chosen = " "
+        meta = {"bias_type": rng.choice(TYPES), "source": "synthetic", "license": "CC0"}
+        lines.append(
+            json.dumps({"chosen": chosen, "rejected": rejected, "meta": meta}, ensure_ascii=False).encode()
+        )
+    return lines
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # ru_maxrss is KiB on Linux
+
+
+def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
+    """The stage's node functions and catalog datasets, in pipeline order, timed phase by phase."""
+    from kedro_datasets.json import JSONDataset
+    from kedro_datasets.pandas import JSONDataset as PandasJSONDataset
+
+    from edu_bias_pipeline.datasets import RawLinesDataset
+    from edu_bias_pipeline.pipelines.data_validation import nodes
+
+    conf = yaml.safe_load((ROOT / "conf/base/parameters_data_validation.yml").read_text(encoding="utf-8"))
+    taxonomy = conf["taxonomy"]
+    params = dict(conf["data_validation"], input_path=str(path), data_docs_dir=str(out_dir / "data_docs"))
+    jsonl = {
+        "load_args": {"lines": True},
+        "save_args": {"orient": "records", "lines": True, "force_ascii": False},
+    }
+    times: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        times[name] = time.perf_counter() - start
+        return result
+
+    raw = timed("load raw lines", RawLinesDataset(filepath=str(path)).load)
+    ingested, stats = timed("ingest_lines", nodes.ingest_lines, raw)
+    del raw
+    checked = timed("check_pairs", nodes.check_pairs, ingested, taxonomy, params)
+    del ingested
+    validated, quarantined, summary = timed("partition_pairs", nodes.partition_pairs, checked, stats, params)
+
+    def save() -> None:
+        PandasJSONDataset(filepath=str(out_dir / "validated_pairs.jsonl"), **jsonl).save(validated)
+        PandasJSONDataset(filepath=str(out_dir / "quarantined_pairs.jsonl"), **jsonl).save(quarantined)
+        JSONDataset(filepath=str(out_dir / "validation_summary.json")).save(summary)
+
+    timed("save outputs", save)
+    report = timed("build_data_docs (GX)", nodes.build_data_docs, checked, taxonomy, params)
+    timed("enforce_error_rate", nodes.enforce_error_rate, summary, report, params)
+    logging.getLogger(__name__).info(
+        "kept %d, quarantined %d", summary["rows_kept"], summary["rows_quarantined"]
+    )
+    times["_kept"], times["_quarantined"] = summary["rows_kept"], summary["rows_quarantined"]
+    return times
+
+
+def run_kedro(path: Path) -> float:
+    """The real `kedro run --pipelines data_validation` in a throwaway copy of the project."""
+    work = Path(tempfile.mkdtemp(prefix="dv_bench_kedro_"))
+    try:
+        shutil.copytree(ROOT / "conf", work / "conf", ignore=shutil.ignore_patterns("local"))
+        (work / "conf" / "local").mkdir()
+        shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+        (work / "src").symlink_to(ROOT / "src")
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kedro"),
+                "run",
+                "--pipelines",
+                "data_validation",
+                "--params",
+                f"raw_pairs_path={path}",
+            ],
+            cwd=work,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=100_000, help="number of synthetic pairs")
+    parser.add_argument("--kedro", action="store_true", help="also time the real `kedro run` (subprocess)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--generate", metavar="PATH", help=argparse.SUPPRESS)  # internal: write the file only
+    args = parser.parse_args()
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    logging.basicConfig(level=logging.WARNING)
+
+    if args.generate:
+        Path(args.generate).write_bytes(b"\n".join(synth_lines(args.n)) + b"\n")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="dv_bench_"))
+    path = tmp / "pairs.jsonl"
+    start = time.perf_counter()
+    # A separate process writes the file, so the peak RSS below is the stage's alone.
+    subprocess.run([sys.executable, __file__, "--n", str(args.n), "--generate", str(path)], check=True)
+    size_mib = path.stat().st_size / 1024**2
+    print(f"generated {args.n} pairs ({size_mib:.0f} MiB) in {time.perf_counter() - start:.1f} s")
+    rss_before = peak_rss_gib()
+
+    times = run_nodes(path, tmp / "out")
+    kept, quarantined = times.pop("_kept"), times.pop("_quarantined")
+    total = sum(times.values())
+    for name, seconds in times.items():
+        print(f"  {name:<24} {seconds:8.2f} s")
+    print(
+        f"stage core: {args.n} rows in {total:.1f} s = {args.n / total:,.0f} rows/s; "
+        f"kept {kept:,}, quarantined {quarantined:,}; peak RSS {peak_rss_gib():.2f} GiB "
+        f"(before the stage {rss_before:.2f} GiB); cpus {os.cpu_count()}"
+    )
+    if args.kedro:
+        seconds = run_kedro(path)
+        rate = args.n / seconds
+        print(f"kedro run --pipelines data_validation: {seconds:.1f} s = {rate:,.0f} rows/s (subprocess)")
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"kept {tmp}")
+
+
+if __name__ == "__main__":
+    main()
