@@ -113,12 +113,18 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # ru_maxrss is KiB on Linux
 
 
+def current_rss_gib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024**3
+
+
+rss: dict[str, tuple[float, float]] = {}  # phase -> (RSS after it, peak so far), GiB
+
+
 def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
     """The stage's node functions and catalog datasets, in pipeline order, timed phase by phase."""
     from kedro_datasets.json import JSONDataset
-    from kedro_datasets.pandas import JSONDataset as PandasJSONDataset
-
-    from edu_bias_pipeline.datasets import RawLinesDataset
+    from edu_bias_pipeline.datasets import JSONLinesDataset, RawLinesDataset
     from edu_bias_pipeline.pipelines.data_validation import nodes
 
     conf = yaml.safe_load((ROOT / "conf/base/parameters_data_validation.yml").read_text(encoding="utf-8"))
@@ -129,11 +135,13 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
         "save_args": {"orient": "records", "lines": True, "force_ascii": False},
     }
     times: dict[str, float] = {}
+    rss.clear()
 
     def timed(name, fn, *args):
         start = time.perf_counter()
         result = fn(*args)
         times[name] = time.perf_counter() - start
+        rss[name] = (current_rss_gib(), peak_rss_gib())
         return result
 
     raw = timed("load raw lines", RawLinesDataset(filepath=str(path)).load)
@@ -144,8 +152,8 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
     validated, quarantined, summary = timed("partition_pairs", nodes.partition_pairs, checked, stats, params)
 
     def save() -> None:
-        PandasJSONDataset(filepath=str(out_dir / "validated_pairs.jsonl"), **jsonl).save(validated)
-        PandasJSONDataset(filepath=str(out_dir / "quarantined_pairs.jsonl"), **jsonl).save(quarantined)
+        JSONLinesDataset(filepath=str(out_dir / "validated_pairs.jsonl"), **jsonl).save(validated)
+        JSONLinesDataset(filepath=str(out_dir / "quarantined_pairs.jsonl"), **jsonl).save(quarantined)
         JSONDataset(filepath=str(out_dir / "validation_summary.json")).save(summary)
 
     timed("save outputs", save)
@@ -213,7 +221,8 @@ def main() -> None:
     kept, quarantined = times.pop("_kept"), times.pop("_quarantined")
     total = sum(times.values())
     for name, seconds in times.items():
-        print(f"  {name:<24} {seconds:8.2f} s")
+        now, peak = rss[name]
+        print(f"  {name:<24} {seconds:8.2f} s   RSS after {now:5.2f} GiB, peak so far {peak:5.2f} GiB")
     print(
         f"stage core: {args.n} rows in {total:.1f} s = {args.n / total:,.0f} rows/s; "
         f"kept {kept:,}, quarantined {quarantined:,}; peak RSS {peak_rss_gib():.2f} GiB "

@@ -30,3 +30,25 @@ def test_final_newline_adds_no_line_and_save_round_trips(tmp_path: Path) -> None
 def test_missing_file_names_the_path_and_the_override(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"raw_pairs_path"):
         RawLinesDataset(filepath=str(tmp_path / "nope.jsonl")).load()
+
+
+def test_jsonlines_dataset_writes_what_pandas_jsondataset_writes(tmp_path: Path) -> None:
+    import pandas as pd
+    from kedro_datasets.pandas import JSONDataset
+
+    from edu_bias_pipeline.datasets import JSONLinesDataset
+
+    args = {
+        "load_args": {"lines": True, "dtype": False},
+        "save_args": {"orient": "records", "lines": True, "force_ascii": False},
+    }
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [["w"], None, {"x": "中"}]})
+    for rows in (frame, frame.iloc[:0]):
+        ours = JSONLinesDataset(filepath=str(tmp_path / "ours.jsonl"), chunk_rows=2, **args)
+        theirs = JSONDataset(filepath=str(tmp_path / "theirs.jsonl"), **args)
+        ours.save(rows)
+        theirs.save(rows)
+        assert (tmp_path / "ours.jsonl").read_bytes() == (tmp_path / "theirs.jsonl").read_bytes()
+    ours.save(frame)
+    theirs.save(frame)
+    pd.testing.assert_frame_equal(ours.load(), theirs.load())
