@@ -124,6 +124,7 @@ rss: dict[str, tuple[float, float]] = {}  # phase -> (RSS after it, peak so far)
 def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
     """The stage's node functions and catalog datasets, in pipeline order, timed phase by phase."""
     from kedro_datasets.json import JSONDataset
+
     from edu_bias_pipeline.datasets import JSONLinesDataset, RawLinesDataset
     from edu_bias_pipeline.pipelines.data_validation import nodes
 
