@@ -129,7 +129,12 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
     return suite
 
 
-def run_data_docs(kept: pd.DataFrame, taxonomy: Sequence[str], config: ValidationConfig) -> dict[str, Any]:
+def run_data_docs(
+    kept: pd.DataFrame,
+    taxonomy: Sequence[str],
+    config: ValidationConfig,
+    counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Validate `kept` with the suite through a Checkpoint and (re)build the Data Docs site."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -179,7 +184,7 @@ def run_data_docs(kept: pd.DataFrame, taxonomy: Sequence[str], config: Validatio
                     }
                 )
     index = site_dir / "index.html"
-    add_offline_fallbacks(site_dir, config.suite_name, bool(result.success), stats, failed)
+    add_offline_fallbacks(site_dir, config.suite_name, bool(result.success), stats, failed, counts or {})
     logger.info("GX suite '%s': %s; Data Docs at %s", config.suite_name, stats, index)
     return {
         "suite": config.suite_name,
@@ -205,7 +210,12 @@ table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2
 
 
 def add_offline_fallbacks(
-    site_dir: Path, suite: str, success: bool, stats: dict[str, Any], failed: list[dict[str, Any]]
+    site_dir: Path,
+    suite: str,
+    success: bool,
+    stats: dict[str, Any],
+    failed: list[dict[str, Any]],
+    counts: dict[str, int],
 ) -> None:
     """Inline status styles on every page; a static summary with links at the top of index.html."""
     pages = sorted(site_dir.rglob("*.html"))
@@ -223,11 +233,21 @@ def add_offline_fallbacks(
         for f in failed
     )
     block = (
-        f'<div id="edu-bias-summary"><h2>Validated pairs: suite <code>{html.escape(suite)}</code> {status}</h2>'
+        '<div id="edu-bias-summary">'
+        f"<h2>Validated pairs: suite <code>{html.escape(suite)}</code> {status}</h2>"
         f"<p>{stats.get('successful_expectations', 0)} of {stats.get('evaluated_expectations', 0)} "
         "expectations met. Failed <code>check_*</code> expectations of severity <i>warning</i> list the kept "
         "rows that carry that warning; errors were quarantined (see quarantined_pairs.jsonl).</p>"
         + (f"<p>Failed expectations:</p><ul>{failures}</ul>" if failures else "")
+        + (
+            "<table><tr>"
+            + "".join(f"<th>{html.escape(k)}</th>" for k in counts)
+            + "</tr><tr>"
+            + "".join(f"<td>{v}</td>" for v in counts.values())
+            + "</tr></table>"
+            if counts
+            else ""
+        )
         + "<p>Validation results: "
         + ", ".join(f'<a href="{html.escape(r)}">{html.escape(r)}</a>' for r in results)
         + "<br>Expectation suite: "

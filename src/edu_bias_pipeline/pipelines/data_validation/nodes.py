@@ -398,7 +398,13 @@ def build_data_docs(
 
     config = ValidationConfig(**params)
     kept = checked.loc[~_has_errors(checked)]
-    return run_data_docs(kept, list(taxonomy), config)
+    counts = {
+        "rows read": len(checked),
+        "rows kept": len(kept),
+        "rows quarantined": len(checked) - len(kept),
+        **{f"kept {name}": int(n) for name, n in kept["bias_type"].value_counts().sort_index().items()},
+    }
+    return run_data_docs(kept, list(taxonomy), config, counts)
 
 
 def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any], params: dict[str, Any]) -> None:
