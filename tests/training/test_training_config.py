@@ -20,12 +20,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_profiles_mirror_the_old_configs():
     default = resolve_training_config({"profile": "default"})
-    assert (default.beta, default.learning_rate, default.per_device_train_batch_size,
-            default.gradient_accumulation_steps, default.eval_strategy) == (0.1, 1e-6, 1, 1, "epoch")
+    assert (
+        default.beta,
+        default.learning_rate,
+        default.per_device_train_batch_size,
+        default.gradient_accumulation_steps,
+        default.eval_strategy,
+    ) == (0.1, 1e-6, 1, 1, "epoch")
     optimized = resolve_training_config({"profile": "optimized"})
-    assert (optimized.beta, optimized.learning_rate, optimized.per_device_train_batch_size,
-            optimized.gradient_accumulation_steps, optimized.eval_strategy, optimized.eval_steps) == (
-        0.5, 5e-6, 2, 4, "steps", 100)
+    assert (
+        optimized.beta,
+        optimized.learning_rate,
+        optimized.per_device_train_batch_size,
+        optimized.gradient_accumulation_steps,
+        optimized.eval_strategy,
+        optimized.eval_steps,
+    ) == (0.5, 5e-6, 2, 4, "steps", 100)
     assert set(PROFILES) >= {"default", "optimized"}
 
 
@@ -39,8 +49,12 @@ def test_env_vars_win_over_parameters(tmp_path):
     a.write_text("{}\n"), b.write_text("{}\n")
     model = tmp_path / "model"
     model.mkdir()
-    env = {"TRAIN_MODE": "deepspeed", "MODEL_NAME_OR_PATH": str(model), "TRAIN_DATASETS": f"{a}, {b}",
-           "OUTPUT_DIR": str(tmp_path / "out")}
+    env = {
+        "TRAIN_MODE": "deepspeed",
+        "MODEL_NAME_OR_PATH": str(model),
+        "TRAIN_DATASETS": f"{a}, {b}",
+        "OUTPUT_DIR": str(tmp_path / "out"),
+    }
     cfg = resolve_training_config({"mode": "single", "output_dir": "x"}, env)
     assert cfg.mode == "deepspeed"
     assert cfg.model_name_or_path == str(model)
@@ -87,9 +101,16 @@ def test_shipped_parameter_files_validate():
     base = resolve_training_config(_params(ROOT / "conf/base/parameters_training.yml"), {})
     assert base.model_name_or_path == EMBEDDED_MODEL and base.profile == "default" and base.mode == "single"
     assert base.learning_rate > 1e-4  # tuned for the tiny model, unlike the profile's 1e-6
-    qwen = resolve_training_config(_params(ROOT / "conf/qwen2_7b/parameters_training.yml"), {}, check_model=False)
+    qwen = resolve_training_config(
+        _params(ROOT / "conf/qwen2_7b/parameters_training.yml"), {}, check_model=False
+    )
     assert qwen.model_name_or_path == "Qwen/Qwen2-7B-Instruct"
-    assert (qwen.profile, qwen.mode, qwen.deepspeed.zero_stage, qwen.precision) == ("optimized", "deepspeed", 3, "bf16")
+    assert (qwen.profile, qwen.mode, qwen.deepspeed.zero_stage, qwen.precision) == (
+        "optimized",
+        "deepspeed",
+        3,
+        "bf16",
+    )
     assert (qwen.beta, qwen.learning_rate) == (0.5, 5e-6)
 
 
@@ -107,4 +128,5 @@ def test_every_field_is_documented():
             ann = field.annotation
             if isinstance(ann, type) and hasattr(ann, "model_fields"):
                 walk(ann)
+
     walk(TrainingConfig)

@@ -8,12 +8,19 @@ from edu_bias_pipeline.training.health import LN2, diagnose, warnings_for
 
 
 def log(step, loss, acc=0.5, chosen=0.0, rejected=0.0):
-    return {"step": step, "loss": loss, "rewards/accuracies": acc, "rewards/chosen": chosen,
-            "rewards/rejected": rejected}
+    return {
+        "step": step,
+        "loss": loss,
+        "rewards/accuracies": acc,
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+    }
 
 
 def test_healthy_run_raises_nothing():
-    history = [log(s, 0.69 - 0.05 * s, acc=0.5 + 0.05 * s, chosen=0.1 * s, rejected=-0.2 * s) for s in range(1, 11)]
+    history = [
+        log(s, 0.69 - 0.05 * s, acc=0.5 + 0.05 * s, chosen=0.1 * s, rejected=-0.2 * s) for s in range(1, 11)
+    ]
     history.append({"step": 10, "eval_loss": 0.3})  # eval entries are ignored
     checks = diagnose(history, max_steps=10)
     assert not any(checks.values()) and warnings_for(checks) == []

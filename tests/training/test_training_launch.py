@@ -12,8 +12,15 @@ CPU = Hardware()
 
 
 def plan(hw=GPU2, environ=None, wandb_api_key=None, **cfg):
-    return plan_launch(TrainingConfig(**cfg), "run.json", hw, environ=environ or {}, deepspeed_config_path="ds.json",
-                       wandb_api_key=wandb_api_key, python="py")
+    return plan_launch(
+        TrainingConfig(**cfg),
+        "run.json",
+        hw,
+        environ=environ or {},
+        deepspeed_config_path="ds.json",
+        wandb_api_key=wandb_api_key,
+        python="py",
+    )
 
 
 def test_single_is_plain_python():
@@ -32,7 +39,9 @@ def test_accelerate_on_two_gpus():
 
 
 def test_deepspeed_through_accelerate_and_generated_config():
-    p = plan(mode="deepspeed", launch={"num_processes": 2}, deepspeed={"zero_stage": 3, "offload_optimizer": True})
+    p = plan(
+        mode="deepspeed", launch={"num_processes": 2}, deepspeed={"zero_stage": 3, "offload_optimizer": True}
+    )
     joined = " ".join(p.argv)
     assert "--use_deepspeed --deepspeed_config_file ds.json" in joined and "--num_processes 2" in joined
     ds = p.deepspeed_config
@@ -40,12 +49,16 @@ def test_deepspeed_through_accelerate_and_generated_config():
     assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert "optimizer" not in ds  # the Trainer's AdamW: no fused-Adam JIT build
-    assert ds["bf16"]["enabled"] is True and ds["train_micro_batch_size_per_gpu"] == "auto"
+    assert ds["bf16"]["enabled"] == "auto" and ds["train_micro_batch_size_per_gpu"] == "auto"
+    assert p.precision == "bf16"
 
 
 def test_deepspeed_launcher_multi_node_with_hostfile():
-    p = plan(mode="deepspeed", deepspeed={"launcher": "deepspeed"},
-             launch={"num_processes": 2, "num_machines": 2, "hostfile": "hosts", "main_process_ip": "10.0.0.1"})
+    p = plan(
+        mode="deepspeed",
+        deepspeed={"launcher": "deepspeed"},
+        launch={"num_processes": 2, "num_machines": 2, "hostfile": "hosts", "main_process_ip": "10.0.0.1"},
+    )
     assert p.argv[:3] == ["py", "-m", "deepspeed.launcher.runner"]
     joined = " ".join(p.argv)
     assert "--hostfile hosts --num_nodes 2" in joined and "--master_addr 10.0.0.1" in joined
@@ -53,8 +66,16 @@ def test_deepspeed_launcher_multi_node_with_hostfile():
 
 
 def test_accelerate_multi_machine():
-    p = plan(mode="accelerate", launch={"num_processes": 2, "num_machines": 2, "machine_rank": 1,
-                                        "main_process_ip": "10.0.0.1", "main_process_port": 1234})
+    p = plan(
+        mode="accelerate",
+        launch={
+            "num_processes": 2,
+            "num_machines": 2,
+            "machine_rank": 1,
+            "main_process_ip": "10.0.0.1",
+            "main_process_port": 1234,
+        },
+    )
     joined = " ".join(p.argv)
     assert "--num_machines 2" in joined and "--machine_rank 1" in joined
     assert "--main_process_ip 10.0.0.1" in joined and "--main_process_port 1234" in joined

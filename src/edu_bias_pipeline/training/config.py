@@ -10,7 +10,8 @@ Precedence, lowest first:
 3. the old scripts' env vars (`ENV_OVERRIDES`): `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS`,
    `OUTPUT_DIR`.
 
-Each field carries a `description`, in the manner of TRL's `dpo_config.py`, so `TrainingConfig.model_json_schema()`
+Each field carries a `description`, in the manner of TRL's `dpo_config.py`, so
+`TrainingConfig.model_json_schema()`
 documents every option.
 
 Kept free of heavy imports: validation happens in the Kedro process, before torch is needed.
@@ -38,7 +39,7 @@ Mode = Literal["single", "accelerate", "deepspeed"]
 # The sentinel `model_name_or_path` meaning "build the embedded tiny model from the training texts".
 EMBEDDED_MODEL = EMBEDDED_MODEL_NAME
 
-# Old shell-script interface: env var → config field. Applied by the node (`resolve_training_config`), nowhere else.
+# Old shell-script interface: env var → config field. Applied by the node (resolve_training_config) only.
 ENV_OVERRIDES = {
     "TRAIN_MODE": "mode",
     "MODEL_NAME_OR_PATH": "model_name_or_path",
@@ -91,22 +92,29 @@ class LoraSettings(_Strict):
     )
     qlora: bool = Field(
         False,
-        description="Load the base model in 4-bit (bitsandbytes NF4) and train LoRA on top (QLoRA). CUDA only; "
+        description="Load the base model in 4-bit (bitsandbytes NF4) and train LoRA on top (QLoRA). "
+        "CUDA only; "
         "implies `enabled`.",
     )
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit quantisation type for QLoRA.")
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit quantisation type for QLoRA."
+    )
 
 
 class DeepSpeedSettings(_Strict):
-    zero_stage: Literal[2, 3] = Field(2, description="ZeRO stage: 2 shards optimizer+gradients, 3 also the weights.")
+    zero_stage: Literal[2, 3] = Field(
+        2, description="ZeRO stage: 2 shards optimizer+gradients, 3 also the weights."
+    )
     offload_optimizer: bool = Field(False, description="Offload optimizer states to CPU memory.")
     offload_param: bool = Field(False, description="Offload parameters to CPU memory (ZeRO-3 only).")
     launcher: Literal["accelerate", "deepspeed"] = Field(
         "accelerate",
-        description="How to start the processes: `accelerate launch --use_deepspeed` or the `deepspeed` launcher.",
+        description="How to start the processes: `accelerate launch --use_deepspeed` or the `deepspeed` "
+        "launcher.",
     )
     config_file: str | None = Field(
-        None, description="A DeepSpeed JSON config to use as is instead of the one generated from these settings."
+        None,
+        description="A DeepSpeed JSON config to use as is instead of the one generated from these settings.",
     )
 
     @model_validator(mode="after")
@@ -137,14 +145,18 @@ class HealthSettings(_Strict):
         0.3, ge=0.0, lt=1.0, description="Share of the logged steps ignored by the health checks (warm-up)."
     )
     stuck_loss_tolerance: float = Field(
-        0.005, gt=0.0, description="A loss within this distance of ln 2 ≈ 0.693 after warm-up counts as stuck."
+        0.005,
+        gt=0.0,
+        description="A loss within this distance of ln 2 ≈ 0.693 after warm-up counts as stuck.",
     )
 
 
 class TrainingConfig(_Strict):
     """Everything the training stage needs; serialised to JSON for the launched process."""
 
-    profile: str = Field("default", description="Named profile supplying unset fields: " + ", ".join(PROFILES))
+    profile: str = Field(
+        "default", description="Named profile supplying unset fields: " + ", ".join(PROFILES)
+    )
     mode: Mode = Field("single", description="Hardware mode: single | accelerate | deepspeed.")
     model_name_or_path: str = Field(
         EMBEDDED_MODEL,
@@ -163,9 +175,12 @@ class TrainingConfig(_Strict):
         description="JSONL files to train on instead of the train split (raw pair or split format).",
     )
     instruction: str = Field(
-        DEFAULT_INSTRUCTION, description="User turn for pairs without their own `prompt` (pairs.render_prompt)."
+        DEFAULT_INSTRUCTION,
+        description="User turn for pairs without their own `prompt` (pairs.render_prompt).",
     )
-    max_length: int = Field(512, gt=0, description="Maximum prompt+completion tokens; longer pairs are truncated.")
+    max_length: int = Field(
+        512, gt=0, description="Maximum prompt+completion tokens; longer pairs are truncated."
+    )
 
     beta: float | None = Field(None, gt=0.0, description="DPO beta (deviation from the reference model).")
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"], description="TRL DPO loss type(s).")
@@ -178,7 +193,9 @@ class TrainingConfig(_Strict):
     max_steps: int = Field(-1, description="Optimizer steps to run; -1 means use num_train_epochs.")
     per_device_train_batch_size: int | None = Field(None, ge=1, description="Pairs per device per step.")
     per_device_eval_batch_size: int | None = Field(None, ge=1, description="Pairs per device per eval step.")
-    gradient_accumulation_steps: int | None = Field(None, ge=1, description="Micro-batches per optimizer step.")
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, description="Micro-batches per optimizer step."
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="Training precision; `auto` = bf16 on a bf16-capable GPU, fp32 on CPU."
@@ -190,7 +207,9 @@ class TrainingConfig(_Strict):
         None, description="When to evaluate on the val split (overall and per bias_type)."
     )
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (eval_strategy: steps).")
-    eval_per_bias_type: bool = Field(True, description="Also evaluate each bias_type of the val split separately.")
+    eval_per_bias_type: bool = Field(
+        True, description="Also evaluate each bias_type of the val split separately."
+    )
     save_strategy: Literal["no", "steps", "epoch"] | None = Field(
         None, description="When to write `checkpoint-N/` (needed for resume)."
     )
@@ -278,7 +297,9 @@ def _drop_nulls(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def apply_env_overrides(params: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+def apply_env_overrides(
+    params: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
     """The old scripts' env vars over the parameters; returns the merged dict and the names that applied."""
     merged = dict(params)
     applied = []
@@ -323,12 +344,7 @@ def resolve_training_config(
 
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
-    return (
-        1 <= len(parts) <= 2
-        and all(parts)
-        and not name.startswith((".", "~"))
-        and not os.path.isabs(name)
-    )
+    return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and not os.path.isabs(name)
 
 
 def check_model_available(config: TrainingConfig, environ: Mapping[str, str]) -> None:
@@ -345,6 +361,7 @@ def check_model_available(config: TrainingConfig, environ: Mapping[str, str]) ->
         cached = try_to_load_from_cache(name, "config.json")
         if not isinstance(cached, str):
             raise TrainingConfigError(
-                f"training.model_name_or_path: {name!r} is neither a local directory nor in the Hugging Face cache, "
+                f"training.model_name_or_path: {name!r} is neither a local directory nor in the Hugging Face "
+                "cache, "
                 "and the hub is offline (HF_HUB_OFFLINE=1). Download it first or point to a local directory."
             )

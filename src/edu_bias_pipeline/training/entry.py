@@ -29,7 +29,9 @@ from edu_bias_pipeline.training.config import TrainingConfig
 logger = logging.getLogger("edu_bias_pipeline.training")
 
 CONTRACT_FILE = "edu_bias_training.json"  # final/edu_bias_training.json, read by evaluation and the CLI
-METRICS_FILE = "edu_bias_metrics.json"  # in the output dir; the Kedro node turns it into training_metrics.json
+METRICS_FILE = (
+    "edu_bias_metrics.json"  # in the output dir; the Kedro node turns it into training_metrics.json
+)
 FINAL_DIR = "final"
 FINAL_TMP = ".final.tmp"
 EXIT_OOM = 3
@@ -71,7 +73,7 @@ def legacy_metrics(logs: dict[str, Any]) -> dict[str, Any]:
 
 
 def history_record(logs: dict[str, Any]) -> dict[str, Any]:
-    """A log entry under the names tracking tools show: `train/…` and `eval/…` (transformers' rewrite_logs)."""
+    """A log entry under the names tracking tools show: `train/…`, `eval/…` (transformers' rewrite_logs)."""
     out: dict[str, Any] = {}
     for key, value in logs.items():
         if key in ("step", "epoch"):
@@ -112,7 +114,7 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def build_dataset(rows: list[dict[str, Any]], tokenizer: Any, instruction: str):
-    """TRL's standard (non-conversational) preference format with the already-rendered prompt (data contract)."""
+    """TRL's standard (non-conversational) preference format, prompt already rendered (data contract)."""
     from datasets import Dataset
 
     return Dataset.from_dict(
@@ -170,7 +172,7 @@ def make_trainer_class():
             result = {}
             for key, value in out.items():
                 if key.startswith(prefix + "_"):
-                    result[key[len(prefix) + 1:]] = value
+                    result[key[len(prefix) + 1 :]] = value
                 elif key.startswith("eval_"):
                     result[key[5:]] = value
             return result
@@ -179,7 +181,13 @@ def make_trainer_class():
             flat: dict[str, float] = {}
             for category, dataset in self.category_eval_datasets.items():
                 m = self.evaluate_quietly(dataset, f"eval_{category}", ignore_keys)
-                for key in ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"):
+                for key in (
+                    "loss",
+                    "rewards/accuracies",
+                    "rewards/margins",
+                    "rewards/chosen",
+                    "rewards/rejected",
+                ):
                     if key in m:
                         flat[f"eval_{category}/{key}"] = m[key]
             return flat
@@ -210,7 +218,10 @@ def make_callbacks(config: TrainingConfig):
                 return
             logger.info("step %s: %s", state.global_step, json.dumps(logs, default=str, ensure_ascii=False))
             checks = health.diagnose(
-                state.log_history, state.max_steps, config.health.warmup_fraction, config.health.stuck_loss_tolerance
+                state.log_history,
+                state.max_steps,
+                config.health.warmup_fraction,
+                config.health.stuck_loss_tolerance,
             )
             for name, fired in checks.items():
                 if fired and name not in self.fired:
@@ -266,7 +277,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
 
     eval_strategy = config.eval_strategy if val_ds is not None else "no"
     report_to = [] if config.report_to == "none" else [config.report_to]
-    args = DPOConfig(
+    training_kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),
         beta=config.beta,
         loss_type=list(config.loss_type),
@@ -298,8 +309,11 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
         deepspeed=runtime.deepspeed_config,
         dataloader_num_workers=config.dataloader_num_workers,
         trust_remote_code=config.trust_remote_code,
-        **config.extra_training_args,
+        # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
+        ddp_find_unused_parameters=False,
     )
+    training_kwargs.update(config.extra_training_args)
+    args = DPOConfig(**training_kwargs)
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(runtime.precision, torch.float32)
     model_kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
@@ -329,7 +343,9 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
     if config.lora.qlora:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
 
     trainer_cls = make_trainer_class()
     trainer = trainer_cls(
@@ -345,7 +361,8 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
         trainer.sample_weights = [float(r.get("sample_weight", 1.0) or 1.0) for r in train_rows]
     if config.eval_per_bias_type and len(categories) > 0:
         trainer.category_eval_datasets = {
-            name: build_dataset(rows, tokenizer, config.instruction) for name, rows in sorted(categories.items())
+            name: build_dataset(rows, tokenizer, config.instruction)
+            for name, rows in sorted(categories.items())
         }
 
     if trainer.is_deepspeed_enabled:
@@ -396,7 +413,9 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
     return metrics
 
 
-def _save_final(trainer, tokenizer, config: TrainingConfig, runtime: RuntimeSpec, output_dir: Path, state) -> None:
+def _save_final(
+    trainer, tokenizer, config: TrainingConfig, runtime: RuntimeSpec, output_dir: Path, state
+) -> None:
     """Write the model to a temp dir and rename it to `final/`: readers never see a half-written model."""
     tmp = output_dir / FINAL_TMP
     final = output_dir / FINAL_DIR

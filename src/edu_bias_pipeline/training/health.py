@@ -14,12 +14,16 @@ LN2 = math.log(2.0)  # DPO sigmoid loss when chosen and rejected rewards are equ
 
 # check name → the warning shown when it fires
 MESSAGES = {
-    "nan_loss": "training loss became NaN/inf: lower the learning rate, check precision (fp16 overflow) and data",
-    "loss_stuck_at_ln2": "loss is stuck near ln 2 ≈ 0.693 after warm-up: the policy is not moving away from the "
+    "nan_loss": "training loss became NaN/inf: lower the learning rate, check precision (fp16 overflow) "
+    "and data",
+    "loss_stuck_at_ln2": "loss is stuck near ln 2 ≈ 0.693 after warm-up: the policy is not moving away "
+    "from the "
     "reference (learning rate too low, LoRA target modules wrong, or the model is frozen)",
-    "reward_accuracy_at_chance": "train reward accuracy is ≤ 0.5 after warm-up: the model does not prefer the "
+    "reward_accuracy_at_chance": "train reward accuracy is ≤ 0.5 after warm-up: the model does not "
+    "prefer the "
     "chosen (unbiased) statements; check the data orientation and the learning rate",
-    "rewards_both_falling": "chosen and rejected rewards are both falling: the model lowers the likelihood of "
+    "rewards_both_falling": "chosen and rejected rewards are both falling: the model lowers the "
+    "likelihood of "
     "both answers (likelihood displacement); consider a larger beta or a lower learning rate",
 }
 
@@ -38,7 +42,7 @@ def diagnose(
     warmup_fraction: float = 0.3,
     stuck_tolerance: float = 0.005,
 ) -> dict[str, bool]:
-    """Which of `MESSAGES`' checks fire on this log history (train entries with `loss` and TRL's `rewards/*`)."""
+    """Which `MESSAGES` checks fire on this log history (train entries with `loss` and TRL's `rewards/*`)."""
     logs = _train_logs(history)
     checks = dict.fromkeys(MESSAGES, False)
     if not logs:
@@ -57,7 +61,8 @@ def diagnose(
             half_c, half_r = len(chosen) // 2, len(rejected) // 2
             mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
             checks["rewards_both_falling"] = (
-                mean(chosen[half_c:]) < mean(chosen[:half_c]) and mean(chosen[half_c:]) < 0
+                mean(chosen[half_c:]) < mean(chosen[:half_c])
+                and mean(chosen[half_c:]) < 0
                 and mean(rejected[half_r:]) < mean(rejected[:half_r])
             )
     return checks

@@ -1,11 +1,12 @@
-"""The command line that starts `edu_bias_pipeline.training.entry`: plain python, `accelerate launch`, or DeepSpeed.
+"""The command that starts `edu_bias_pipeline.training.entry`: plain python, `accelerate launch` or DeepSpeed.
 
 Kedro cannot itself run under a distributed launcher, so the training node starts the entry module as a
 subprocess. `plan_launch` is the one function that turns a validated `TrainingConfig` and the detected
 hardware into that command (argv + environment); the three modes differ only in the launcher prefix.
 
 Without CUDA, `accelerate` and `deepspeed` fall back to a single CPU process (DeepSpeed still initialises
-its ZeRO engine on the CPU accelerator), with a warning, as the old scripts did. QLoRA without CUDA is an error.
+its ZeRO engine on the CPU accelerator), with a warning, as the old scripts did. QLoRA without CUDA is an
+error.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def resolve_precision(config: TrainingConfig, hw: Hardware) -> tuple[str, list[s
     notes: list[str] = []
     if not hw.cuda_available:
         if config.precision in ("bf16", "fp16"):
-            notes.append(f"precision {config.precision} requested but no CUDA device: training in fp32 on CPU")
+            notes.append(
+                f"precision {config.precision} requested but no CUDA device: training in fp32 on CPU"
+            )
         return "fp32", notes
     if config.precision == "auto":
         return ("bf16" if hw.bf16_supported else "fp32"), notes
@@ -91,7 +94,8 @@ def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]
         if not hw.cuda_available:
             notes.append(
                 f"mode '{config.mode}' asked for, but no CUDA device is available: falling back to a single "
-                "CPU process" + (" (DeepSpeed ZeRO on the CPU accelerator)" if config.mode == "deepspeed" else "")
+                "CPU process"
+                + (" (DeepSpeed ZeRO on the CPU accelerator)" if config.mode == "deepspeed" else "")
             )
         elif config.launch.num_machines == 1 and config.launch.num_processes > hw.cuda_device_count:
             raise TrainingConfigError(
@@ -99,7 +103,9 @@ def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]
                 f"{hw.cuda_device_count} CUDA device(s)"
             )
     if config.lora.qlora and config.mode == "deepspeed" and config.deepspeed.zero_stage == 3:
-        notes.append("QLoRA under ZeRO-3 needs bnb_4bit_quant_storage support; ZeRO-2 is the tested combination")
+        notes.append(
+            "QLoRA under ZeRO-3 needs bnb_4bit_quant_storage support; ZeRO-2 is the tested combination"
+        )
     return notes
 
 
@@ -134,8 +140,9 @@ def deepspeed_config(config: TrainingConfig, precision: str) -> dict[str, Any]:
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
         "gradient_clipping": "auto",
-        "bf16": {"enabled": precision == "bf16"},
-        "fp16": {"enabled": precision == "fp16"},
+        # "auto": filled from the training arguments (bf16/fp16), so the launcher and Trainer never disagree
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
         "zero_optimization": zero,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -166,7 +173,7 @@ def child_environment(
         if wandb_api_key:
             env["WANDB_API_KEY"] = wandb_api_key
             if env.get("WANDB_MODE") == "offline" and not environ.get("WANDB_API_KEY"):
-                # offline was only the no-key default (offline.apply_offline_defaults); a key from credentials wins
+                # offline was only the no-key default (apply_offline_defaults); a key from credentials wins
                 env["WANDB_MODE"] = "online"
         elif not env.get("WANDB_API_KEY"):
             env["WANDB_MODE"] = "offline"
@@ -208,8 +215,14 @@ def plan_launch(
     if not distributed:
         argv = [python, "-m", *entry]
     elif is_deepspeed and config.deepspeed.launcher == "deepspeed" and not use_cpu:
-        argv = [python, "-m", "deepspeed.launcher.runner", "--no_local_rank", "--master_port",
-                str(launch.main_process_port)]
+        argv = [
+            python,
+            "-m",
+            "deepspeed.launcher.runner",
+            "--no_local_rank",
+            "--master_port",
+            str(launch.main_process_port),
+        ]
         if launch.hostfile:
             argv += ["--hostfile", launch.hostfile, "--num_nodes", str(launch.num_machines)]
         else:
@@ -218,9 +231,19 @@ def plan_launch(
             argv += ["--master_addr", launch.main_process_ip]
         argv += [*launch.extra_args, "--module", *entry]
     else:
-        argv = [python, "-m", "accelerate.commands.launch", "--num_processes", str(nproc),
-                "--num_machines", str(1 if use_cpu else launch.num_machines),
-                "--main_process_port", str(launch.main_process_port)]
+        argv = [
+            python,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(nproc),
+            "--num_machines",
+            str(1 if use_cpu else launch.num_machines),
+            "--main_process_port",
+            str(launch.main_process_port),
+            "--dynamo_backend",
+            "no",
+        ]
         if not use_cpu and launch.num_machines > 1:
             argv += ["--machine_rank", str(launch.machine_rank)]
             if launch.main_process_ip:
@@ -238,10 +261,19 @@ def plan_launch(
         argv += [*launch.extra_args, "-m", *entry]
 
     env = child_environment(
-        config, environ if environ is not None else {}, use_cpu=use_cpu, is_deepspeed=is_deepspeed,
+        config,
+        environ if environ is not None else {},
+        use_cpu=use_cpu,
+        is_deepspeed=is_deepspeed,
         wandb_api_key=wandb_api_key,
     )
     return LaunchPlan(
-        argv=argv, env=env, mode=mode, num_processes=nproc,
-        use_cpu=use_cpu, precision=precision, deepspeed_config=ds_conf, warnings=warnings,
+        argv=argv,
+        env=env,
+        mode=mode,
+        num_processes=nproc,
+        use_cpu=use_cpu,
+        precision=precision,
+        deepspeed_config=ds_conf,
+        warnings=warnings,
     )

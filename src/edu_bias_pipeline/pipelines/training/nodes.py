@@ -1,4 +1,4 @@
-"""Training stage nodes: resolve the config, prepare the data, build the base model, launch TRL, collect metrics.
+"""Training stage nodes: resolve the config, prepare data, build the base model, launch TRL, collect metrics.
 
 The DPO training itself runs in a launched subprocess (`edu_bias_pipeline.training.entry`) because Kedro
 cannot run under `accelerate launch` / DeepSpeed. These nodes validate everything before that process
@@ -34,9 +34,21 @@ logger = logging.getLogger(__name__)
 RUN_STATE_FILE = "edu_bias_run.json"  # fingerprint + status of the run that owns the output dir
 RUN_DIR = ".run"  # inputs handed to the launched process
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# What a training run writes into the output dir; only these are cleared when a different configuration starts.
-_RUN_ARTIFACTS = ("final", FINAL_TMP, RUN_DIR, "trainer_state.json", "training_args.bin", "train.log",
-                  METRICS_FILE, RUN_STATE_FILE, "tensorboard", "wandb", "runs", "README.md")
+# What a training run writes into the output dir; only these are cleared when another configuration starts.
+_RUN_ARTIFACTS = (
+    "final",
+    FINAL_TMP,
+    RUN_DIR,
+    "trainer_state.json",
+    "training_args.bin",
+    "train.log",
+    METRICS_FILE,
+    RUN_STATE_FILE,
+    "tensorboard",
+    "wandb",
+    "runs",
+    "README.md",
+)
 
 
 class TrainingRunError(RuntimeError):
@@ -58,8 +70,14 @@ def resolve_config(params: Mapping[str, Any]) -> dict[str, Any]:
         logger.warning("training: %s", note)
     logger.info(
         "training config: mode=%s profile=%s model=%s lora=%s qlora=%s lr=%s beta=%s output=%s",
-        config.mode, config.profile, config.model_name_or_path, config.lora.enabled, config.lora.qlora,
-        config.learning_rate, config.beta, config.output_dir,
+        config.mode,
+        config.profile,
+        config.model_name_or_path,
+        config.lora.enabled,
+        config.lora.qlora,
+        config.learning_rate,
+        config.beta,
+        config.output_dir,
     )
     return config.model_dump(mode="json")
 
@@ -84,7 +102,9 @@ def _pair_record(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     bias_type = row.get(pairs.BIAS_TYPE) or meta.get("bias_type") or "unknown"
     weight = row.get(pairs.SAMPLE_WEIGHT, 1.0)
     try:
-        weight = 1.0 if weight is None or (isinstance(weight, float) and math.isnan(weight)) else float(weight)
+        weight = (
+            1.0 if weight is None or (isinstance(weight, float) and math.isnan(weight)) else float(weight)
+        )
     except (TypeError, ValueError):
         raise ValueError(f"{where}: field 'sample_weight' must be a number, got {weight!r}") from None
     if weight < 0 or not math.isfinite(weight):
@@ -133,7 +153,9 @@ def prepare_training_data(
     cfg = TrainingConfig.model_validate(config)
     if cfg.train_datasets:
         train = [rec for path in cfg.train_datasets for rec in _file_records(path)]
-        logger.info("training on %d pairs from %s (train split ignored)", len(train), ", ".join(cfg.train_datasets))
+        logger.info(
+            "training on %d pairs from %s (train split ignored)", len(train), ", ".join(cfg.train_datasets)
+        )
     else:
         train = _frame_records(train_pairs, "train_pairs (data/05_model_input/train.jsonl)")
     val = _frame_records(val_pairs, "val_pairs (data/05_model_input/val.jsonl)")
@@ -149,8 +171,10 @@ def prepare_training_data(
 # ------------------------------------------------------------------------------------- base model
 
 
-def build_base_model(training_data: dict[str, list[dict[str, Any]]], config: dict[str, Any]) -> dict[str, Any]:
-    """The model to train: the configured one, or the embedded tiny model built (once) from the training texts."""
+def build_base_model(
+    training_data: dict[str, list[dict[str, Any]]], config: dict[str, Any]
+) -> dict[str, Any]:
+    """The model to train: the configured one, or the embedded tiny model built once from the train texts."""
     cfg = TrainingConfig.model_validate(config)
     if not cfg.is_embedded_model:
         return {"path": cfg.model_name_or_path, "embedded": False}
@@ -239,15 +263,22 @@ def train_dpo(
     final_dir = output_dir / FINAL_DIR
 
     if same_run and previous.get("status") == "completed" and (final_dir / CONTRACT_FILE).exists():
-        logger.info("training: %s already holds the finished run of this configuration; not retraining",
-                    final_dir)
-        return {"output_dir": str(output_dir), "final_dir": str(final_dir), "fingerprint": fingerprint,
-                "skipped": True}
+        logger.info(
+            "training: %s already holds the finished run of this configuration; not retraining", final_dir
+        )
+        return {
+            "output_dir": str(output_dir),
+            "final_dir": str(final_dir),
+            "fingerprint": fingerprint,
+            "skipped": True,
+        }
 
     resume_from = latest_checkpoint(output_dir) if same_run else None
     if not same_run and output_dir.exists() and any(output_dir.iterdir()):
-        logger.warning("training: %s holds a run of another configuration (or resume is off); starting afresh",
-                       output_dir)
+        logger.warning(
+            "training: %s holds a run of another configuration (or resume is off); starting afresh",
+            output_dir,
+        )
         _clear_run(output_dir)
     if resume_from is None and same_run:
         _clear_run(output_dir)
@@ -261,7 +292,11 @@ def train_dpo(
     hw = detect_hardware()
     ds_path = run_dir / "deepspeed_config.json"
     plan = plan_launch(
-        cfg, run_dir / "run.json", hw, environ=os.environ, deepspeed_config_path=ds_path,
+        cfg,
+        run_dir / "run.json",
+        hw,
+        environ=os.environ,
+        deepspeed_config_path=ds_path,
         wandb_api_key=credentials.wandb_api_key(),
     )
     for note in plan.warnings:
@@ -296,8 +331,14 @@ def train_dpo(
     if not (final_dir / CONTRACT_FILE).exists():
         raise TrainingRunError(f"training process exited cleanly but {final_dir} was not written")
     state_file.write_text(json.dumps({"fingerprint": fingerprint, "status": "completed"}), encoding="utf-8")
-    return {"output_dir": str(output_dir), "final_dir": str(final_dir), "fingerprint": fingerprint,
-            "skipped": False, "launch": plan.argv[1:], "mode": plan.description}
+    return {
+        "output_dir": str(output_dir),
+        "final_dir": str(final_dir),
+        "fingerprint": fingerprint,
+        "skipped": False,
+        "launch": plan.argv[1:],
+        "mode": plan.description,
+    }
 
 
 # ---------------------------------------------------------------------------------------- metrics
@@ -315,7 +356,7 @@ def _clean(value: Any) -> Any:
 
 
 def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`training_metrics.json` (per-step history for dvc plots, final numbers, health) and the trained-model record."""
+    """`training_metrics.json` (step history for dvc plots, final numbers, health), trained-model record."""
     from edu_bias_pipeline.training.entry import history_record, legacy_metrics
 
     output_dir = Path(training_run["output_dir"])
@@ -334,7 +375,9 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     if "loss" in last_train:
         final["train/loss"] = last_train["loss"]
     final.update({f"train_set/{k}": v for k, v in train.items() if k.startswith(("rewards/", "loss"))})
-    final.update({f"eval/{k}": v for k, v in raw.get("eval", {}).items() if k.startswith(("rewards/", "loss"))})
+    final.update(
+        {f"eval/{k}": v for k, v in raw.get("eval", {}).items() if k.startswith(("rewards/", "loss"))}
+    )
     metrics = {
         "steps": steps,
         "final": final,
@@ -342,8 +385,15 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
         "health": raw.get("health", {}),
         "run": {
             k: raw.get(k)
-            for k in ("fingerprint", "resumed_from", "num_processes", "device", "precision", "global_step",
-                      "runtime_s")
+            for k in (
+                "fingerprint",
+                "resumed_from",
+                "num_processes",
+                "device",
+                "precision",
+                "global_step",
+                "runtime_s",
+            )
         },
     }
     metrics["run"]["mode"] = training_run.get("mode")

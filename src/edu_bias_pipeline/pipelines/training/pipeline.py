@@ -2,7 +2,13 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import build_base_model, collect_training_metrics, prepare_training_data, resolve_config, train_dpo
+from .nodes import (
+    build_base_model,
+    collect_training_metrics,
+    prepare_training_data,
+    resolve_config,
+    train_dpo,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -15,8 +21,15 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "training_data",
                 name="prepare_training_data",
             ),
-            node(build_base_model, ["training_data", "training_config"], "base_model", name="build_base_model"),
-            node(train_dpo, ["training_data", "training_config", "base_model"], "training_run", name="train_dpo"),
+            node(
+                build_base_model, ["training_data", "training_config"], "base_model", name="build_base_model"
+            ),
+            node(
+                train_dpo,
+                ["training_data", "training_config", "base_model"],
+                "training_run",
+                name="train_dpo",
+            ),
             node(
                 collect_training_metrics,
                 "training_run",

@@ -1,0 +1,79 @@
+"""kill -9 in the middle of training, rerun: the same configuration continues from its latest checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_pipeline
+from training_fixtures import write_splits
+
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+RUN = {
+    "max_steps": 24,
+    "logging_steps": 2,
+    "save_strategy": "steps",
+    "save_steps": 2,
+    "eval_strategy": "no",
+    "per_device_train_batch_size": 4,
+    "save_total_limit": 3,
+}
+
+
+def _set_params(project: Path, updates: dict) -> None:
+    path = project / "conf/base/parameters_training.yml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    params["training"].update(updates)
+    path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
+    write_splits(project, limit=120)
+    _set_params(project, RUN)
+    out = project / "data/06_models/dpo_model"
+
+    # The whole `kedro run` and its training subprocess share a process group: SIGKILL them all at once.
+    proc = subprocess.Popen(
+        [KEDRO, "run", "--pipelines", "training"],
+        cwd=project,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 300
+        while not (out / "checkpoint-4" / "trainer_state.json").exists():
+            assert proc.poll() is None, "training ended before it could be interrupted"
+            assert time.time() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "final").exists(), "the run finished before the kill; the test proves nothing"
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert 4 <= killed_at < 24
+
+    run_pipeline(project, "training")  # same parameters → same configuration
+
+    metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
+    resumed = metrics["run"]["resumed_from"]
+    assert resumed is not None and int(resumed.split("-")[1]) >= killed_at
+    assert metrics["run"]["global_step"] == 24
+    assert "resuming from" in (out / "train.log").read_text(encoding="utf-8")
+    assert (out / "final" / "edu_bias_training.json").exists()
+    state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
+    logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert logged_steps[0] <= 2 and logged_steps[-1] == 24  # history carried over from before the kill
+
+    # A different configuration does not resume a foreign run: it starts afresh.
+    run_pipeline(project, "training", params={"training": {"max_steps": 6, "save_steps": 3}})
+    metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
+    assert metrics["run"]["resumed_from"] is None and metrics["run"]["global_step"] == 6
