@@ -175,3 +175,27 @@ def test_after_orders_scoring_behind_a_training_output():
     combined = create_pipeline(after=["trained_model"]) + training
     names = [n.name for n in combined.nodes]
     assert names.index("a_train") < names.index("score_evaluation_pairs")
+
+
+@pytest.mark.slow
+def test_rewards_agree_with_trls_own_eval_after_real_training(project):
+    """The whole chain on the shipped sample: validation, split, real TRL training (tiny model), then this
+    stage on the validation split must reproduce TRL's per-category eval rewards of the final step."""
+    run_pipeline(project, ["data_validation", "data_splitting", "training"])
+    run_pipeline(project, "evaluation", params={"eval_pairs_path": "data/05_model_input/val.jsonl"})
+
+    state = json.loads((project / "data/06_models/dpo_model/trainer_state.json").read_text())
+    last_eval = [entry for entry in state["log_history"]
+                 if any(k.startswith("eval_") and k.endswith("/rewards/chosen") for k in entry)][-1]
+    assert last_eval["step"] == state["global_step"]  # final/ holds the weights of that step
+    scores = pd.DataFrame(read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl"))
+    means = scores.groupby("bias_type")[["reward_chosen", "reward_rejected"]].mean()
+    compared = 0
+    for category, row in means.iterrows():
+        key = f"eval_{category}/rewards/"
+        if key + "chosen" not in last_eval:
+            continue
+        assert row["reward_chosen"] == pytest.approx(last_eval[key + "chosen"], abs=1e-4), category
+        assert row["reward_rejected"] == pytest.approx(last_eval[key + "rejected"], abs=1e-4), category
+        compared += 1
+    assert compared >= 3
