@@ -116,9 +116,9 @@ def test_accelerate_mode_with_lora_and_env_var_overrides(project, monkeypatch, t
     monkeypatch.setenv("MODEL_NAME_OR_PATH", str(model_dir))
     monkeypatch.setenv("TRAIN_DATASETS", str(raw))
     monkeypatch.setenv("OUTPUT_DIR", "data/06_models/env_dpo")
-    run_pipeline(
-        project, "training", params={"training": {**SHORT_RUN, "mode": "single", "lora": {"enabled": True}}}
-    )
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    params = {**SHORT_RUN, "mode": "single", "lora": {"enabled": True}, "report_to": "wandb"}
+    run_pipeline(project, "training", params={"training": params})
 
     m = _metrics(project)
     assert m["run"]["mode"].startswith("accelerate") and m["run"]["global_step"] == 4
@@ -135,6 +135,8 @@ def test_accelerate_mode_with_lora_and_env_var_overrides(project, monkeypatch, t
     assert trained["model_dir"] == "data/06_models/env_dpo/final"
     trained_rows = read_jsonl(project / "data/06_models/env_dpo/.run/train.jsonl")
     assert len(trained_rows) == 24  # TRAIN_DATASETS replaced the train split
+    # wandb ran offline (no key): its run directory sits in the output dir
+    assert list((project / "data/06_models/env_dpo/wandb").glob("offline-run-*"))
 
 
 @pytest.mark.slow

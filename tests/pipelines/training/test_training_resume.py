@@ -77,3 +77,10 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     run_pipeline(project, "training", params={"training": {"max_steps": 6, "save_steps": 3}})
     metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
     assert metrics["run"]["resumed_from"] is None and metrics["run"]["global_step"] == 6
+
+    # The same finished configuration again: nothing is retrained, the metrics are collected again.
+    mtime = (out / "final" / "edu_bias_training.json").stat().st_mtime
+    run_pipeline(project, "training", params={"training": {"max_steps": 6, "save_steps": 3}})
+    metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
+    assert metrics["run"]["mode"].startswith("not retrained") and metrics["run"]["global_step"] == 6
+    assert (out / "final" / "edu_bias_training.json").stat().st_mtime == mtime

@@ -271,6 +271,7 @@ def train_dpo(
             "final_dir": str(final_dir),
             "fingerprint": fingerprint,
             "skipped": True,
+            "mode": "not retrained: final/ already holds this configuration's finished run",
         }
 
     resume_from = latest_checkpoint(output_dir) if same_run else None
