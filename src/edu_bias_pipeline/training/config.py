@@ -182,20 +182,18 @@ class TrainingConfig(_Strict):
         512, gt=0, description="Maximum prompt+completion tokens; longer pairs are truncated."
     )
 
-    beta: float | None = Field(None, gt=0.0, description="DPO beta (deviation from the reference model).")
+    beta: float = Field(0.1, gt=0.0, description="DPO beta (deviation from the reference model).")
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"], description="TRL DPO loss type(s).")
-    learning_rate: float | None = Field(None, gt=0.0, description="Peak learning rate (AdamW).")
+    learning_rate: float = Field(1e-6, gt=0.0, description="Peak learning rate (AdamW).")
     lr_scheduler_type: str = Field("linear", description="transformers scheduler name.")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of steps for linear warm-up.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
     num_train_epochs: float = Field(1.0, gt=0.0, description="Training epochs (ignored when max_steps > 0).")
     max_steps: int = Field(-1, description="Optimizer steps to run; -1 means use num_train_epochs.")
-    per_device_train_batch_size: int | None = Field(None, ge=1, description="Pairs per device per step.")
-    per_device_eval_batch_size: int | None = Field(None, ge=1, description="Pairs per device per eval step.")
-    gradient_accumulation_steps: int | None = Field(
-        None, ge=1, description="Micro-batches per optimizer step."
-    )
+    per_device_train_batch_size: int = Field(1, ge=1, description="Pairs per device per step.")
+    per_device_eval_batch_size: int = Field(1, ge=1, description="Pairs per device per eval step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="Training precision; `auto` = bf16 on a bf16-capable GPU, fp32 on CPU."
@@ -203,15 +201,15 @@ class TrainingConfig(_Strict):
     seed: int = Field(42, description="Seed for model init (LoRA), data order and dropout.")
 
     logging_steps: int = Field(10, ge=1, description="Log metrics every N optimizer steps.")
-    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
-        None, description="When to evaluate on the val split (overall and per bias_type)."
+    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+        "epoch", description="When to evaluate on the val split (overall and per bias_type)."
     )
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (eval_strategy: steps).")
     eval_per_bias_type: bool = Field(
         True, description="Also evaluate each bias_type of the val split separately."
     )
-    save_strategy: Literal["no", "steps", "epoch"] | None = Field(
-        None, description="When to write `checkpoint-N/` (needed for resume)."
+    save_strategy: Literal["no", "steps", "epoch"] = Field(
+        "epoch", description="When to write `checkpoint-N/` (needed for resume)."
     )
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (save_strategy: steps).")
     save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints.")
