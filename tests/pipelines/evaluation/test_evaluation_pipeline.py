@@ -181,7 +181,9 @@ def test_after_orders_scoring_behind_a_training_output():
 def test_rewards_agree_with_trls_own_eval_after_real_training(project):
     """The whole chain on the shipped sample: validation, split, real TRL training (tiny model), then this
     stage on the validation split must reproduce TRL's per-category eval rewards of the final step."""
-    run_pipeline(project, ["data_validation", "data_splitting", "training"])
+    # One epoch keeps the test short; the comparison only needs some training.
+    run_pipeline(project, ["data_validation", "data_splitting", "training"],
+                 params={"training": {"num_train_epochs": 1}})
     run_pipeline(project, "evaluation", params={"eval_pairs_path": "data/05_model_input/val.jsonl"})
 
     state = json.loads((project / "data/06_models/dpo_model/trainer_state.json").read_text())
