@@ -173,3 +173,25 @@ def test_ingest_uses_the_shared_normalisation_and_pair_id() -> None:
         assert row["chosen"] == pairs.normalize_text(raw["chosen"])
         assert row["rejected"] == pairs.normalize_text(raw["rejected"])
         assert row["pair_id"] == pairs.pair_id(prompt, raw["chosen"], raw["rejected"])
+
+
+def test_top_level_fields_are_kept_in_meta_and_a_top_level_bias_type_is_read() -> None:
+    out = outcome(
+        [
+            {
+                "chosen": "每个学生都值得尊重",
+                "rejected": "老年学员学不会电脑",
+                "bias_type": "age",
+                "source": "x",
+            },
+            {
+                "chosen": "每位学生都应被倾听",
+                "rejected": "口音重的学生很难沟通",
+                "bias_type": "region",
+                "meta": {"bias_type": "gender", "license": "CC0"},
+            },
+        ]
+    )
+    assert list(out["bias_type"]) == ["age", "gender_sexuality"]  # meta.bias_type wins
+    assert list(out["meta"]) == [{"source": "x"}, {"license": "CC0"}]
+    assert [list(e) for e in out["errors"]] == [[], []]

@@ -191,7 +191,7 @@ def _meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     meta.pop(pairs.BIAS_TYPE, None)
     if obj.keys() <= _RECORD_FIELDS:
         return meta
-    merged = {k: v for k, v in obj.items() if k not in _RECORD_FIELDS}
+    merged = {k: v for k, v in obj.items() if k not in _RECORD_FIELDS and k != pairs.BIAS_TYPE}
     merged.update(meta)
     return merged
 
@@ -230,8 +230,9 @@ def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, int]]:
         if p:
             prompt[i] = nfc("NFC", p).strip() or None
         m = obj.get(pairs.META)
-        if m:
-            label[i] = m.get(pairs.BIAS_TYPE)
+        label[i] = m.get(pairs.BIAS_TYPE) if m else None
+        if label[i] is None and type(obj.get(pairs.BIAS_TYPE)) is str:
+            label[i] = obj[pairs.BIAS_TYPE]  # a top-level bias_type is read when meta has none
         meta[i] = _meta_of(obj)
         objs[i] = None  # the parsed dict is not needed any more; its strings live on in the columns
     frame = pd.DataFrame(
