@@ -93,12 +93,6 @@ def _arrow(values: pd.Series) -> pa.Array:
     return pa.array(values.tolist(), type=pa.large_string(), from_pandas=True)
 
 
-def _series(values: pa.Array | pa.ChunkedArray | np.ndarray, index: pd.Index) -> pd.Series:
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        values = values.to_numpy(zero_copy_only=False)
-    return pd.Series(np.asarray(values, dtype=bool), index=index)
-
-
 def _column(frame: pd.DataFrame, ctx: CheckContext, column: str) -> pa.Array:
     """A text column as an Arrow array, converted once per run and shared by the checks."""
     return ctx.cached(f"arrow:{column}", lambda: _arrow(frame[column]))
@@ -117,7 +111,7 @@ TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 PAIR_COLUMNS = ("chosen", "rejected")
 
 
-def _re2_class(code_points: Sequence[int], negate: bool = False) -> str:
+def _re2_class(code_points: Sequence[int]) -> str:
     """An RE2 character class of `code_points`, written as ranges."""
     ranges: list[list[int]] = []
     for cp in sorted(code_points):
@@ -126,7 +120,7 @@ def _re2_class(code_points: Sequence[int], negate: bool = False) -> str:
         else:
             ranges.append([cp, cp])
     body = "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
-    return f"[{'^' if negate else ''}{body}]"
+    return f"[{body}]"
 
 
 @dataclass(frozen=True)
