@@ -39,7 +39,7 @@ def run_core(content: bytes):
     return partition_pairs(checked, stats, PARAMS)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files)
 def test_arbitrary_bytes_never_crash_and_rows_are_conserved(content: bytes) -> None:
     validated, quarantined, summary = run_core(content)
