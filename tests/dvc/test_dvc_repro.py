@@ -44,10 +44,9 @@ def ran_stages(output: str) -> set[str]:
 
 def _copy_project(dest: Path) -> None:
     """What a fresh clone holds: the files git tracks (plus new, not-ignored ones in a dev checkout)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
-    for rel in filter(None, listed):
+    git_ls = ["git", "ls-files", "-co", "--exclude-standard", "-z"]
+    listed = subprocess.run(git_ls, cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
         src = PROJECT_ROOT / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -60,8 +59,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = root / "project"
     repo.mkdir()
     _copy_project(repo)
-    # The copy must not reuse outputs or locks from the developer's checkout.
-    (repo / "dvc.lock").unlink(missing_ok=True)
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "config", "user.email", "ci@example.invalid")
     sh(repo, "git", "config", "user.name", "CI")
