@@ -64,14 +64,7 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
         return {"notes": {"format": "markdown", "content": [text]}}
 
     add(gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=note("at least one pair survives validation")))
-    for column in (
-        pairs.PAIR_ID,
-        pairs.SOURCE_LINE,
-        pairs.PROMPT,
-        pairs.CHOSEN,
-        pairs.REJECTED,
-        pairs.BIAS_TYPE,
-    ):
+    for column in pairs.VALIDATED_FIELDS:
         add(gxe.ExpectColumnToExist(column=column, meta=note("schema: validated_pairs.jsonl contract")))
     for column in (pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.CHOSEN, pairs.REJECTED, pairs.BIAS_TYPE):
         add(gxe.ExpectColumnValuesToNotBeNull(column=column, meta=note("schema: required field")))

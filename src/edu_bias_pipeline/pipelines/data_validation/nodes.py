@@ -32,16 +32,7 @@ from edu_bias_pipeline.taxonomy import canonical_bias_type
 logger = logging.getLogger(__name__)
 
 BOM = b"\xef\xbb\xbf"
-VALIDATED_COLUMNS = (
-    pairs.PAIR_ID,
-    pairs.SOURCE_LINE,
-    pairs.PROMPT,
-    pairs.CHOSEN,
-    pairs.REJECTED,
-    pairs.BIAS_TYPE,
-    pairs.WARNINGS,
-    pairs.META,
-)
+VALIDATED_COLUMNS = pairs.VALIDATED_FIELDS
 QUARANTINE_COLUMNS = ("source_line", "reasons", "raw", "details")
 _RECORD_FIELDS = frozenset((pairs.PROMPT, pairs.CHOSEN, pairs.REJECTED, pairs.META))
 
