@@ -403,3 +403,24 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     contract = json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8"))
     trained_model = {"model_dir": str(final_dir), **contract}
     return _clean(metrics), trained_model
+
+
+TRAIN_CURVE_KEYS = ("train/loss", "train/reward_accuracy", "train/reward_margin", "train/lr")
+VAL_CURVE_KEYS = ("eval/loss", "eval/rewards/accuracies", "eval/rewards/margins")
+
+
+def training_curves(training_metrics: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """Train and val curves as complete records, for `dvc plots`.
+
+    DVC drops a whole plot when any record lacks its y field, and train and eval steps log different keys,
+    so each curve keeps only the steps that logged all of its keys.
+    """
+
+    def curve(keys: tuple[str, ...]) -> list[dict]:
+        return [
+            {"step": rec["step"], **{k: rec[k] for k in keys}}
+            for rec in training_metrics.get("steps", [])
+            if "step" in rec and all(rec.get(k) is not None for k in keys)
+        ]
+
+    return curve(TRAIN_CURVE_KEYS), curve(VAL_CURVE_KEYS)

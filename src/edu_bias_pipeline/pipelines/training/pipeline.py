@@ -8,6 +8,7 @@ from .nodes import (
     prepare_training_data,
     resolve_config,
     train_dpo,
+    training_curves,
 )
 
 
@@ -36,6 +37,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_metrics", "trained_model"],
                 name="collect_training_metrics",
             ),
+            node(training_curves, "training_metrics", ["training_curve", "validation_curve"],
+                 name="training_curves"),
         ],
         tags="training",
     )
