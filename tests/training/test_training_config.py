@@ -130,3 +130,11 @@ def test_every_field_is_documented():
                 walk(ann)
 
     walk(TrainingConfig)
+
+
+def test_yaml_bare_no_reads_as_the_no_strategy():
+    # `eval_strategy: no` in YAML, or `--params training.eval_strategy=no`, arrives as False.
+    from edu_bias_pipeline.training.config import TrainingConfig
+
+    cfg = TrainingConfig(eval_strategy=False, save_strategy=False)
+    assert (cfg.eval_strategy, cfg.save_strategy) == ("no", "no")

@@ -251,6 +251,12 @@ class TrainingConfig(_Strict):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value if value is not None else []
 
+    @field_validator("eval_strategy", "save_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML 1.1 and `kedro run --params` read a bare `no` as false.
+        return "no" if value is False else value
+
     @field_validator("loss_type", mode="before")
     @classmethod
     def _loss_list(cls, value: Any) -> Any:
