@@ -12,8 +12,8 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-# wandb runs offline unless the caller exported a key.
-export WANDB_MODE ?= $(if $(WANDB_API_KEY),online,offline)
+# wandb: offline unless a key is set (environment or conf/local/credentials.yml); decided in
+# src/edu_bias_pipeline/offline.py and the training launcher, not here.
 
 .PHONY: run test test-fast venv lint clean-outputs
 

@@ -15,11 +15,26 @@ OFFLINE_DEFAULTS = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+# Names this module set (rather than the user), so a later choice can tell a default from a decision.
+DEFAULTED_MARKER = "EDU_BIAS_OFFLINE_DEFAULTED"
+
+
+def _setdefault(key: str, value: str) -> None:
+    if key not in os.environ:
+        os.environ[key] = value
+        names = set(filter(None, os.environ.get(DEFAULTED_MARKER, "").split(",")))
+        os.environ[DEFAULTED_MARKER] = ",".join(sorted(names | {key}))
 
 
 def apply_offline_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+        _setdefault(key, value)
     # wandb stays offline unless the user brought a key (env or conf/local/credentials.yml, see training).
     if not os.environ.get("WANDB_API_KEY"):
-        os.environ.setdefault("WANDB_MODE", "offline")
+        _setdefault("WANDB_MODE", "offline")
+
+
+def is_default(key: str, environ: dict[str, str] | None = None) -> bool:
+    """True when `key` holds the value apply_offline_defaults put there, not one the user exported."""
+    env = os.environ if environ is None else environ
+    return key in env.get(DEFAULTED_MARKER, "").split(",")

@@ -103,9 +103,13 @@ def test_hardware_errors():
 
 
 def test_wandb_key_goes_to_the_child_env_only():
-    p = plan(report_to="wandb", environ={"WANDB_MODE": "offline"}, wandb_api_key="secret-key")
+    defaulted = {"WANDB_MODE": "offline", "EDU_BIAS_OFFLINE_DEFAULTED": "HF_HUB_OFFLINE,WANDB_MODE"}
+    p = plan(report_to="wandb", environ=defaulted, wandb_api_key="secret-key")
     assert p.env["WANDB_API_KEY"] == "secret-key" and p.env["WANDB_MODE"] == "online"
     assert not any("secret-key" in a for a in p.argv)
+    # an offline mode the user exported stays, key or not
+    chosen = plan(report_to="wandb", environ={"WANDB_MODE": "offline"}, wandb_api_key="secret-key")
+    assert chosen.env["WANDB_MODE"] == "offline" and chosen.env["WANDB_API_KEY"] == "secret-key"
     offline = plan(report_to="wandb", environ={})
     assert offline.env["WANDB_MODE"] == "offline" and "WANDB_API_KEY" not in offline.env
     tb = plan(report_to="tensorboard", output_dir="out")

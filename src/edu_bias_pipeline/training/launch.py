@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edu_bias_pipeline.offline import OFFLINE_DEFAULTS
+from edu_bias_pipeline.offline import OFFLINE_DEFAULTS, is_default
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError
 
 logger = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ def child_environment(
         env.setdefault("WANDB_DIR", str(out))
         if wandb_api_key:
             env["WANDB_API_KEY"] = wandb_api_key
-            if env.get("WANDB_MODE") == "offline" and not environ.get("WANDB_API_KEY"):
-                # offline was only the no-key default (apply_offline_defaults); a key from credentials wins
+            if env.get("WANDB_MODE") == "offline" and is_default("WANDB_MODE", environ):
+                # offline was only the no-key default, not the user's choice: a key from credentials wins
                 env["WANDB_MODE"] = "online"
         elif not env.get("WANDB_API_KEY"):
             env["WANDB_MODE"] = "offline"
