@@ -33,6 +33,8 @@ METRICS_FILE = (
     "edu_bias_metrics.json"  # in the output dir; the Kedro node turns it into training_metrics.json
 )
 FINAL_DIR = "final"
+# Name of the whole val split among the eval datasets registered at construction (precomputed ref log-probs).
+ALL_VAL = "__all__"
 FINAL_TMP = ".final.tmp"
 EXIT_OOM = 3
 EXIT_FAILED = 2
@@ -126,8 +128,29 @@ def build_dataset(rows: list[dict[str, Any]], tokenizer: Any, instruction: str):
     )
 
 
+def completion_lengths(dataset) -> list[int]:
+    """Tokens of a pair's longer sequence (prompt + longer completion), from TRL's tokenised columns."""
+    import pyarrow.compute as pc
+
+    table = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]).with_format("arrow")[:]
+    prompt = pc.list_value_length(table.column("prompt_ids"))
+    longest = pc.max_element_wise(
+        pc.list_value_length(table.column("chosen_ids")), pc.list_value_length(table.column("rejected_ids"))
+    )
+    return pc.add(prompt, longest).to_pylist()
+
+
+def resolve_liger(config: TrainingConfig, runtime: RuntimeSpec) -> bool:
+    if config.use_liger_kernel != "auto":
+        return bool(config.use_liger_kernel)
+    import importlib.util
+
+    return not runtime.use_cpu and importlib.util.find_spec("liger_kernel") is not None
+
+
 def make_trainer_class():
     import torch
+    from transformers import Trainer
     from trl import DPOTrainer
 
     class EduBiasDPOTrainer(DPOTrainer):
@@ -165,7 +188,12 @@ def make_trainer_class():
             """Evaluate one dataset without logging; returns `{metric: value}` without the prefix."""
             self._quiet_eval = True
             try:
-                out = super().evaluate(dataset, ignore_keys, metric_key_prefix=prefix)
+                if self.precompute_ref_logps and "ref_chosen_logps" in getattr(dataset, "column_names", ()):
+                    # Tokenised and given its reference log-probs at construction: TRL's evaluate would refuse
+                    # it after step 0 (full fine-tuning keeps no reference model), and has nothing left to do.
+                    out = Trainer.evaluate(self, dataset, ignore_keys, metric_key_prefix=prefix)
+                else:
+                    out = super().evaluate(dataset, ignore_keys, metric_key_prefix=prefix)
             finally:
                 self._quiet_eval = False
             # TRL renames only the loss with the prefix; its reward metrics come back as eval_rewards/*.
@@ -195,11 +223,37 @@ def make_trainer_class():
         def _get_train_sampler(self, train_dataset=None):
             weights = self.sample_weights
             if weights and len(set(weights)) > 1:
+                if self.args.train_sampling_strategy != "random":
+                    logger.info(
+                        "sample weights differ: weighted sampling instead of %s",
+                        self.args.train_sampling_strategy,
+                    )
                 generator = torch.Generator().manual_seed(self.args.seed)
                 return torch.utils.data.WeightedRandomSampler(
                     weights, num_samples=len(weights), replacement=True, generator=generator
                 )
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy == "group_by_length":
+                return self._length_grouped(
+                    dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps
+                )
             return super()._get_train_sampler(train_dataset)
+
+        def _get_eval_sampler(self, eval_dataset):
+            if self.args.train_sampling_strategy == "group_by_length" and eval_dataset is not None:
+                return self._length_grouped(eval_dataset, self.args.eval_batch_size)
+            return super()._get_eval_sampler(eval_dataset)
+
+        def _length_grouped(self, dataset, group_size: int):
+            # transformers looks for `input_ids` or a `length` column, which TRL's preference rows lack
+            # (and a `length` column would be dropped as unused before the sampler is built).
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            return LengthGroupedSampler(
+                group_size,
+                lengths=completion_lengths(dataset),
+                generator=torch.Generator().manual_seed(self.args.seed),
+            )
 
     return EduBiasDPOTrainer
 
@@ -309,6 +363,12 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
         deepspeed=runtime.deepspeed_config,
         dataloader_num_workers=config.dataloader_num_workers,
         trust_remote_code=config.trust_remote_code,
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        precompute_ref_batch_size=config.precompute_ref_batch_size,
+        train_sampling_strategy=config.train_sampling_strategy,
+        auto_find_batch_size=config.auto_find_batch_size,
+        torch_compile=config.torch_compile,
+        use_liger_kernel=resolve_liger(config, runtime),
         # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
         ddp_find_unused_parameters=False,
     )
@@ -317,6 +377,8 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(runtime.precision, torch.float32)
     model_kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
+    if config.attn_implementation:
+        model_kwargs["attn_implementation"] = config.attn_implementation
     peft_config = None
     if config.lora.enabled:
         from peft import LoraConfig
@@ -347,23 +409,47 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
             model, use_gradient_checkpointing=config.gradient_checkpointing
         )
 
+    category_datasets: dict[str, Any] = {}
+    if config.eval_per_bias_type and val_ds is not None:
+        category_datasets = {
+            name: build_dataset(rows, tokenizer, config.instruction)
+            for name, rows in sorted(categories.items())
+        }
+    eval_dataset: Any = val_ds
+    if config.precompute_ref_log_probs and val_ds is not None:
+        # TRL computes reference log-probs only for the datasets it is given at construction (before the
+        # policy moves): register the per-category val sets there too, then take them back apart.
+        eval_dataset = {ALL_VAL: val_ds, **category_datasets}
+    logger.info(
+        "throughput settings: batch %d x accum %d, precompute_ref_log_probs=%s, sampling=%s, attention=%s, "
+        "liger=%s, torch_compile=%s, auto_find_batch_size=%s, precision=%s",
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+        config.precompute_ref_log_probs,
+        config.train_sampling_strategy,
+        config.attn_implementation or "default",
+        args.use_liger_kernel,
+        config.torch_compile,
+        config.auto_find_batch_size,
+        runtime.precision,
+    )
     trainer_cls = make_trainer_class()
     trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=val_ds,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=make_callbacks(config),
     )
+    if isinstance(trainer.eval_dataset, dict):
+        prepared = dict(trainer.eval_dataset)
+        trainer.eval_dataset = prepared.pop(ALL_VAL)
+        category_datasets = prepared
     if config.use_sample_weights:
         trainer.sample_weights = [float(r.get("sample_weight", 1.0) or 1.0) for r in train_rows]
-    if config.eval_per_bias_type and len(categories) > 0:
-        trainer.category_eval_datasets = {
-            name: build_dataset(rows, tokenizer, config.instruction)
-            for name, rows in sorted(categories.items())
-        }
+    trainer.category_eval_datasets = category_datasets
 
     if trainer.is_deepspeed_enabled:
         logger.info("DeepSpeed ZeRO stage %s engine", trainer.accelerator.state.deepspeed_plugin.zero_stage)
@@ -381,7 +467,10 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
         for name, dataset in trainer.category_eval_datasets.items():
             m = trainer.evaluate_quietly(dataset, f"eval_{name}")
             per_category[name] = {**m, "n_pairs": len(categories[name])}
-    train_eval = trainer.evaluate_quietly(train_ds, "train_final")
+    # With precomputed reference log-probs the prepared train set carries them (the reference is gone by now).
+    train_eval = trainer.evaluate_quietly(
+        trainer.train_dataset if config.precompute_ref_log_probs else train_ds, "train_final"
+    )
 
     history = list(trainer.state.log_history)
     checks = health.diagnose(

@@ -65,6 +65,8 @@ def resolve_precision(config: TrainingConfig, hw: Hardware) -> tuple[str, list[s
             notes.append(
                 f"precision {config.precision} requested but no CUDA device: training in fp32 on CPU"
             )
+        elif config.profile == "gpu":
+            notes.append("profile 'gpu' without a CUDA device: training in fp32 on CPU (no bf16)")
         return "fp32", notes
     if config.precision == "auto":
         return ("bf16" if hw.bf16_supported else "fp32"), notes

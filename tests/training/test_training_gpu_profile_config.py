@@ -1,0 +1,75 @@
+"""The `gpu` training profile (issue 8): its settings, the untouched profiles, and its CPU fallback."""
+
+from __future__ import annotations
+
+import pytest
+
+from edu_bias_pipeline.training.config import PROFILES, TrainingConfigError, resolve_training_config
+from edu_bias_pipeline.training.launch import Hardware, plan_launch, resolve_precision
+
+
+def test_gpu_profile_picks_the_throughput_settings():
+    cfg = resolve_training_config({"profile": "gpu"}, {})
+    assert cfg.precompute_ref_log_probs is True
+    assert cfg.train_sampling_strategy == "group_by_length"
+    assert cfg.auto_find_batch_size is True
+    assert cfg.per_device_train_batch_size >= 32 and cfg.gradient_accumulation_steps == 1
+    assert cfg.attn_implementation == "sdpa"
+    assert cfg.use_liger_kernel == "auto" and cfg.torch_compile is False
+    assert cfg.dataloader_num_workers > 0 and cfg.precision == "auto"
+    # the parameters still win over the profile
+    cfg = resolve_training_config(
+        {"profile": "gpu", "precompute_ref_log_probs": False, "torch_compile": True}, {}
+    )
+    assert cfg.precompute_ref_log_probs is False and cfg.torch_compile is True
+
+
+def test_default_and_optimized_profiles_are_unchanged():
+    assert PROFILES["default"] == {
+        "beta": 0.1,
+        "learning_rate": 1e-6,
+        "per_device_train_batch_size": 1,
+        "per_device_eval_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+    }
+    assert PROFILES["optimized"] == {
+        "beta": 0.5,
+        "learning_rate": 5e-6,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "gradient_accumulation_steps": 4,
+        "eval_strategy": "steps",
+        "eval_steps": 100,
+        "save_strategy": "steps",
+        "save_steps": 100,
+    }
+    for name in ("default", "optimized"):
+        cfg = resolve_training_config({"profile": name}, {})
+        assert not cfg.precompute_ref_log_probs and cfg.train_sampling_strategy == "random"
+        assert (
+            cfg.use_liger_kernel is False and cfg.attn_implementation is None and not cfg.auto_find_batch_size
+        )
+
+
+def test_gpu_profile_falls_back_to_fp32_without_cuda_and_says_so(tmp_path):
+    cfg = resolve_training_config({"profile": "gpu"}, {})
+    precision, notes = resolve_precision(cfg, Hardware())
+    assert precision == "fp32" and any("profile 'gpu'" in n and "fp32" in n for n in notes)
+    assert resolve_precision(cfg, Hardware(True, 1, True))[0] == "bf16"
+    plan = plan_launch(cfg, tmp_path / "run.json", Hardware(), environ={})
+    assert plan.precision == "fp32" and plan.use_cpu and any("profile 'gpu'" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"train_sampling_strategy": "shortest_first"}, r"training\.train_sampling_strategy"),
+        ({"use_liger_kernel": "maybe"}, r"training\.use_liger_kernel"),
+        ({"precompute_ref_batch_size": 0}, r"training\.precompute_ref_batch_size"),
+    ],
+)
+def test_bad_throughput_settings_are_named(params, match):
+    with pytest.raises(TrainingConfigError, match=match):
+        resolve_training_config({"profile": "gpu", **params}, {})
