@@ -308,7 +308,8 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
+def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = ()) -> dict[str, Any]:
+    """Train, evaluate and save; `extra_callbacks` lets benchmarks/train_throughput.py time this very path."""
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -441,7 +442,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec) -> dict[str, Any]:
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=make_callbacks(config),
+        callbacks=[*make_callbacks(config), *extra_callbacks],
     )
     if isinstance(trainer.eval_dataset, dict):
         prepared = dict(trainer.eval_dataset)

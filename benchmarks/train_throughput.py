@@ -1,0 +1,370 @@
+"""Training throughput of the training stage itself: pairs/s, tokens/s, MFU, peak memory, loss curve.
+
+Runs `edu_bias_pipeline.training.entry.run` — the function the Kedro node launches, with the same
+TrainingConfig resolution (profile → parameters) — on a random-init Qwen2 architecture and synthetic token
+data built exactly like the bare-TRL anchor (`../shared/bench/trl_anchor.py`: word-level tokenizer over the
+151,936-token vocabulary, prompt ≈ 48 + completion ≈ 96 tokens, `random.Random(0)`, model init under
+`torch.manual_seed(0)`), so the two can be compared step for step on the same card. The clock is the
+anchor's: a callback on the trainer, synchronised, from the end of warm-up step `--warm` to the last step
+(the reference pre-pass, model load and final evaluations are outside it, as in the anchor; `setup_s` and
+`total_s` report them). MFU uses the anchor's formula: nominal tokens x parameters x (6 full / 4 LoRA,
++2 when the reference runs every step) against 989 TFLOP/s dense bf16 (H100 SXM).
+
+    python benchmarks/train_throughput.py --arch 0.5b --profile gpu            # the issue-8 figure
+    python benchmarks/train_throughput.py --arch 0.5b --profile gpu --sampling random   # same order as TRL
+    python benchmarks/train_throughput.py --arch 7b --lora --profile gpu --batch 32 --gc
+    python benchmarks/train_throughput.py --tiny --steps 2 --warm 1           # CPU smoke run
+
+Prints one `RESULT {json}` line (also appended to `$OUT/project.jsonl` when OUT is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+ARCH = {  # the anchor's architectures (trl_anchor.py)
+    "0.5b": dict(
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        tie_word_embeddings=True,
+    ),
+    "1.5b": dict(
+        hidden_size=1536,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        intermediate_size=8960,
+        tie_word_embeddings=True,
+    ),
+    "7b": dict(
+        hidden_size=3584,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        intermediate_size=18944,
+        tie_word_embeddings=False,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=176,
+        tie_word_embeddings=True,
+    ),
+}
+VOCAB = 151936
+TINY_VOCAB = 3000
+PEAK_FLOPS = 989e12  # H100 SXM dense bf16, as in the anchor
+
+
+def _words(vocab_size: int) -> list[str]:
+    """Letter-only words, one token each (Qwen2's pre-tokenizer keeps ` abc` whole)."""
+    import itertools
+    import string
+
+    letters, length = (string.ascii_letters, 3) if vocab_size >= 150_000 else (string.ascii_lowercase, 2)
+    return ["".join(w) for w in itertools.product(letters, repeat=length)]
+
+
+def build_tokenizer(vocab_size: int):
+    """A byte-level BPE whose merges build each word of `_words` into one token, padded to `vocab_size`.
+
+    The anchor keeps its word-level tokenizer in memory; the stage loads the tokenizer from the model
+    directory, where transformers 5 always rebuilds a Qwen2 checkpoint's tokenizer as a Qwen2Tokenizer
+    (byte-level BPE from vocab + merges). This one tokenises the anchor's texts (one token per word) to
+    the same lengths; the prompt gains one newline token (`pairs.render_prompt` without a chat template).
+    """
+    from tokenizers import pre_tokenizers
+    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
+
+    vocab: dict[str, int] = {}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    merges: list[tuple[str, str]] = []
+    words = _words(vocab_size)
+    for n in range(1, len(words[0]) + 1):
+        for prefix in sorted({w[: n - 1] for w in words}):
+            for ch in sorted({w[n - 1] for w in words if w.startswith(prefix)}):
+                merges.append(("\u0120" + prefix, ch))
+                vocab["\u0120" + prefix + ch] = len(vocab)
+    for special in ("<pad>", "<eos>"):
+        vocab[special] = len(vocab)
+    while len(vocab) < vocab_size:
+        vocab[f"<extra_{len(vocab)}>"] = len(vocab)
+    return Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<eos>", pad_token="<pad>")
+
+
+def synthetic_rows(n: int, prompt: int, completion: int, vocab_size: int, seed: int = 0) -> list[dict]:
+    """The anchor's data (same generator, same seed, same lengths), as split-contract rows for the stage."""
+    rng = random.Random(seed)
+    words = _words(vocab_size)
+
+    def txt(m):
+        k = max(4, int(rng.gauss(m, m / 4)))
+        return "".join(" " + words[rng.randrange(VOCAB - 3) % len(words)] for _ in range(k))
+
+    rows = []
+    for i in range(n):
+        p, c, r = txt(prompt), txt(completion), txt(completion)  # the anchor's draw order
+        rows.append(
+            {
+                "pair_id": f"bench-{i}",
+                "source_line": i + 1,
+                "prompt": p,
+                "chosen": c,
+                "rejected": r,
+                "bias_type": ("gender_sexuality", "region")[i % 2],
+                "warnings": [],
+                "meta": {},
+                "split": "train",
+                "sample_weight": 1.0,
+            }
+        )
+    return rows
+
+
+def build_model_dir(arch: str, vocab_size: int, out: Path, device: str) -> Path:
+    """Random-init model (torch.manual_seed(0), as the anchor) + tokenizer saved where the stage loads it."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    if (out / "config.json").exists():
+        return out
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=vocab_size, max_position_embeddings=4096, **ARCH[arch])
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):  # a 7B init on CPU takes minutes
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    build_tokenizer(vocab_size).save_pretrained(tmp)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    os.replace(tmp, out)
+    return out
+
+
+def make_clock(warm: int):
+    import torch
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        """The anchor's clock, plus the batch size actually used (auto_find_batch_size may halve it)."""
+
+        def __init__(self):
+            self.t0 = self.t1 = self.t_begin = None
+            self.steps = 0
+            self.batch = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t_begin = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.batch = state.train_batch_size or args.per_device_train_batch_size
+            if state.global_step == warm:
+                self.t0 = time.perf_counter()
+            elif state.global_step > warm:
+                self.steps = state.global_step - warm
+                self.t1 = time.perf_counter()
+
+    return Clock()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="0.5b", choices=[a for a in ARCH if a != "tiny"])
+    ap.add_argument("--tiny", action="store_true", help="tiny model, 3k vocabulary, CPU smoke run")
+    ap.add_argument("--profile", default="gpu", choices=["gpu", "optimized", "default"])
+    ap.add_argument("--lora", action="store_true", help="LoRA r16 all-linear (the anchor's adapter)")
+    ap.add_argument("--batch", type=int, default=None, help="per-device batch (default: the profile's)")
+    ap.add_argument("--accum", type=int, default=None, help="gradient accumulation (default: the profile's)")
+    ap.add_argument("--steps", type=int, default=25, help="timed optimizer steps after warm-up")
+    ap.add_argument("--warm", type=int, default=5, help="warm-up steps outside the clock")
+    ap.add_argument("--precompute", choices=["profile", "on", "off"], default="profile")
+    ap.add_argument("--sampling", choices=["profile", "random", "group_by_length"], default="profile")
+    ap.add_argument("--gc", action="store_true", help="gradient checkpointing")
+    ap.add_argument("--compile", action="store_true", help="torch.compile (training.torch_compile)")
+    ap.add_argument("--liger", choices=["profile", "auto", "on", "off"], default="profile")
+    ap.add_argument("--workers", type=int, default=None, help="dataloader workers (default: the profile's)")
+    ap.add_argument("--prompt", type=int, default=48)
+    ap.add_argument("--completion", type=int, default=96)
+    ap.add_argument(
+        "--logging-steps", type=int, default=5, help="loss-curve resolution (the anchor logs every 5)"
+    )
+    ap.add_argument("--model-cache", default=None, help="where the random-init model is saved (reused)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any further training.KEY (value parsed as JSON), e.g. --set precompute_ref_batch_size=256",
+    )
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from edu_bias_pipeline.offline import apply_offline_defaults
+    from edu_bias_pipeline.training.config import resolve_training_config
+    from edu_bias_pipeline.training.entry import RuntimeSpec, resolve_liger, run
+    from edu_bias_pipeline.training.launch import detect_hardware, resolve_precision
+
+    apply_offline_defaults()
+    started = time.perf_counter()
+    cuda = torch.cuda.is_available()
+    arch = "tiny" if a.tiny else a.arch
+    vocab = TINY_VOCAB if a.tiny else VOCAB
+    work = Path(tempfile.mkdtemp(prefix="train_throughput_"))
+    cache = (
+        Path(a.model_cache or os.environ.get("BENCH_MODEL_CACHE", tempfile.gettempdir())) / f"bench-{arch}"
+    )
+    model_dir = build_model_dir(arch, vocab, cache, "cuda" if cuda else "cpu")
+    build_s = time.perf_counter() - started
+
+    params: dict = {
+        "profile": a.profile,
+        "model_name_or_path": str(model_dir),
+        "output_dir": str(work / "out"),
+        "max_length": 1024,  # the anchor's
+        "max_steps": a.steps + a.warm,
+        "logging_steps": a.logging_steps,
+        "eval_strategy": "no",  # the anchor evaluates nothing while training
+        "save_strategy": "no",
+        "report_to": "none",
+        "gradient_checkpointing": a.gc,
+        "torch_compile": a.compile,
+    }
+    if a.batch:
+        params["per_device_train_batch_size"] = a.batch
+    if a.accum:
+        params["gradient_accumulation_steps"] = a.accum
+    if a.precompute != "profile":
+        params["precompute_ref_log_probs"] = a.precompute == "on"
+    if a.sampling != "profile":
+        params["train_sampling_strategy"] = a.sampling
+    if a.liger != "profile":
+        params["use_liger_kernel"] = {"on": True, "off": False}.get(a.liger, "auto")
+    if a.workers is not None:
+        params["dataloader_num_workers"] = a.workers
+    if a.lora:
+        params["lora"] = {
+            "enabled": True,
+            "r": 16,
+            "alpha": 16,
+            "dropout": 0.0,
+            "target_modules": "all-linear",
+        }
+    for item in a.set:
+        key, _, value = item.partition("=")
+        params[key] = json.loads(value)
+    config = resolve_training_config(params, {})
+    precision, notes = resolve_precision(config, detect_hardware())
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+    batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    n_train = (a.steps + a.warm) * batch * accum
+    rows = synthetic_rows(n_train + 64, a.prompt, a.completion, vocab)
+    train_file, val_file = work / "train.jsonl", work / "val.jsonl"
+    for path, part in ((train_file, rows[:n_train]), (val_file, rows[n_train:])):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in part)
+    runtime = RuntimeSpec(
+        model_path=str(model_dir),
+        base_model_id=str(model_dir),
+        train_file=str(train_file),
+        val_file=str(val_file),
+        run_dir=str(work / "out" / ".run"),
+        precision=precision,
+        use_cpu=not cuda,
+    )
+    clock = make_clock(a.warm)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t_run = time.perf_counter()
+    metrics = run(config, runtime, extra_callbacks=(clock,))
+    total_s = time.perf_counter() - started
+
+    nparams = sum(v for v in _param_count(model_dir))
+    dt = (clock.t1 - clock.t0) if clock.steps else float("nan")
+    pairs = clock.steps * (clock.batch or batch) * accum
+    toks = pairs * (a.prompt + a.completion) * 2  # prompt repeated for chosen and rejected, as the anchor
+    precomputed = config.precompute_ref_log_probs
+    flops = toks * nparams * ((4 if a.lora else 6) + (0 if precomputed else 2))
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**30
+        if cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    )
+    curve = [
+        [h["step"], round(h["loss"], 4)] for h in metrics["history"] if "loss" in h and "eval_loss" not in h
+    ]
+    out = dict(
+        tag=a.tag,
+        what="project",
+        arch=arch,
+        params_b=round(nparams / 1e9, 3),
+        profile=a.profile,
+        lora=a.lora,
+        batch=clock.batch or batch,
+        accum=accum,
+        precompute=precomputed,
+        sampling=config.train_sampling_strategy,
+        gc=a.gc,
+        compile=a.compile,
+        liger=resolve_liger(config, runtime),
+        precision=precision,
+        steps=clock.steps,
+        pairs_per_s=round(pairs / dt, 2),
+        tokens_per_s=round(toks / dt),
+        mfu=round(flops / dt / PEAK_FLOPS, 4),
+        peak_mem_gib=round(peak, 1),
+        setup_s=round((clock.t_begin or t_run) - t_run, 1),
+        build_s=round(build_s, 1),
+        total_s=round(total_s, 1),
+        loss_curve=curve,
+        gpu=torch.cuda.get_device_name() if cuda else "cpu",
+    )
+    print("RESULT", json.dumps(out), flush=True)
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "project.jsonl"), "a") as fh:
+            fh.write(json.dumps(out) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _param_count(model_dir: Path):
+    """Parameter count from the saved safetensors headers (no second model in memory)."""
+    from safetensors import safe_open
+
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():
+                shape = st.get_slice(key).get_shape()
+                n = 1
+                for d in shape:
+                    n *= d
+                yield n
+
+
+if __name__ == "__main__":
+    main()
