@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Issue 8: the bare-TRL anchor and the training stage's own path, back to back on the same GPU, in one call.
+#
+# Needs (see docs/performance.md, "Issue 8: how to measure"):
+#   - the anchor at .bench/trl_anchor.py (mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/; carried);
+#   - the project's wheels installed as in docs/gpu_proof.md, PYTHONPATH=/tmp/site:$PWD/src.
+# Prints every run's RESULT line, then a side-by-side summary (pairs/s, MFU, peak memory, speed-up over the best
+# anchor figure of this call, loss curves). Results: $OUT/anchor.jsonl, $OUT/project.jsonl, $OUT/bench_logs.tgz.
+# Budget: about 9 minutes on one H100 (0.5B ~4 min, 7B LoRA ~4 min); RUN_7B=0 skips 7B, BUDGET_S caps the wall.
+set -u
+export OUT=${OUT:-bench_out}
+export BENCH_MODEL_CACHE=${BENCH_MODEL_CACHE:-/tmp/bench_models}
+export KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1
+RUN_7B=${RUN_7B:-1}
+BUDGET_S=${BUDGET_S:-530}
+STEPS=${STEPS:-25}
+WARM=${WARM:-5}
+mkdir -p "$OUT" "$BENCH_MODEL_CACHE" /tmp/bench_logs
+ANCHOR=.bench/trl_anchor.py
+[ -f "$ANCHOR" ] || { echo "missing $ANCHOR: mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/ (and carry .bench)"; exit 2; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
+python3 -c 'import torch, transformers, trl; print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__)'
+python3 -c 'import liger_kernel' 2>/dev/null && echo "liger-kernel: installed" || echo "liger-kernel: not installed"
+
+# run NAME MAX_SECONDS MIN_SECONDS_LEFT CMD...: skipped when the budget cannot hold it; log kept, RESULT echoed
+run() {
+  local name=$1 limit=$2 need=$3; shift 3
+  local left=$(( BUDGET_S - SECONDS ))
+  if [ "$left" -lt "$need" ]; then echo "== $name skipped (${left}s left of the budget)"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "/tmp/bench_logs/$name.log" 2>&1
+  local rc=$?
+  echo "== $name rc=$rc $(( SECONDS - t0 ))s"
+  grep -h "^RESULT" "/tmp/bench_logs/$name.log" || tail -5 "/tmp/bench_logs/$name.log" | cut -c1-400
+  # the anchor prints its train logs as dicts: keep its loss curve for the comparison
+  case $name in anchor_*) ;; *) return ;; esac
+  grep -o "{'loss': '[0-9.e+-]*'" "/tmp/bench_logs/$name.log" | grep -o "[0-9][0-9.e+-]*" | tr '\n' ' ' \
+    | sed "s/^/LOSS $name /" > "/tmp/bench_logs/$name.loss"
+}
+
+A="python3 $ANCHOR --steps $STEPS --warm $WARM"
+P="python3 benchmarks/train_throughput.py --steps $STEPS --warm $WARM"
+X=${BENCH_EXTRA:-}  # appended to the stage's runs (CPU dry run: BENCH_EXTRA=--tiny)
+
+# In order of priority; a run that no longer fits the budget is skipped (the summary still prints).
+# 0.5B full fine-tuning: the anchor's best configuration, then the stage with the gpu profile (length-grouped),
+# and in the anchor's data order (same seed, same batches) for the loss-curve comparison.
+run anchor_0.5b_b64_pre 120 60 $A --arch 0.5b --batch 64 --accum 1 --precompute --tag anchor_0.5b_b64_pre
+run project_0.5b_gpu 150 80 $P --arch 0.5b --profile gpu --tag project_0.5b_gpu $X
+run project_0.5b_gpu_random 120 60 $P --arch 0.5b --profile gpu --sampling random --tag project_0.5b_gpu_random_order $X
+
+# 7B LoRA r16 all-linear: the anchor's best (batch 32, gradient checkpointing), then the stage.
+if [ "$RUN_7B" = 1 ]; then
+  run anchor_7b_lora_b32_gc 150 100 $A --arch 7b --lora --batch 32 --accum 1 --gc --steps 10 --warm 3 \
+    --tag anchor_7b_lora_b32_gc
+  run project_7b_lora_gpu_b32_gc 210 150 $P --arch 7b --lora --profile gpu --batch 32 --gc --steps 10 --warm 3 \
+    --tag project_7b_lora_gpu_b32_gc $X
+fi
+
+# Variants, if time is left: a larger batch, torch.compile.
+run project_0.5b_gpu_b128 100 60 $P --arch 0.5b --profile gpu --batch 128 --tag project_0.5b_gpu_b128 $X
+run project_0.5b_gpu_compile 120 90 $P --arch 0.5b --profile gpu --compile --tag project_0.5b_gpu_compile $X
+
+python3 - "$OUT" /tmp/bench_logs <<'PY'
+import glob, json, os, sys
+out, logs = sys.argv[1], sys.argv[2]
+def load(name):
+    path = os.path.join(out, name)
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+anchor, project = load("anchor.jsonl"), load("project.jsonl")
+print("\n| run | arch | lora | batch | precompute | sampling | pairs/s | tokens/s | MFU | peak GiB | vs best anchor |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for r in anchor + project:
+    best = max((a["pairs_per_s"] for a in anchor if a["arch"] == r["arch"] and a["lora"] == r["lora"]), default=None)
+    ratio = f"{r['pairs_per_s'] / best:.2f}x" if best else "-"
+    print(f"| {r['tag']} | {r['arch']} | {r['lora']} | {r['batch']} | {r['precompute']} | {r.get('sampling', 'random')} "
+          f"| {r['pairs_per_s']} | {r['tokens_per_s']} | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} | {ratio} |")
+print("\nloss curves (anchor: its logged losses every 5 steps; project: [step, loss]):")
+for f in sorted(glob.glob(os.path.join(logs, "*.loss"))):
+    line = open(f).read().strip()
+    if line.split()[2:]:
+        print(" ", line)
+for r in project:
+    print(f"  LOSS {r['tag']} {r['loss_curve']}")
+PY
+tar czf "$OUT/bench_logs.tgz" -C /tmp bench_logs
+echo "total ${SECONDS}s"
