@@ -128,6 +128,31 @@ def build_dataset(rows: list[dict[str, Any]], tokenizer: Any, instruction: str):
     )
 
 
+def file_backed(dataset, path: Path, state):
+    """The dataset saved under `path` (once per content) and memory-mapped back, on every rank.
+
+    TRL writes its tokenised copies and its precomputed reference log-probs next to a dataset's files. An
+    in-memory dataset has none, so each rank would look in its own temporary directory (bare TRL's
+    `FileNotFoundError` under a multi-process launch). Saved in the run directory, the dataset keeps its
+    fingerprint, so all ranks share TRL's cache files and an identical rerun (same data, same reference
+    model: TRL keys the cache on both) reuses them.
+    """
+    import hashlib
+
+    from datasets import load_from_disk
+
+    digest = hashlib.sha256(
+        json.dumps(dataset.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8")
+    ).hexdigest()
+    marker = path / "edu_bias_content.sha256"
+    with state.main_process_first():
+        if state.is_main_process and not (marker.exists() and marker.read_text() == digest):
+            shutil.rmtree(path, ignore_errors=True)
+            dataset.save_to_disk(str(path))
+            marker.write_text(digest)
+        return load_from_disk(str(path))
+
+
 def completion_lengths(dataset) -> list[int]:
     """Tokens of a pair's longer sequence (prompt + longer completion), from TRL's tokenised columns."""
     import pyarrow.compute as pc
@@ -415,6 +440,15 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         category_datasets = {
             name: build_dataset(rows, tokenizer, config.instruction)
             for name, rows in sorted(categories.items())
+        }
+    if config.precompute_ref_log_probs:
+        cache = Path(runtime.run_dir) / "datasets"
+        train_ds = file_backed(train_ds, cache / "train", state)
+        if val_ds is not None:
+            val_ds = file_backed(val_ds, cache / "val", state)
+        category_datasets = {
+            name: file_backed(ds, cache / f"val_{i}", state)
+            for i, (name, ds) in enumerate(category_datasets.items())
         }
     eval_dataset: Any = val_ds
     if config.precompute_ref_log_probs and val_ds is not None:

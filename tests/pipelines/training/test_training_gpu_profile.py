@@ -96,6 +96,19 @@ def test_precomputed_reference_log_probs_give_the_same_rewards(tiny_run_inputs):
         assert categories <= {k for h in m["history"] if h["step"] == 3 for k in h}
 
 
+def test_reference_log_probs_are_cached_beside_the_run_and_reused(tiny_run_inputs):
+    """File-backed datasets: TRL's reference cache lands in the run directory (shared by all ranks) and an
+    identical rerun (a resume, the benchmark) computes nothing again."""
+    first = _run_in_process(tiny_run_inputs, "cached", precompute_ref_log_probs=True, eval_strategy="no")
+    cache = tiny_run_inputs / "cached/.run/datasets"
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")}
+    ref_files = [p for p in files if "ref_chosen_logps" in p.read_bytes()[:4096].decode("latin-1")]
+    assert ref_files and {p.parent.name for p in ref_files} >= {"train", "val"}
+    second = _run_in_process(tiny_run_inputs, "cached", precompute_ref_log_probs=True, eval_strategy="no")
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")} == files
+    _close(first["eval"], second["eval"], tol=1e-6)
+
+
 def test_completion_lengths_feed_the_length_grouped_sampler():
     from datasets import Dataset
 
