@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +111,62 @@ def test_reference_log_probs_are_cached_beside_the_run_and_reused(tiny_run_input
     second = _run_in_process(tiny_run_inputs, "cached", precompute_ref_log_probs=True, eval_strategy="no")
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("cache-*.arrow")} == files
     _close(first["eval"], second["eval"], tol=1e-6)
+
+
+def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_path):
+    """Two ranks (torchrun, gloo on CPU): bare TRL's precompute fails here on an in-memory dataset
+    (`FileNotFoundError` on a cache file in another rank's temporary directory); the stage's does not."""
+    out = tmp_path / "ddp"
+    params = {
+        "profile": "gpu",
+        "output_dir": str(out),
+        "max_steps": 2,
+        "logging_steps": 1,
+        "eval_strategy": "steps",
+        "eval_steps": 2,
+        "save_strategy": "no",
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 8,
+        "dataloader_num_workers": 0,
+    }
+    runtime = {
+        "model_path": str(tiny_run_inputs / "model"),
+        "base_model_id": str(tiny_run_inputs / "model"),
+        "train_file": str(tiny_run_inputs / "train.jsonl"),
+        "val_file": str(tiny_run_inputs / "val.jsonl"),
+        "run_dir": str(out / ".run"),
+        "precision": "fp32",
+        "use_cpu": True,
+    }
+    spec = tmp_path / "run.json"
+    config = resolve_training_config(params, {}).model_dump(mode="json")
+    spec.write_text(json.dumps({"config": config, "runtime": runtime}), encoding="utf-8")
+    with socket.socket() as sock:  # a free rendezvous port: other test runs share the machine
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            port,
+            "-m",
+            "edu_bias_pipeline.training.entry",
+            str(spec),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training process 1/2" in proc.stderr and "training process 0/2" in proc.stderr
+    assert (out / "final/model.safetensors").exists()
+    metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
+    assert metrics["num_processes"] == 2 and metrics["per_category"]
 
 
 def test_completion_lengths_feed_the_length_grouped_sampler():
