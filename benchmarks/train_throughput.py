@@ -222,6 +222,13 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="KEY=JSON",
         help="any further training.KEY (value parsed as JSON), e.g. --set precompute_ref_batch_size=256",
     )
+    ap.add_argument(
+        "--zero",
+        type=int,
+        choices=[2, 3],
+        default=None,
+        help="DeepSpeed ZeRO stage with the stage's generated config (launch with torchrun)",
+    )
     ap.add_argument("--tag", default="")
     a = ap.parse_args(argv)
 
@@ -235,13 +242,27 @@ def main(argv: list[str] | None = None) -> dict:
     apply_offline_defaults()
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
+    # Under torchrun (as the anchor's 2-GPU runs): one GPU per process; rank 0 builds files and prints RESULT.
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if cuda:
+        torch.cuda.set_device(local_rank)
     arch = "tiny" if a.tiny else a.arch
     vocab = TINY_VOCAB if a.tiny else VOCAB
-    work = Path(tempfile.mkdtemp(prefix="train_throughput_"))
+    if world > 1:  # every rank must see the same run directory (TRL's shared reference cache)
+        work = Path(tempfile.gettempdir()) / f"train_throughput_{os.environ.get('MASTER_PORT', '0')}"
+        work.mkdir(exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="train_throughput_"))
     cache = (
         Path(a.model_cache or os.environ.get("BENCH_MODEL_CACHE", tempfile.gettempdir())) / f"bench-{arch}"
     )
-    model_dir = build_model_dir(arch, vocab, cache, "cuda" if cuda else "cpu")
+    if local_rank == 0:
+        model_dir = build_model_dir(arch, vocab, cache, f"cuda:{local_rank}" if cuda else "cpu")
+    else:
+        model_dir = cache
+        while not (cache / "config.json").exists():
+            time.sleep(1)
     build_s = time.perf_counter() - started
 
     params: dict = {
@@ -287,11 +308,21 @@ def main(argv: list[str] | None = None) -> dict:
 
     batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
     n_train = (a.steps + a.warm) * batch * accum
-    rows = synthetic_rows(n_train + 64, a.prompt, a.completion, vocab)
     train_file, val_file = work / "train.jsonl", work / "val.jsonl"
+    n_train *= world  # per-device batch on every rank, as the anchor
+    rows = synthetic_rows(n_train + 64, a.prompt, a.completion, vocab)
     for path, part in ((train_file, rows[:n_train]), (val_file, rows[n_train:])):
-        with open(path, "w", encoding="utf-8") as fh:
+        tmp = path.with_suffix(f".{rank}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in part)
+        os.replace(tmp, path)  # ranks write identical files
+    ds_file = None
+    if a.zero:
+        from edu_bias_pipeline.training.launch import deepspeed_config
+
+        config.deepspeed.zero_stage = a.zero
+        ds_file = work / f"zero{a.zero}.json"
+        ds_file.write_text(json.dumps(deepspeed_config(config, precision)), encoding="utf-8")
     runtime = RuntimeSpec(
         model_path=str(model_dir),
         base_model_id=str(model_dir),
@@ -300,6 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_dir=str(work / "out" / ".run"),
         precision=precision,
         use_cpu=not cuda,
+        deepspeed_config=str(ds_file) if ds_file else None,
     )
     clock = make_clock(a.warm)
     if cuda:
@@ -310,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     nparams = sum(v for v in _param_count(model_dir))
     dt = (clock.t1 - clock.t0) if clock.steps else float("nan")
-    pairs = clock.steps * (clock.batch or batch) * accum
+    pairs = clock.steps * (clock.batch or batch) * accum * world
     toks = pairs * (a.prompt + a.completion) * 2  # prompt repeated for chosen and rejected, as the anchor
     precomputed = config.precompute_ref_log_probs
     flops = toks * nparams * ((4 if a.lora else 6) + (0 if precomputed else 2))
@@ -340,7 +372,9 @@ def main(argv: list[str] | None = None) -> dict:
         steps=clock.steps,
         pairs_per_s=round(pairs / dt, 2),
         tokens_per_s=round(toks / dt),
-        mfu=round(flops / dt / PEAK_FLOPS, 4),
+        mfu=round(flops / dt / PEAK_FLOPS / world, 4),
+        gpus=world,
+        zero=a.zero,
         peak_mem_gib=round(peak, 1),
         setup_s=round((clock.t_begin or t_run) - t_run, 1),
         build_s=round(build_s, 1),
@@ -348,6 +382,8 @@ def main(argv: list[str] | None = None) -> dict:
         loss_curve=curve,
         gpu=torch.cuda.get_device_name() if cuda else "cpu",
     )
+    if rank != 0:
+        return out
     print("RESULT", json.dumps(out), flush=True)
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "project.jsonl"), "a") as fh:
