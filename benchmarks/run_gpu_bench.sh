@@ -58,6 +58,11 @@ if [ "$RUN_7B" = 1 ]; then
     --tag project_7b_lora_gpu_b32_gc $X
 fi
 
+# Profile evidence (where the step time goes): torch.profiler over 3 steps of the stage's gpu profile.
+run project_0.5b_gpu_profiled 100 60 $P --arch 0.5b --profile gpu --steps 3 --warm 3 --torch-profile 3 \
+  --tag project_0.5b_gpu_profiled $X
+grep -A30 "^PROFILE" /tmp/bench_logs/project_0.5b_gpu_profiled.log 2>/dev/null | cut -c1-220
+
 # Variants, if time is left: a larger batch, torch.compile.
 run project_0.5b_gpu_b128 100 60 $P --arch 0.5b --profile gpu --batch 128 --tag project_0.5b_gpu_b128 $X
 run project_0.5b_gpu_compile 120 90 $P --arch 0.5b --profile gpu --compile --tag project_0.5b_gpu_compile $X

@@ -165,7 +165,7 @@ def build_model_dir(arch: str, vocab_size: int, out: Path, device: str) -> Path:
     return out
 
 
-def make_clock(warm: int):
+def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = None):
     import torch
     from transformers import TrainerCallback
 
@@ -179,6 +179,15 @@ def make_clock(warm: int):
 
         def on_train_begin(self, args, state, control, **kw):
             self.t_begin = time.perf_counter()
+            self.prof = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            if profile_steps and state.global_step == warm and state.is_world_process_zero:
+                from torch.profiler import ProfilerActivity, profile
+
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+                self.prof = profile(activities=acts)
+                self.prof.__enter__()
 
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
@@ -189,6 +198,18 @@ def make_clock(warm: int):
             elif state.global_step > warm:
                 self.steps = state.global_step - warm
                 self.t1 = time.perf_counter()
+            if self.prof is not None and state.global_step == warm + profile_steps:
+                self.prof.__exit__(None, None, None)
+                key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+                table = self.prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
+                print(
+                    f"PROFILE steps {warm + 1}-{warm + profile_steps} (timings of these steps include "
+                    f"profiler overhead)\n{table}",
+                    flush=True,
+                )
+                if profile_out is not None:
+                    profile_out.write_text(table, encoding="utf-8")
+                self.prof = None
 
     return Clock()
 
@@ -228,6 +249,13 @@ def main(argv: list[str] | None = None) -> dict:
         choices=[2, 3],
         default=None,
         help="DeepSpeed ZeRO stage with the stage's generated config (launch with torchrun)",
+    )
+    ap.add_argument(
+        "--torch-profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch.profiler over the N steps after warm-up: top kernels printed (and in $OUT)",
     )
     ap.add_argument("--tag", default="")
     a = ap.parse_args(argv)
@@ -333,7 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
         use_cpu=not cuda,
         deepspeed_config=str(ds_file) if ds_file else None,
     )
-    clock = make_clock(a.warm)
+    profile_out = Path(os.environ["OUT"]) / f"profile_{a.tag or 'run'}.txt" if os.environ.get("OUT") else None
+    clock = make_clock(a.warm, a.torch_profile, profile_out)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t_run = time.perf_counter()
