@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Issue 8, 2 GPUs: one GPU vs DDP vs DeepSpeed ZeRO-2, bare TRL (anchor) and the training stage, one call.
+# Kind nvidia-h100-x2; carry .whl and .bench (mkdir -p .bench && cp ../shared/bench/{trl_anchor.py,zero2.json} .bench/);
+# after the wheel install of docs/gpu_proof.md. The anchor cannot precompute under torchrun (TRL's cache of an
+# in-memory dataset); the stage's gpu profile does (file-backed datasets). Same summary as run_gpu_bench.sh.
+set -u
+export OUT=${OUT:-bench_out}
+export BENCH_MODEL_CACHE=${BENCH_MODEL_CACHE:-/tmp/bench_models}
+export KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+BUDGET_S=${BUDGET_S:-480}
+B=${BATCH:-32}
+mkdir -p "$OUT" "$BENCH_MODEL_CACHE" /tmp/bench_logs
+[ -f .bench/trl_anchor.py ] || { echo "missing .bench/trl_anchor.py"; exit 2; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+run() {
+  local name=$1 need=$2; shift 2
+  local left=$(( BUDGET_S - SECONDS ))
+  if [ "$left" -lt "$need" ]; then echo "== $name skipped (${left}s left)"; return; fi
+  local t0=$SECONDS
+  timeout "$left" "$@" > "/tmp/bench_logs/$name.log" 2>&1
+  echo "== $name rc=$? $(( SECONDS - t0 ))s"
+  grep -h "^RESULT" "/tmp/bench_logs/$name.log" || tail -5 "/tmp/bench_logs/$name.log" | cut -c1-400
+}
+T="python3 -m torch.distributed.run --nproc_per_node 2"
+P="benchmarks/train_throughput.py --arch 0.5b --profile gpu --batch $B ${BENCH_EXTRA:-}"
+run anchor_1gpu 60 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
+run anchor_ddp 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
+run project_1gpu 80 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
+run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp
+run project_zero2 80 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2
+[ -f .bench/zero2.json ] && run anchor_zero2 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 \
+  --deepspeed .bench/zero2.json --tag anchor_0.5b_b${B}_zero2
+python3 - "$OUT" <<'PY'
+import json, os, sys
+rows = []
+for name in ("anchor.jsonl", "project.jsonl"):
+    path = os.path.join(sys.argv[1], name)
+    rows += [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+one = {r.get("what", "anchor"): r["pairs_per_s"] for r in rows if r.get("gpus", 1) == 1}
+print("\n| run | gpus | precompute | pairs/s | vs same code on 1 GPU | MFU | peak GiB |\n|---|---|---|---|---|---|---|")
+for r in rows:
+    base = one.get(r.get("what", "anchor"))
+    print(f"| {r['tag']} | {r.get('gpus', 1)} | {r['precompute']} | {r['pairs_per_s']} | "
+          f"{r['pairs_per_s'] / base:.2f}x | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} |" if base else f"| {r['tag']} | - |")
+PY
+tar czf "$OUT/bench_logs_2gpu.tgz" -C /tmp bench_logs
+echo "total ${SECONDS}s"
