@@ -27,12 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edu_bias_pipeline import scoring  # noqa: E402
+from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE  # noqa: E402
 
-QWEN2_0_5B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                  intermediate_size=4864, vocab_size=151936, max_position_embeddings=32768,
-                  tie_word_embeddings=True)
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=176, vocab_size=3000, max_position_embeddings=512, tie_word_embeddings=True)
+QWEN2_0_5B = dict(QWEN2_ARCHITECTURES["0.5b"], vocab_size=QWEN2_VOCAB_SIZE, max_position_embeddings=32768)
+TINY = dict(QWEN2_ARCHITECTURES["tiny"], vocab_size=3000, max_position_embeddings=512)
 
 
 def build_model(arch: dict, seed: int, device, dtype):

@@ -33,41 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-ARCH = {  # the anchor's architectures (trl_anchor.py)
-    "0.5b": dict(
-        hidden_size=896,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        intermediate_size=4864,
-        tie_word_embeddings=True,
-    ),
-    "1.5b": dict(
-        hidden_size=1536,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        intermediate_size=8960,
-        tie_word_embeddings=True,
-    ),
-    "7b": dict(
-        hidden_size=3584,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        intermediate_size=18944,
-        tie_word_embeddings=False,
-    ),
-    "tiny": dict(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=176,
-        tie_word_embeddings=True,
-    ),
-}
-VOCAB = 151936
+from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE  # noqa: E402
+
+ARCH = QWEN2_ARCHITECTURES  # the anchor's architectures (trl_anchor.py) and the tiny one
+VOCAB = QWEN2_VOCAB_SIZE
 TINY_VOCAB = 3000
 PEAK_FLOPS = 989e12  # H100 SXM dense bf16, as in the anchor
 

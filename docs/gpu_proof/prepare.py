@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE
 from edu_bias_pipeline.training.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,14 +47,9 @@ model_dir = ROOT / "data/06_models/qwen2_0_5b_random"
 build_tiny_model([r["chosen"] for r in split] + [r["rejected"] for r in split], model_dir)
 tok_cfg = Qwen2ForCausalLM.from_pretrained(model_dir).config
 config = Qwen2Config(
-    vocab_size=151936,
-    hidden_size=896,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    intermediate_size=4864,
+    vocab_size=QWEN2_VOCAB_SIZE,
     max_position_embeddings=2048,
-    tie_word_embeddings=True,
+    **QWEN2_ARCHITECTURES["0.5b"],
     bos_token_id=None,
     eos_token_id=tok_cfg.eos_token_id,
     pad_token_id=tok_cfg.pad_token_id,
