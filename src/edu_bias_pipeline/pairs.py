@@ -22,7 +22,6 @@ SPLIT = "split"
 SAMPLE_WEIGHT = "sample_weight"
 EVAL_ONLY = "eval_only"  # meta flag: the pair may be evaluated on but never trained on (e.g. CrowS-Pairs)
 
-TEXT_FIELDS = (PROMPT, CHOSEN, REJECTED)
 # Columns of validated_pairs.jsonl, in file order; the split files add SPLIT and SAMPLE_WEIGHT.
 VALIDATED_FIELDS = (PAIR_ID, SOURCE_LINE, PROMPT, CHOSEN, REJECTED, BIAS_TYPE, WARNINGS, META)
 
