@@ -66,8 +66,8 @@ def resolve_config(params: Mapping[str, Any]) -> dict[str, Any]:
     processes than GPUs) are raised here too, so a bad configuration never reaches a launched process.
     """
     config = resolve_training_config(params, os.environ)
-    for note in validate_against_hardware(config, detect_hardware()):
-        logger.warning("training: %s", note)
+    # Hardware errors are raised now; the fallback notes come back in the launch plan and are logged there.
+    validate_against_hardware(config, detect_hardware())
     logger.info(
         "training config: mode=%s profile=%s model=%s lora=%s qlora=%s lr=%s beta=%s output=%s",
         config.mode,
