@@ -26,8 +26,17 @@ import pandas as pd
 from edu_bias_pipeline import pairs
 from edu_bias_pipeline.training import credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
-from edu_bias_pipeline.training.entry import CONTRACT_FILE, EXIT_OOM, FINAL_DIR, FINAL_TMP, METRICS_FILE
+from edu_bias_pipeline.training.entry import (
+    CONTRACT_FILE,
+    EXIT_OOM,
+    FINAL_DIR,
+    FINAL_TMP,
+    METRICS_FILE,
+    history_record,
+    legacy_metrics,
+)
 from edu_bias_pipeline.training.launch import detect_hardware, plan_launch, validate_against_hardware
+from edu_bias_pipeline.training.tiny_model import FINGERPRINT_FILE, build_tiny_model
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +187,6 @@ def build_base_model(
     cfg = TrainingConfig.model_validate(config)
     if not cfg.is_embedded_model:
         return {"path": cfg.model_name_or_path, "embedded": False}
-    from edu_bias_pipeline.training.tiny_model import build_tiny_model
-
     texts = [cfg.instruction]
     for rec in training_data["train"]:
         texts += [rec["chosen"], rec["rejected"], rec["prompt"] or ""]
@@ -196,7 +203,7 @@ def _digest(records: list[dict[str, Any]]) -> str:
 
 def _model_identity(base_model: dict[str, Any]) -> str:
     path = Path(base_model["path"])
-    marker = path / "edu_bias_tiny_model.json"
+    marker = path / FINGERPRINT_FILE
     if marker.exists():
         return marker.read_text(encoding="utf-8")
     return base_model["path"]
@@ -358,8 +365,6 @@ def _clean(value: Any) -> Any:
 
 def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`training_metrics.json` (step history for dvc plots, final numbers, health), trained-model record."""
-    from edu_bias_pipeline.training.entry import history_record, legacy_metrics
-
     output_dir = Path(training_run["output_dir"])
     raw = json.loads((output_dir / METRICS_FILE).read_text(encoding="utf-8"))
     history = raw.get("history", [])
