@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -55,7 +55,6 @@ class ValidationConfig(BaseModel):
 @dataclass
 class CheckContext:
     config: ValidationConfig
-    taxonomy: Mapping[str, Sequence[str] | None]
     kept: pd.Series  # bool, rows not quarantined by an earlier check
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -527,7 +526,7 @@ ROW_CHECKS: tuple[Check, ...] = (
 
 def configured_checks(config: ValidationConfig) -> list[Check]:
     """`ROW_CHECKS` with the severities of `config.severity` applied (`off` drops a check)."""
-    known = set(ROW_CHECKS_BY_NAME) | set(PARSE_CHECKS)
+    known = {c.name for c in ROW_CHECKS} | set(PARSE_CHECKS)
     unknown = sorted(set(config.severity) - known)
     if unknown:
         raise ValueError(
@@ -540,9 +539,6 @@ def configured_checks(config: ValidationConfig) -> list[Check]:
             continue
         checks.append(Check(check.name, setting, check.func, check.description))
     return checks
-
-
-ROW_CHECKS_BY_NAME: dict[str, Check] = {c.name: c for c in ROW_CHECKS}
 
 
 def check_descriptions() -> dict[str, str]:

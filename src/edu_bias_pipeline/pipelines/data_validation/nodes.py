@@ -262,7 +262,7 @@ def check_pairs(
 
     sub = frame.loc[parsed].reset_index(drop=True)
     kept = pd.Series(True, index=sub.index)
-    ctx = CheckContext(config=config, taxonomy=taxonomy, kept=kept)
+    ctx = CheckContext(config=config, kept=kept)
     checks = configured_checks(config)
     flags: dict[str, np.ndarray] = {}
     for check in checks:
