@@ -381,13 +381,8 @@ def resolve_training_config(
     merged, applied = apply_env_overrides(_drop_nulls(params), environ)
     if applied:
         logger.info("Training parameters overridden from the environment: %s", ", ".join(applied))
-    profile = merged.get("profile", "default")
-    if profile not in PROFILES:
-        raise TrainingConfigError(
-            f"invalid training configuration:\n  training.profile: unknown profile {profile!r}; "
-            f"choose one of {sorted(PROFILES)}"
-        )
-    values = {**PROFILES[profile], **merged}
+    # An unknown profile supplies nothing here and is reported by the `profile` validator below.
+    values = {**PROFILES.get(merged.get("profile", "default"), {}), **merged}
     try:
         config = TrainingConfig.model_validate(values)
     except ValidationError as exc:
