@@ -50,6 +50,7 @@ class LaunchPlan:
     use_cpu: bool
     precision: str  # bf16 | fp16 | fp32
     deepspeed_config: dict[str, Any] | None = None
+    deepspeed_config_file: str | None = None  # what launcher and Trainer read: config_file or generated
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -277,5 +278,6 @@ def plan_launch(
         use_cpu=use_cpu,
         precision=precision,
         deepspeed_config=ds_conf,
+        deepspeed_config_file=ds_file,
         warnings=warnings,
     )

@@ -319,7 +319,7 @@ def train_dpo(
         "run_dir": str(run_dir),
         "precision": plan.precision,
         "use_cpu": plan.use_cpu,
-        "deepspeed_config": str(cfg.deepspeed.config_file or ds_path) if plan.deepspeed_config else None,
+        "deepspeed_config": plan.deepspeed_config_file,
         "resume_from": str(resume_from) if resume_from else None,
         "fingerprint": fingerprint,
     }
