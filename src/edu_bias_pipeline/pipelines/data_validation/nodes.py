@@ -32,7 +32,6 @@ from edu_bias_pipeline.taxonomy import canonical_bias_type
 logger = logging.getLogger(__name__)
 
 BOM = b"\xef\xbb\xbf"
-VALIDATED_COLUMNS = pairs.VALIDATED_FIELDS
 QUARANTINE_COLUMNS = ("source_line", "reasons", "raw", "details")
 _RECORD_FIELDS = frozenset((pairs.PROMPT, pairs.CHOSEN, pairs.REJECTED, pairs.META))
 
@@ -62,8 +61,9 @@ class DataValidationError(RuntimeError):
     """The input has more bad rows than `data_validation.max_error_rate` allows."""
 
 
-def _has_errors(checked: pd.DataFrame) -> np.ndarray:
-    return np.fromiter((bool(e) for e in checked["errors"]), dtype=bool, count=len(checked))
+def _has_reasons(reasons: Sequence[Any]) -> np.ndarray:
+    """Per row: whether its list of check names (parse reasons, errors) is non-empty."""
+    return np.fromiter((bool(r) for r in reasons), dtype=bool, count=len(reasons))
 
 
 def _has_surrogate(value: Any) -> bool:
@@ -250,7 +250,7 @@ def check_pairs(
     """Apply every configured check; adds `pair_id`, `bias_type`, `errors`, `warnings`, `details`."""
     config = ValidationConfig(**params)
     frame = ingested.copy()
-    parsed = np.fromiter((not r for r in frame["parse_reasons"]), dtype=bool, count=len(frame))
+    parsed = ~_has_reasons(frame["parse_reasons"])
     labels = frame["bias_label"]
     canonical = {label: canonical_bias_type(label, taxonomy) for label in pd.unique(labels.dropna())}
     frame["bias_type"] = pd.Series([canonical.get(v) for v in labels], index=frame.index, dtype=object)
@@ -281,7 +281,7 @@ def check_pairs(
             target[pos] = (*target[pos], check.name)
     descriptions = {c.name: c.description for c in checks}
     details: list[Any] = list(frame["parse_details"])
-    for i in np.flatnonzero(np.fromiter((bool(e) for e in errors), dtype=bool, count=len(errors))):
+    for i in np.flatnonzero(_has_reasons(errors)):
         known = details[i]
         details[i] = [*known, *(f"{name}: {descriptions[name]}" for name in errors[i][len(known) :])]
     frame["errors"] = pd.Series(errors, index=frame.index, dtype=object)
@@ -308,23 +308,12 @@ def partition_pairs(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Split into validated / quarantined rows and build the summary (all written before the gate)."""
     config = ValidationConfig(**params)
-    has_error = _has_errors(checked)
+    has_error = _has_reasons(checked["errors"])
     kept = checked.loc[~has_error]
     bad = checked.loc[has_error]
 
-    validated = pd.DataFrame(
-        {
-            pairs.PAIR_ID: kept["pair_id"],
-            pairs.SOURCE_LINE: kept["source_line"],
-            pairs.PROMPT: kept["prompt"],
-            pairs.CHOSEN: kept["chosen"],
-            pairs.REJECTED: kept["rejected"],
-            pairs.BIAS_TYPE: kept["bias_type"],
-            pairs.WARNINGS: kept[pairs.WARNINGS],
-            pairs.META: kept["meta"],
-        },
-        columns=list(VALIDATED_COLUMNS),
-    ).reset_index(drop=True)
+    # The working frame's columns already carry the contract's names.
+    validated = kept[list(pairs.VALIDATED_FIELDS)].reset_index(drop=True)
     quarantined = pd.DataFrame(
         {
             "source_line": bad["source_line"],
@@ -415,7 +404,7 @@ def build_data_docs(
     from edu_bias_pipeline.pipelines.data_validation.expectations import run_data_docs
 
     config = ValidationConfig(**params)
-    kept = checked.loc[~_has_errors(checked)]
+    kept = checked.loc[~_has_reasons(checked["errors"])]
     counts = {
         "rows read": len(checked),
         "rows kept": len(kept),
