@@ -23,15 +23,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from edu_bias_pipeline.pairs import render_prompt
+from edu_bias_pipeline.scoring import METADATA_FILE
 from edu_bias_pipeline.training import health
 from edu_bias_pipeline.training.config import TrainingConfig
 
 logger = logging.getLogger("edu_bias_pipeline.training")
 
-CONTRACT_FILE = "edu_bias_training.json"  # final/edu_bias_training.json, read by evaluation and the CLI
-METRICS_FILE = (
-    "edu_bias_metrics.json"  # in the output dir; the Kedro node turns it into training_metrics.json
-)
+CONTRACT_FILE = METADATA_FILE  # final/edu_bias_training.json, read back by scoring (evaluation and the CLI)
+METRICS_FILE = "edu_bias_metrics.json"  # in the output dir; the node turns it into training_metrics.json
 FINAL_DIR = "final"
 # Name of the whole val split among the eval datasets registered at construction (precomputed ref log-probs).
 ALL_VAL = "__all__"
@@ -524,7 +523,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         "precision": runtime.precision,
         "global_step": trainer.state.global_step,
         "runtime_s": round(runtime_s, 2),
-        "train": {**{k: v for k, v in train_result.metrics.items()}, **train_eval},
+        "train": {**train_result.metrics, **train_eval},
         "eval": final_eval,
         "per_category": per_category,
         "health": {"checks": checks, "warnings": health.warnings_for(checks)},
