@@ -223,8 +223,10 @@ def _swap_contradictions(frame: pd.DataFrame) -> set[int]:
     sentence keep their label (the facts do not depend on the order there).
     """
     keys: dict[tuple[str, ...], list[int]] = {}
+    contexts: list[str] = []
     for pos, row in enumerate(frame.itertuples(index=False)):
         context = _text(getattr(row, "context", ""))
+        contexts.append(context)
         key = (
             _text(getattr(row, "question_index", "")),
             _text(getattr(row, "question", "")),
@@ -239,9 +241,9 @@ def _swap_contradictions(frame: pd.DataFrame) -> set[int]:
     for positions in keys.values():
         if len(positions) < 2:
             continue
-        contexts = {_text(frame.iloc[p]["context"]) for p in positions}
-        facts = {c.split("。", 1)[1] if "。" in c else c for c in contexts}
-        if len(contexts) > 1 and len(facts) > 1:
+        variants = {contexts[p] for p in positions}
+        facts = {c.split("。", 1)[1] if "。" in c else c for c in variants}
+        if len(variants) > 1 and len(facts) > 1:
             flagged.update(positions)
     return flagged
 
