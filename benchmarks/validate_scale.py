@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf" / "base"
 
 GROUPS = [
     "女生",
@@ -71,21 +72,14 @@ FAIR = [
     "值得老师同样的关注",
 ]
 BIASED = ["天生学不好", "不配参加", "只会拖后腿", "不适合从事", "注定比别人差"]
-TYPES = [
-    "gender_sexuality",
-    "region",
-    "socioeconomic",
-    "educational_qualification",
-    "disability",
-    "ethnicity",
-    "age",
-    "physical_appearance",
-    "religion",
-    "nationality",
-]
 
 
-def synth_lines(n: int, seed: int = 0) -> list[bytes]:
+def read_conf(name: str) -> dict:
+    """A file of conf/base as written (the stage's own parameters and catalog entries)."""
+    return yaml.safe_load((CONF / name).read_text(encoding="utf-8"))
+
+
+def synth_lines(n: int, bias_types: list[str], seed: int = 0) -> list[bytes]:
     rng = random.Random(seed)
     lines: list[bytes] = []
     for i in range(n):
@@ -102,7 +96,7 @@ def synth_lines(n: int, seed: int = 0) -> list[bytes]:
         rejected = f"在{p}中，{g}{rng.choice(BIASED)}{s}，编号{tag}！"
         if r < 0.008:
             chosen = " "
-        meta = {"bias_type": rng.choice(TYPES), "source": "synthetic", "license": "CC0"}
+        meta = {"bias_type": rng.choice(bias_types), "source": "synthetic", "license": "CC0"}
         lines.append(
             json.dumps({"chosen": chosen, "rejected": rejected, "meta": meta}, ensure_ascii=False).encode()
         )
@@ -130,18 +124,19 @@ def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
 
 def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
     """The stage's node functions and catalog datasets, in pipeline order, timed phase by phase."""
-    from kedro_datasets.json import JSONDataset
+    from kedro.io import AbstractDataset
 
-    from edu_bias_pipeline.datasets import JSONLinesDataset, RawLinesDataset
     from edu_bias_pipeline.pipelines.data_validation import nodes
 
-    conf = yaml.safe_load((ROOT / "conf/base/parameters_data_validation.yml").read_text(encoding="utf-8"))
+    conf = read_conf("parameters_data_validation.yml")
     taxonomy = conf["taxonomy"]
     params = dict(conf["data_validation"], input_path=str(path), data_docs_dir=str(out_dir / "data_docs"))
-    jsonl = {
-        "load_args": {"lines": True},
-        "save_args": {"orient": "records", "lines": True, "force_ascii": False},
-    }
+    catalog = read_conf("catalog.yml")
+
+    def dataset(name: str, filepath: Path) -> AbstractDataset:
+        """The catalog's entry for `name`, writing to `filepath` instead."""
+        return AbstractDataset.from_config(name, dict(catalog[name], filepath=str(filepath)))
+
     times: dict[str, float] = {}
     rss.clear()
     cpu.clear()
@@ -154,7 +149,7 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
         rss[name] = (current_rss_gib(), peak_rss_gib())
         return result
 
-    raw = timed("load raw lines", RawLinesDataset(filepath=str(path)).load)
+    raw = timed("load raw lines", dataset("raw_pairs", path).load)
     ingested, stats = timed("ingest_lines", nodes.ingest_lines, raw)
     del raw
     checked = timed("check_pairs", nodes.check_pairs, ingested, taxonomy, params)
@@ -162,9 +157,12 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
     validated, quarantined, summary = timed("partition_pairs", nodes.partition_pairs, checked, stats, params)
 
     def save() -> None:
-        JSONLinesDataset(filepath=str(out_dir / "validated_pairs.jsonl"), **jsonl).save(validated)
-        JSONLinesDataset(filepath=str(out_dir / "quarantined_pairs.jsonl"), **jsonl).save(quarantined)
-        JSONDataset(filepath=str(out_dir / "validation_summary.json")).save(summary)
+        for name, data in (
+            ("validated_pairs", validated),
+            ("quarantined_pairs", quarantined),
+            ("validation_summary", summary),
+        ):
+            dataset(name, out_dir / Path(catalog[name]["filepath"]).name).save(data)
 
     timed("save outputs", save)
     report = timed("build_data_docs (GX)", nodes.build_data_docs, checked, taxonomy, params)
@@ -219,7 +217,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     if args.generate:
-        Path(args.generate).write_bytes(b"\n".join(synth_lines(args.n)) + b"\n")
+        bias_types = list(read_conf("parameters_data_validation.yml")["taxonomy"])
+        Path(args.generate).write_bytes(b"\n".join(synth_lines(args.n, bias_types)) + b"\n")
         return
     tmp = Path(tempfile.mkdtemp(prefix="dv_bench_"))
     path = tmp / "pairs.jsonl"
