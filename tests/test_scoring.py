@@ -138,7 +138,7 @@ def test_wilson_interval_edges_and_symmetry():
 
 @pytest.mark.parametrize("which", ["full", "lora"])
 def test_scoring_routes_agree(ck, rows, which, monkeypatch):
-    """Shared-prompt cache, padded hidden states and full logits give the same numbers (float64)."""
+    """The shared-prompt cache route and the plain padded full-logits route agree (float64)."""
     models = scoring.load_scoring_models(getattr(ck, which), dtype="float64")
     calls = []
     shared = scoring._shared_prompt
@@ -147,6 +147,8 @@ def test_scoring_routes_agree(ck, rows, which, monkeypatch):
     # Pairs are grouped by prompt (one pair here has its own), so the cache route serves every batch.
     assert calls and all(c is not None for c in calls)
 
+    # Without a common prompt (the fallback for degenerate batches) and for other architectures alike,
+    # the plain padded pass with full logits serves.
     monkeypatch.setattr(scoring, "_shared_prompt", lambda b: None)
     padded = _score(models, rows, batch_size=4)
     monkeypatch.setattr(scoring, "_HIDDEN_STATE_ARCHS", frozenset())

@@ -390,12 +390,14 @@ def _completion_logps(
 ):
     """(sum of completion-token log-probs, completion token count) per sequence, one forward pass.
 
-    Three routes to the same numbers (the float64 tests hold each to a plain forward pass):
-    - shared prompt (the usual case: every pair is scored after the same instruction): the prompt runs once,
-      its key/value cache is repeated over the batch, and only the completions are run after it. With a
-      30-token chat prompt this roughly halves the tokens processed.
-    - hidden states: the full padded sequences, vocabulary projection on completion positions only.
-    - plain forward pass with full logits, for architectures whose logits are not just lm_head(hidden).
+    Two routes to the same numbers (the float64 tests hold both to a plain forward pass):
+    - shared prompt (every batch `score_encoded_pairs` / `score_statements` builds, for the architectures
+      in `_HIDDEN_STATE_ARCHS`): the prompt runs once, its key/value cache is repeated over the batch, only
+      the completions are run after it, and the vocabulary projection covers completion positions only.
+      With a 30-token chat prompt this roughly halves the tokens processed.
+    - plain padded forward pass with full logits: other architectures (whose logits are not just
+      lm_head(hidden)) and batches without a common prompt (only degenerate ones: every completion cut
+      away by max_length).
     """
     import torch
 
@@ -442,14 +444,9 @@ def _completion_logps(
         # Token t is predicted from position t-1: the first token of a sequence is never scored.
         target_mask = scored[:, 1:]
         targets = ids[:, 1:][target_mask]
-        if head is not None:
-            decoder, project = head
-            hidden = decoder(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
-            positions = hidden[:, :-1][target_mask]
-        else:
-            logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
-            positions = logits[:, :-1][target_mask]
-            project = None
+        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        positions = logits[:, :-1][target_mask]
+        project = None
     rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(target_mask)[target_mask]
 
     token_logps = []
