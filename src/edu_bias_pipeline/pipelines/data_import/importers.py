@@ -257,6 +257,7 @@ def import_cbbq(
     target_markers: Mapping[str, Sequence[str]] | None = None,
     condition: str | None = None,
     category: str | None = None,
+    eval_only: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """CBBQ question rows -> pairs.
 
@@ -367,6 +368,8 @@ def import_cbbq(
             "label": label,
             **meta,
         }
+        if eval_only:
+            meta[EVAL_ONLY] = True
         rows.append({PROMPT: _join_prompt(context, question), CHOSEN: chosen, REJECTED: rejected, META: meta})
     return rows, skipped
 

@@ -174,10 +174,8 @@ def import_cbbq_source(config: ImportConfig, taxonomy: dict[str, Any]) -> dict[s
                 target_markers=cfg.target_markers,
                 condition=condition,
                 category=category,
+                eval_only=cfg.eval_only,
             )
-            if cfg.eval_only:
-                for row in rows:
-                    row[META][I.EVAL_ONLY] = True
             result["rows"].extend(rows)
             result["skipped"].extend(skipped)
             result["rows_read"] += len(frame)
