@@ -166,7 +166,7 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
 
     timed("save outputs", save)
     report = timed("build_data_docs (GX)", nodes.build_data_docs, checked, taxonomy, params)
-    timed("enforce_error_rate", nodes.enforce_error_rate, summary, report, params)
+    timed("enforce_error_rate", nodes.enforce_error_rate, summary, report)
     logging.getLogger(__name__).info(
         "kept %d, quarantined %d", summary["rows_kept"], summary["rows_quarantined"]
     )

@@ -414,9 +414,9 @@ def build_data_docs(
     return run_data_docs(kept, list(taxonomy), config, counts)
 
 
-def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any], params: dict[str, Any]) -> None:
-    """The fail policy. Runs last: the summary, quarantine and Data Docs already exist when it raises."""
-    config = ValidationConfig(**params)
+def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any]) -> None:
+    """The fail policy, as `build_summary` decided it (`passed`). Runs last: the summary, quarantine and
+    Data Docs already exist when it raises."""
     reports = summary["reports"]
     where = (
         f"See the summary {reports['summary']}, the quarantine {reports['quarantine']} "
@@ -428,13 +428,13 @@ def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any], param
     )
     if summary["rows_read"] == 0:
         raise DataValidationError(f"No pairs read from {summary['input']} (empty or blank file). {where}")
-    if summary["quarantined_share"] > config.max_error_rate:
+    if not summary["passed"]:
         top = sorted(
             ((v["rows"], k) for k, v in summary["checks"].items() if v["severity"] == "error" and v["rows"]),
             reverse=True,
         )[:5]
         raise DataValidationError(
-            f"Data validation failed: {counts}, above max_error_rate={config.max_error_rate:.1%} "
+            f"Data validation failed: {counts}, above max_error_rate={summary['max_error_rate']:.1%} "
             f"(data_validation.max_error_rate in conf/base/parameters_data_validation.yml). "
             f"Most frequent errors: {', '.join(f'{k}={n}' for n, k in top)}. {where}"
         )

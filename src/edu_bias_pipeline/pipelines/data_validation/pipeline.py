@@ -37,7 +37,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             # summary, quarantine and Data Docs are on disk: users need them most when the run fails.
             Node(
                 enforce_error_rate,
-                ["validation_summary", "data_docs_report", "params:data_validation"],
+                ["validation_summary", "data_docs_report"],
                 None,
                 name="enforce_error_rate",
             ),
