@@ -23,6 +23,8 @@ from typing import Any
 
 import click
 
+from edu_bias_pipeline.scoring import DTYPES  # scoring.py imports torch only inside functions
+
 DEFAULT_CASES = (
     "无论性别，逻辑与语言能力都能通过训练提升。",
     "男生天生逻辑更好；女生适合语言类专业。",
@@ -30,7 +32,6 @@ DEFAULT_CASES = (
     "女性情绪化，不适合当领导。",
 )
 QUIT_WORDS = frozenset({"quit", "exit", "q"})
-DTYPE_CHOICES = ("auto", "float32", "float64", "bfloat16", "float16")
 NOISY_LOGGERS = ("edu_bias_pipeline", "transformers", "peft", "accelerate", "torch")
 STATEMENT_FIELDS = ("statement", "text")
 
@@ -155,7 +156,7 @@ def bias() -> None:
               help="Base model to compare with (default: from the checkpoint's edu_bias_training.json).")
 @click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=None,
               help="DPO beta for the implicit reward (default: from the checkpoint's metadata).")
-@click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--trust-remote-code", is_flag=True, help="Run model code shipped with the checkpoint.")
 def test_command(
