@@ -102,9 +102,7 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
     texts = [(r[P.CHOSEN], r[P.REJECTED]) for r in rows]
     group_of = S.leakage_groups(texts, near_duplicates=config.group_near_duplicates)
 
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, g in enumerate(group_of):
-        members[g].append(i)
+    members = S.group_by(group_of, range(len(group_of)))
     labels = [r[P.BIAS_TYPE] for r in rows]
     group_category = {g: S.majority_label(labels[i] for i in idx) for g, idx in members.items()}
     # Sorting groups by content before the seeded shuffle makes the split independent of input row order.

@@ -11,10 +11,13 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from edu_bias_pipeline.pairs import near_duplicate_key, normalize_text
 
 SPLITS = ("train", "val", "test")
+
+K = TypeVar("K", bound=Hashable)
 
 
 class UnionFind:
@@ -169,8 +172,9 @@ def balanced_weights(counts: Mapping[str, int]) -> dict[str, float]:
     return {c: round(total / (k * n), 6) for c, n in sorted(present.items())}
 
 
-def group_by(values: Sequence[str], indices: Iterable[int]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = defaultdict(list)
+def group_by(values: Sequence[K], indices: Iterable[int]) -> dict[K, list[int]]:
+    """Indices grouped by their value, groups in order of first appearance."""
+    out: dict[K, list[int]] = defaultdict(list)
     for i in indices:
         out[values[i]].append(i)
     return dict(out)
