@@ -56,9 +56,9 @@ def clean_pairs(n: int, bias_types: tuple[str, ...] = ("gender_sexuality", "regi
     return rows
 
 
-# (expected reasons or warnings, line) for the dirty fixture; `line` is what the writer emits.
+# The dirty fixture's self-contained lines: (kind, check name, row), a dict row written as JSON and
+# str/bytes verbatim. Lines whose outcome depends on an earlier line are added in dirty_file().
 DIRTY_CASES: list[tuple[str, str, Any]] = [
-    # kind, check name, row (dict -> JSON; str/bytes verbatim)
     ("error", "invalid_json", '{"chosen": "女生也能学好数学", "rejected": '),
     ("error", "not_an_object", '["女生也能学好数学", "女生学不好数学"]'),
     ("error", "not_an_object", '"just a string"'),
@@ -112,7 +112,6 @@ DIRTY_CASES: list[tuple[str, str, Any]] = [
         pair("外国学生只能选修简单的课程", "留学生与本地学生享有同样的选课权利", "nationality"),
     ),
 ]
-# Extra dirty lines whose expected outcome depends on an earlier line of the file (built in dirty_rows()).
 
 
 def encode(row: Any) -> bytes:
