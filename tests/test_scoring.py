@@ -112,6 +112,13 @@ def test_checkpoint_without_metadata_needs_a_reference(ck, tmp_path):
     assert models.metadata.beta == 0.3 and models.metadata.source == "parameters"
 
 
+def test_model_as_its_own_reference_is_loaded_once(ck):
+    models = scoring.load_scoring_models(ck.base, reference_model=str(ck.base), dtype="float64")
+    assert models.reference is models.policy
+    [s] = scoring.score_statements(models, ["女生学不好物理。"])
+    assert s.reward == 0.0
+
+
 def test_missing_or_unreadable_checkpoint_is_a_clear_error(ck, tmp_path):
     with pytest.raises(scoring.CheckpointError, match="does not exist"):
         scoring.load_scoring_models(tmp_path / "nope")

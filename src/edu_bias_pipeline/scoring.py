@@ -253,7 +253,11 @@ def load_scoring_models(
         reference = None
     else:
         policy = _from_pretrained(AutoModelForCausalLM, str(checkpoint), "the trained model", **load_kwargs)
-        reference = _from_pretrained(AutoModelForCausalLM, base_ref, "the reference model", **load_kwargs)
+        # A model evaluated against itself (e.g. the base model's own baseline): one copy serves as both.
+        if Path(base_ref).resolve() == checkpoint.resolve():
+            reference = policy
+        else:
+            reference = _from_pretrained(AutoModelForCausalLM, base_ref, "the reference model", **load_kwargs)
 
     tok_source = checkpoint if _has_tokenizer(checkpoint) else Path(base_ref)
     tokenizer = _from_pretrained(
