@@ -109,20 +109,15 @@ def _cbbq_root(path: Path) -> Path:
         raise ImportSourceError(
             f"data_import.cbbq.path = {str(path)!r} is not a folder: point it at CBBQ's data/"
         )
-
-    def has_categories(folder: Path) -> bool:
-        return any(
-            (sub / cond).is_dir() for sub in folder.iterdir() if sub.is_dir() for cond in CBBQ_CONDITIONS
-        )
-
-    if not has_categories(path) and (path / "data").is_dir() and has_categories(path / "data"):
-        return path / "data"
-    if not has_categories(path):
-        raise ImportSourceError(
-            f"data_import.cbbq.path = {str(path)!r} holds no CBBQ category folders "
-            "(<category>/ambiguous/ambiguous.csv, <category>/disambiguous/disambiguous.csv)"
-        )
-    return path
+    for root in (path, path / "data"):
+        if root.is_dir() and any(
+            (sub / cond).is_dir() for sub in root.iterdir() if sub.is_dir() for cond in CBBQ_CONDITIONS
+        ):
+            return root
+    raise ImportSourceError(
+        f"data_import.cbbq.path = {str(path)!r} holds no CBBQ category folders "
+        "(<category>/ambiguous/ambiguous.csv, <category>/disambiguous/disambiguous.csv)"
+    )
 
 
 # ------------------------------------------------------------------------------------------ source nodes
@@ -295,13 +290,12 @@ def _source_report(
         entry["rows_read"] += 1
         if meta.get("context_condition"):
             per_condition[meta["context_condition"]] += 1
+    examples: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for skip in skipped:
         entry = per_category[str(skip.get("category") or "(none)")]
         entry["rows_skipped"] += 1
         entry["rows_read"] += 1
         entry["skipped_by_reason"][skip["reason"]] += 1
-    examples: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for skip in skipped:
         if len(examples[skip["reason"]]) < examples_per_reason:
             examples[skip["reason"]].append({k: skip[k] for k in ("file", "record", "id", "detail")})
     report = {
