@@ -95,6 +95,20 @@ def _text(value: Any) -> str:
     return normalize_text(str(value))
 
 
+def _where(frame: pd.DataFrame, fallback: str) -> str:
+    """The file a table was read from, for error messages."""
+    return frame[FILE].iloc[0] if FILE in frame.columns and len(frame) else fallback
+
+
+def _require_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{_where(frame, f'{what} input')}: missing {what} column(s) {missing}; "
+            f"columns are {list(frame.columns)}"
+        )
+
+
 def _fold(text: str) -> str:
     """Comparison form of short answers: NFKC, case-folded, no spaces or trailing punctuation."""
     folded = unicodedata.normalize("NFKC", text).casefold()
@@ -267,10 +281,7 @@ def import_cbbq(
     row's own `context_condition` / `category` cell is empty.
     """
     required = ("context", "question", "ans0", "ans1", "ans2", "label")
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        where = frame[FILE].iloc[0] if FILE in frame.columns and len(frame) else "CBBQ input"
-        raise ValueError(f"{where}: missing CBBQ column(s) {missing}; columns are {list(frame.columns)}")
+    _require_columns(frame, required, "CBBQ")
     unknown_answers = tuple(unknown_answers)
     swapped = _swap_contradictions(frame)
     rows: list[dict[str, Any]] = []
@@ -387,13 +398,7 @@ def import_crows_pairs(
     or sent_less violates one; in both cases sent_more is the more stereotypical sentence, so it never flips
     the pair. Rows are marked `eval_only`: the dataset's data statement forbids training on it.
     """
-    required = ("sent_more", "sent_less", "bias_type")
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        where = frame[FILE].iloc[0] if FILE in frame.columns and len(frame) else "CrowS-Pairs input"
-        raise ValueError(
-            f"{where}: missing CrowS-Pairs column(s) {missing}; columns are {list(frame.columns)}"
-        )
+    _require_columns(frame, ("sent_more", "sent_less", "bias_type"), "CrowS-Pairs")
     id_col = next((c for c in ("id", "Unnamed: 0", "") if c in frame.columns), None)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -457,9 +462,8 @@ def import_generic(
     wanted = {role: col for role, col in columns.items() if col}
     missing = sorted({col for col in [*wanted.values(), *meta_columns] if col not in frame.columns})
     if missing:
-        where = frame[FILE].iloc[0] if FILE in frame.columns and len(frame) else source
         raise ValueError(
-            f"{where}: mapped column(s) {missing} not found; columns are "
+            f"{_where(frame, source)}: mapped column(s) {missing} not found; columns are "
             f"{[c for c in frame.columns if not c.startswith('_')]}"
         )
     if not columns.get("bias_type") and not bias_type:
