@@ -89,8 +89,13 @@ _CONDITIONS = {
 }
 
 
+def _missing(value: Any) -> bool:
+    """None, or the NaN pandas puts in a cell a JSONL line did not have."""
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
 def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if _missing(value):
         return ""
     return normalize_text(str(value))
 
@@ -515,9 +520,7 @@ def import_generic(
             meta[EVAL_ONLY] = True
         for col in meta_columns:
             value = rec.get(col)
-            meta[col.rsplit(".", 1)[-1]] = (
-                None if value is None or (isinstance(value, float) and pd.isna(value)) else value
-            )
+            meta[col.rsplit(".", 1)[-1]] = None if _missing(value) else value
         row: dict[str, Any] = {CHOSEN: chosen, REJECTED: rejected, META: meta}
         if prompt:
             row = {PROMPT: prompt, **row}
