@@ -11,7 +11,6 @@ import gc
 import hashlib
 import json
 import logging
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -202,7 +201,7 @@ def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, int]]:
     kept_lines = [lines[i - 1] for i in numbers]
     objs = _parse_all(kept_lines)
 
-    nfc = unicodedata.normalize
+    normalize = pairs.normalize_text
     n = len(objs)
     prompt: list[str | None] = [None] * n
     chosen: list[str | None] = [None] * n
@@ -215,11 +214,11 @@ def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, int]]:
         if not _is_clean(obj):
             reasons[i], details[i] = _problems(obj)
             continue
-        chosen[i] = nfc("NFC", obj[pairs.CHOSEN]).strip()
-        rejected[i] = nfc("NFC", obj[pairs.REJECTED]).strip()
+        chosen[i] = normalize(obj[pairs.CHOSEN])
+        rejected[i] = normalize(obj[pairs.REJECTED])
         p = obj.get(pairs.PROMPT)
         if p:
-            prompt[i] = nfc("NFC", p).strip() or None
+            prompt[i] = normalize(p) or None
         m = obj.get(pairs.META)
         label[i] = m.get(pairs.BIAS_TYPE) if m else None
         if label[i] is None and type(obj.get(pairs.BIAS_TYPE)) is str:
