@@ -34,10 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE  # noqa: E402
+from edu_bias_pipeline.training.tiny_model import TinyModelSpec  # noqa: E402
 
 ARCH = QWEN2_ARCHITECTURES  # the anchor's architectures (trl_anchor.py) and the tiny one
 VOCAB = QWEN2_VOCAB_SIZE
-TINY_VOCAB = 3000
+TINY_VOCAB = TinyModelSpec().vocab_size
 PEAK_FLOPS = 989e12  # H100 SXM dense bf16, as in the anchor
 
 
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = run(config, runtime, extra_callbacks=(clock,))
     total_s = time.perf_counter() - started
 
-    nparams = sum(v for v in _param_count(model_dir))
+    nparams = sum(_param_count(model_dir))
     dt = (clock.t1 - clock.t0) if clock.steps else float("nan")
     pairs = clock.steps * (clock.batch or batch) * accum * world
     toks = pairs * (a.prompt + a.completion) * 2  # prompt repeated for chosen and rejected, as the anchor
