@@ -45,10 +45,15 @@ def near_duplicate_key(text: str) -> str:
     )
 
 
-def pair_id(prompt: str | None, chosen: str, rejected: str) -> str:
-    """Stable content hash of a normalised pair: same texts, same id, on any machine."""
-    payload = "\x1f".join((normalize_text(prompt or ""), normalize_text(chosen), normalize_text(rejected)))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+def pair_id(prompt: str | None, chosen: str, rejected: str, *, normalized: bool = False) -> str:
+    """Stable content hash of a normalised pair: same texts, same id, on any machine.
+
+    `normalized=True` skips re-normalising texts that already went through `normalize_text` (bulk ingest).
+    """
+    texts = (prompt or "", chosen, rejected)
+    if not normalized:
+        texts = tuple(normalize_text(t) for t in texts)
+    return hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()[:16]
 
 
 def render_prompt(tokenizer: Any, prompt: str | None, instruction: str = DEFAULT_INSTRUCTION) -> str:

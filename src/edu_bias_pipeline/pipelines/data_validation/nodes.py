@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -292,11 +291,9 @@ def check_pairs(
 def _pair_ids(
     prompts: pd.Series, chosen: pd.Series, rejected: pd.Series, parsed: np.ndarray
 ) -> list[str | None]:
-    """`pairs.pair_id` of every parsed row, minus its re-normalisation (the texts are normalised already,
-    and normalize_text is idempotent); a test pins the equality."""
-    sha = hashlib.sha256
+    """`pairs.pair_id` of every parsed row (its texts are normalised already)."""
     return [
-        sha(f"{p or ''}\x1f{c}\x1f{r}".encode()).hexdigest()[:16] if ok else None
+        pairs.pair_id(p, c, r, normalized=True) if ok else None
         for ok, p, c, r in zip(parsed, prompts, chosen, rejected, strict=True)
     ]
 
