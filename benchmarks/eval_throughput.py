@@ -77,17 +77,29 @@ def peak_memory_mib(device) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny model and few pairs (CPU smoke run)")
     parser.add_argument("--n-pairs", type=int, default=None, help="default 8192 (--tiny: 256)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
-                        help="pairs per forward pass; default 32 64 128 256 (--tiny: 16 64)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="pairs per forward pass; default 32 64 128 256 (--tiny: 16 64)",
+    )
     parser.add_argument("--prompt-tokens", type=int, default=30, help="ChatML prompt + instruction length")
     parser.add_argument("--completion-tokens", type=int, nargs=2, default=(12, 32), metavar=("MIN", "MAX"))
-    parser.add_argument("--adapter", action="store_true",
-                        help="LoRA policy, reference = adapter disabled (default: two full models)")
-    parser.add_argument("--full-logits", action="store_true",
-                        help="disable the completion-only vocabulary projection (for comparison)")
+    parser.add_argument(
+        "--adapter",
+        action="store_true",
+        help="LoRA policy, reference = adapter disabled (default: two full models)",
+    )
+    parser.add_argument(
+        "--full-logits",
+        action="store_true",
+        help="disable the completion-only vocabulary projection (for comparison)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=scoring.DTYPES)
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats per batch size (best kept)")
@@ -108,34 +120,53 @@ def main(argv: list[str] | None = None) -> None:
     if args.adapter:
         from peft import LoraConfig, get_peft_model
 
-        policy = get_peft_model(policy, LoraConfig(
-            r=16, lora_alpha=32, init_lora_weights=False, task_type="CAUSAL_LM",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        policy = get_peft_model(
+            policy,
+            LoraConfig(
+                r=16,
+                lora_alpha=32,
+                init_lora_weights=False,
+                task_type="CAUSAL_LM",
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            ),
+        )
         policy.to(device=device, dtype=dtype).eval()
         reference = None
     else:
         reference = build_model(arch, 1, device, dtype)
     build_s = time.perf_counter() - t0
-    chosen, rejected = synthetic_pairs(n_pairs, arch["vocab_size"], args.prompt_tokens,
-                                       *args.completion_tokens, seed=0)
+    chosen, rejected = synthetic_pairs(
+        n_pairs, arch["vocab_size"], args.prompt_tokens, *args.completion_tokens, seed=0
+    )
     seq_tokens = sum(len(e.input_ids) for e in chosen + rejected)
     completion_tokens = sum(e.n_completion for e in chosen + rejected)
     env = {
-        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                   else platform.processor() or "cpu"),
-        "torch": torch.__version__, "dtype": str(dtype).replace("torch.", ""),
+        "device": (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+        ),
+        "torch": torch.__version__,
+        "dtype": str(dtype).replace("torch.", ""),
         "model": "tiny-qwen2" if args.tiny else "qwen2-0.5b-arch (random init)",
         "mode": "lora (adapter disabled = reference)" if args.adapter else "full (policy + reference)",
         "projection": "full logits" if args.full_logits else "completion positions only",
-        "n_pairs": n_pairs, "prompt_tokens": args.prompt_tokens,
-        "completion_tokens": list(args.completion_tokens), "build_s": round(build_s, 1),
+        "n_pairs": n_pairs,
+        "prompt_tokens": args.prompt_tokens,
+        "completion_tokens": list(args.completion_tokens),
+        "build_s": round(build_s, 1),
     }
     print(json.dumps({"env": env}), flush=True)
 
     # Warm-up: kernel selection / allocator growth stay out of the timings.
     warm = min(n_pairs, max(batch_sizes))
-    scoring.score_encoded_pairs((policy, reference), chosen[:warm], rejected[:warm], pad_id=0,
-                                batch_size=max(batch_sizes), device=device, progress=False)
+    scoring.score_encoded_pairs(
+        (policy, reference),
+        chosen[:warm],
+        rejected[:warm],
+        pad_id=0,
+        batch_size=max(batch_sizes),
+        device=device,
+        progress=False,
+    )
     results = []
     for batch_size in batch_sizes:
         if device.type == "cuda":
@@ -145,8 +176,15 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                scoring.score_encoded_pairs((policy, reference), chosen, rejected, pad_id=0,
-                                            batch_size=batch_size, device=device, progress=False)
+                scoring.score_encoded_pairs(
+                    (policy, reference),
+                    chosen,
+                    rejected,
+                    pad_id=0,
+                    batch_size=batch_size,
+                    device=device,
+                    progress=False,
+                )
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 best = min(best, time.perf_counter() - start)
@@ -169,8 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{env['model']} | {env['mode']} | {env['dtype']} on {env['device']} | {n_pairs} pairs")
     print(f"{'batch':>6} {'pairs/s':>10} {'tokens/s':>12} {'peak MiB':>10}")
     for row in results:
-        print(f"{row['batch_size']:>6} {row['pairs_per_s']:>10.1f} {row['tokens_per_s']:>12.0f} "
-              f"{row['peak_memory_mib']:>10.0f}")
+        print(
+            f"{row['batch_size']:>6} {row['pairs_per_s']:>10.1f} {row['tokens_per_s']:>12.0f} "
+            f"{row['peak_memory_mib']:>10.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ ANCHOR=.bench/trl_anchor.py
 [ -f "$ANCHOR" ] || { echo "missing $ANCHOR: mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/ (and carry .bench)"; exit 2; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
 python3 -c 'import torch, transformers, trl; print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__)'
-python3 -c 'import liger_kernel' 2>/dev/null && echo "liger-kernel: installed" || echo "liger-kernel: not installed"
 
 # run NAME MAX_SECONDS MIN_SECONDS_LEFT CMD...: skipped when the budget cannot hold it; log kept, RESULT echoed
 run() {
@@ -43,29 +42,32 @@ A="python3 $ANCHOR --steps $STEPS --warm $WARM"
 P="python3 benchmarks/train_throughput.py --steps $STEPS --warm $WARM"
 X=${BENCH_EXTRA:-}  # appended to the stage's runs (CPU dry run: BENCH_EXTRA=--tiny)
 
-# In order of priority; a run that no longer fits the budget is skipped (the summary still prints).
-# 0.5B full fine-tuning: the anchor's best configuration, then the stage with the gpu profile (length-grouped),
-# and in the anchor's data order (same seed, same batches) for the loss-curve comparison.
-run anchor_0.5b_b64_pre 120 60 $A --arch 0.5b --batch 64 --accum 1 --precompute --tag anchor_0.5b_b64_pre
-run project_0.5b_gpu 150 80 $P --arch 0.5b --profile gpu --tag project_0.5b_gpu $X
-run project_0.5b_gpu_random 120 60 $P --arch 0.5b --profile gpu --sampling random --tag project_0.5b_gpu_random_order $X
-
-# 7B LoRA r16 all-linear: the anchor's best (batch 32, gradient checkpointing), then the stage.
-if [ "$RUN_7B" = 1 ]; then
-  run anchor_7b_lora_b32_gc 150 100 $A --arch 7b --lora --batch 32 --accum 1 --gc --steps 10 --warm 3 \
-    --tag anchor_7b_lora_b32_gc
-  run project_7b_lora_gpu_b32_gc 210 150 $P --arch 7b --lora --profile gpu --batch 32 --gc --steps 10 --warm 3 \
-    --tag project_7b_lora_gpu_b32_gc $X
+# Liger's layer kernels (optional wheel in .bench/optional): the gpu profile turns them on when importable.
+if ls .bench/optional/liger_kernel-*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger .bench/optional/liger_kernel-*.whl \
+    && export PYTHONPATH="/tmp/liger:${PYTHONPATH:-}" && echo "liger-kernel: installed for the stage's runs"
 fi
 
-# Profile evidence (where the step time goes): torch.profiler over 3 steps of the stage's gpu profile.
-run project_0.5b_gpu_profiled 100 60 $P --arch 0.5b --profile gpu --steps 3 --warm 3 --torch-profile 3 \
-  --tag project_0.5b_gpu_profiled $X
-grep -A30 "^PROFILE" /tmp/bench_logs/project_0.5b_gpu_profiled.log 2>/dev/null | cut -c1-220
-
-# Variants, if time is left: a larger batch, torch.compile.
+# In order of priority; a run that no longer fits the budget is skipped (the summary still prints).
+# The headline pairs first (anchor's best configuration, then the stage's gpu profile), 0.5B then 7B LoRA r16
+# all-linear; then the ablations: the anchor's data order (same seed, same batches: the loss-curve comparison),
+# without Liger, with torch's own attention-kernel choice, a larger batch (the probe decides), a profile.
+run anchor_0.5b_b64_pre 120 60 $A --arch 0.5b --batch 64 --accum 1 --precompute --tag anchor_0.5b_b64_pre
+run project_0.5b_gpu 150 80 $P --arch 0.5b --profile gpu --tag project_0.5b_gpu $X
+if [ "$RUN_7B" = 1 ]; then
+  run anchor_7b_lora_b32_gc 150 100 $A --arch 7b --lora --batch 32 --accum 1 --gc --steps 8 --warm 3 \
+    --tag anchor_7b_lora_b32_gc
+  run project_7b_lora_gpu_b32_gc 240 150 $P --arch 7b --lora --profile gpu --batch 32 --gc --steps 8 --warm 3 \
+    --tag project_7b_lora_gpu_b32_gc $X
+fi
+run project_0.5b_gpu_random 100 50 $P --arch 0.5b --profile gpu --sampling random --tag project_0.5b_gpu_random_order $X
+run project_0.5b_gpu_noliger 100 50 $P --arch 0.5b --profile gpu --liger off --tag project_0.5b_gpu_noliger $X
+run project_0.5b_gpu_cudnn 100 50 $P --arch 0.5b --profile gpu --set sdpa_backends=null \
+  --tag project_0.5b_gpu_torch_attention_choice $X
 run project_0.5b_gpu_b128 100 60 $P --arch 0.5b --profile gpu --batch 128 --tag project_0.5b_gpu_b128 $X
-run project_0.5b_gpu_compile 120 90 $P --arch 0.5b --profile gpu --compile --tag project_0.5b_gpu_compile $X
+run project_0.5b_gpu_profiled 100 50 $P --arch 0.5b --profile gpu --steps 3 --warm 3 --torch-profile 3 \
+  --tag project_0.5b_gpu_profiled $X
+grep -A8 "^PROFILE" /tmp/bench_logs/project_0.5b_gpu_profiled.log 2>/dev/null | cut -c1-160
 
 python3 - "$OUT" /tmp/bench_logs <<'PY'
 import glob, json, os, sys

@@ -22,25 +22,47 @@ run() {
   echo "== $name rc=$? $(( SECONDS - t0 ))s"
   grep -h "^RESULT" "/tmp/bench_logs/$name.log" || tail -5 "/tmp/bench_logs/$name.log" | cut -c1-400
 }
+# Liger's layer kernels (optional wheel): the stage's gpu profile uses them when importable, as on one GPU.
+if ls .bench/optional/liger_kernel-*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger .bench/optional/liger_kernel-*.whl \
+    && export PYTHONPATH="/tmp/liger:${PYTHONPATH:-}" && echo "liger-kernel: installed"
+fi
 T="python3 -m torch.distributed.run --nproc_per_node 2"
 P="benchmarks/train_throughput.py --arch 0.5b --profile gpu --batch $B ${BENCH_EXTRA:-}"
-run anchor_1gpu 60 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
-run anchor_ddp 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
+if [ "${ANCHORS:-1}" = 1 ]; then
+  run anchor_1gpu 60 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
+  run anchor_ddp 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
+fi
 run project_1gpu 80 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
 run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp
 run project_zero2 80 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2
-[ -f .bench/zero2.json ] && run anchor_zero2 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 \
-  --deepspeed .bench/zero2.json --tag anchor_0.5b_b${B}_zero2
+if [ "${ANCHORS:-1}" = 1 ] && [ -f .bench/zero2.json ]; then
+  run anchor_zero2 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 \
+    --deepspeed .bench/zero2.json --tag anchor_0.5b_b${B}_zero2
+fi
+# RUN_7B=1: the 7B LoRA pair on the first GPU (anchor's best, then the stage without gradient checkpointing: the
+# batch-size probe picks the per-device batch and raises accumulation to keep 32).
+if [ "${RUN_7B:-0}" = 1 ]; then
+  run anchor_7b_lora_b32_gc 150 env CUDA_VISIBLE_DEVICES=0 python3 .bench/trl_anchor.py --arch 7b --lora --batch 32 \
+    --accum 1 --gc --steps 8 --warm 3 --tag anchor_7b_lora_b32_gc
+  run project_7b_lora_gpu_b32_nogc 200 env CUDA_VISIBLE_DEVICES=0 python3 benchmarks/train_throughput.py --arch 7b \
+    --lora --profile gpu --batch 32 --steps 8 --warm 3 --tag project_7b_lora_gpu_b32_nogc
+fi
 python3 - "$OUT" <<'PY'
 import json, os, sys
 rows = []
 for name in ("anchor.jsonl", "project.jsonl"):
     path = os.path.join(sys.argv[1], name)
     rows += [json.loads(l) for l in open(path)] if os.path.exists(path) else []
-one = {r.get("what", "anchor"): r["pairs_per_s"] for r in rows if r.get("gpus", 1) == 1}
+def key(r):
+    return r.get("what", "anchor"), r["arch"], r["lora"]
+one = {}
+for r in rows:
+    if r.get("gpus", 1) == 1:
+        one.setdefault(key(r), r["pairs_per_s"])
 print("\n| run | gpus | precompute | pairs/s | vs same code on 1 GPU | MFU | peak GiB |\n|---|---|---|---|---|---|---|")
 for r in rows:
-    base = one.get(r.get("what", "anchor"))
+    base = one.get(key(r))
     print(f"| {r['tag']} | {r.get('gpus', 1)} | {r['precompute']} | {r['pairs_per_s']} | "
           f"{r['pairs_per_s'] / base:.2f}x | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} |" if base else f"| {r['tag']} | - |")
 PY

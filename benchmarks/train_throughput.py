@@ -21,6 +21,7 @@ Prints one `RESULT {json}` line (also appended to `$OUT/project.jsonl` when OUT 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import random
@@ -135,6 +136,39 @@ def build_model_dir(arch: str, vocab_size: int, out: Path, device: str) -> Path:
     return out
 
 
+def profile_report(prof, wall_us: float, warm: int, steps: int) -> str:
+    """Where the profiled steps' time went: labelled step phases, GPU busy share, top kernels, top CPU ops."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    events = prof.key_averages()
+
+    def dev(e, attr):
+        return getattr(e, attr.replace("cuda", "device"), None) or getattr(e, attr, 0) or 0
+
+    # Labelled ranges appear on the GPU timeline too; only real device work counts as busy.
+    kernel_us = (
+        sum(
+            dev(e, "self_cuda_time_total") for e in events if not e.key.startswith(("step: ", "ProfilerStep"))
+        )
+        if cuda
+        else 0.0
+    )
+    lines = [
+        f"PROFILE steps {warm + 1}-{warm + steps} (include profiler overhead): wall {wall_us / 1e3:.1f} ms, "
+        f"GPU kernels {kernel_us / 1e3:.1f} ms = {100 * kernel_us / wall_us:.0f}% busy"
+    ]
+    for e in events:
+        if e.key.startswith("step: "):
+            cpu_ms, gpu_ms = e.cpu_time_total / 1e3, dev(e, "cuda_time_total") / 1e3
+            lines.append(f"  {e.key:<42} cpu {cpu_ms:9.1f} ms   gpu {gpu_ms:9.1f} ms")
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    lines.append(events.table(sort_by=key, row_limit=30, max_name_column_width=70))
+    lines.append("top CPU ops (inclusive):")
+    lines.append(events.table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=70))
+    return "\n".join(lines)
+
+
 def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = None):
     import torch
     from transformers import TrainerCallback
@@ -145,7 +179,7 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
         def __init__(self):
             self.t0 = self.t1 = self.t_begin = None
             self.steps = 0
-            self.batch = None
+            self.batch = self.accum = None
 
         def on_train_begin(self, args, state, control, **kw):
             self.t_begin = time.perf_counter()
@@ -158,27 +192,52 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
                 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
                 self.prof = profile(activities=acts)
                 self.prof.__enter__()
+                self.prof_t0 = time.perf_counter()
+            # Labelled ranges split each profiled step into data+forward+backward / optimizer / the rest, so
+            # the profile says where the wall time goes, not only which kernels run.
+            self._range("step: data wait + forward + backward")
+
+        def on_pre_optimizer_step(self, args, state, control, **kw):
+            self._range("step: clip + optimizer")
+
+        def on_optimizer_step(self, args, state, control, **kw):
+            self._range("step: scheduler + zero_grad + metrics")
+
+        def _range(self, name):
+            if getattr(self, "prof", None) is None:
+                return
+            from torch.profiler import record_function
+
+            if getattr(self, "open_range", None) is not None:
+                self.open_range.__exit__(None, None, None)
+            self.open_range = record_function(name)
+            self.open_range.__enter__()
 
         def on_step_end(self, args, state, control, **kw):
+            if getattr(self, "open_range", None) is not None:
+                self.open_range.__exit__(None, None, None)
+                self.open_range = None
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.batch = state.train_batch_size or args.per_device_train_batch_size
+            self.accum = args.gradient_accumulation_steps  # the batch-size probe may raise it
             if state.global_step == warm:
                 self.t0 = time.perf_counter()
             elif state.global_step > warm:
                 self.steps = state.global_step - warm
                 self.t1 = time.perf_counter()
             if self.prof is not None and state.global_step == warm + profile_steps:
+                wall_us = (time.perf_counter() - self.prof_t0) * 1e6
                 self.prof.__exit__(None, None, None)
-                key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-                table = self.prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
-                print(
-                    f"PROFILE steps {warm + 1}-{warm + profile_steps} (timings of these steps include "
-                    f"profiler overhead)\n{table}",
-                    flush=True,
-                )
+                report = profile_report(self.prof, wall_us, warm, profile_steps)
+                print(report, flush=True)
                 if profile_out is not None:
-                    profile_out.write_text(table, encoding="utf-8")
+                    profile_out.write_text(report, encoding="utf-8")
+                    trace = profile_out.with_suffix(".trace.json")
+                    self.prof.export_chrome_trace(str(trace))
+                    with open(trace, "rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    trace.unlink()
                 self.prof = None
 
     return Clock()
@@ -341,6 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     nparams = sum(_param_count(model_dir))
     dt = (clock.t1 - clock.t0) if clock.steps else float("nan")
+    accum = getattr(clock, "accum", None) or accum
     pairs = clock.steps * (clock.batch or batch) * accum * world
     toks = pairs * (a.prompt + a.completion) * 2  # prompt repeated for chosen and rejected, as the anchor
     precomputed = config.precompute_ref_log_probs

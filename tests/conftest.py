@@ -18,8 +18,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("EDU_BIAS_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 SAMPLE_PAIRS = PROJECT_ROOT / "data" / "01_raw" / "edu_bias_pairs.jsonl"
 DATA_LAYERS = (
-    "01_raw", "02_intermediate", "03_primary", "04_feature",
-    "05_model_input", "06_models", "07_model_output", "08_reporting",
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
 )
 
 

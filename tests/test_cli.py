@@ -48,8 +48,10 @@ def test_test_cases_as_json(ck):
     tok = AutoTokenizer.from_pretrained(ck.base)
     for r in doc["results"]:
         assert isinstance(r["answer"], str)
-        want = tc.BETA * (tc.plain_logp_float64(policy, tok, None, r["statement"])
-                          - tc.plain_logp_float64(reference, tok, None, r["statement"]))
+        want = tc.BETA * (
+            tc.plain_logp_float64(policy, tok, None, r["statement"])
+            - tc.plain_logp_float64(reference, tok, None, r["statement"])
+        )
         assert r["implicit_reward"] == pytest.approx(want, abs=1e-5)
         assert r["bias_score"] == -r["implicit_reward"]
         assert r["verdict"] == ("leans biased" if r["bias_score"] > 0 else "leans unbiased")
@@ -57,8 +59,12 @@ def test_test_cases_as_json(ck):
 
 def test_cases_from_jsonl_and_txt_files(ck, tmp_path):
     jsonl = tmp_path / "cases.jsonl"
-    lines = ['"女生学不好物理。"', "", '{"statement": "老师关心每个学生。"}',
-             '{"text": "穷人家的孩子天生笨。"}']
+    lines = [
+        '"女生学不好物理。"',
+        "",
+        '{"statement": "老师关心每个学生。"}',
+        '{"text": "穷人家的孩子天生笨。"}',
+    ]
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = invoke(ck.full, "--file", jsonl, "--json", "--max-new-tokens", "0")
     assert result.exit_code == 0, result.output
@@ -75,8 +81,13 @@ def test_cases_from_jsonl_and_txt_files(ck, tmp_path):
 
 
 def test_interactive_mode_through_stdin(ck):
-    result = invoke(ck.full, "--interactive", "--max-new-tokens", "2",
-                    input="女生学不好物理。\n\n老师关心每个学生。\nquit\n不应被处理\n")
+    result = invoke(
+        ck.full,
+        "--interactive",
+        "--max-new-tokens",
+        "2",
+        input="女生学不好物理。\n\n老师关心每个学生。\nquit\n不应被处理\n",
+    )
     assert result.exit_code == 0, result.output
     assert "[1] 女生学不好物理。" in result.stdout and "[2] 老师关心每个学生。" in result.stdout
     assert "不应被处理" not in result.stdout
@@ -123,8 +134,15 @@ def test_real_entry_points(ck, tmp_path, entry):
     if entry == "kedro":
         cwd = make_project_copy(tmp_path / "project")
         cmd = [str(bin_dir / "kedro"), "bias", "test", str(ck.full), "--interactive", "--max-new-tokens", "0"]
-        proc = subprocess.run(cmd, cwd=cwd, input="女生学不好物理。\nexit\n", capture_output=True, text=True,
-                              env=env, timeout=180)
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            input="女生学不好物理。\nexit\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "[1] 女生学不好物理。" in proc.stdout
     else:

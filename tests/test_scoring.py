@@ -24,8 +24,13 @@ def rows():
 
 
 def _score(models, rows, batch_size=3):
-    return scoring.score_pairs(models, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
-                               [r["rejected"] for r in rows], batch_size=batch_size)
+    return scoring.score_pairs(
+        models,
+        [r["prompt"] for r in rows],
+        [r["chosen"] for r in rows],
+        [r["rejected"] for r in rows],
+        batch_size=batch_size,
+    )
 
 
 def test_encoding_follows_the_tokenisation_contract(ck):

@@ -38,8 +38,10 @@ STATEMENTS = {
 LONG_STATEMENT = "每个学生都有自己的长处，" * 12 + "老师应当因材施教。"
 # Only part of the statements: the others tokenise into several pieces, as real text does.
 TOKENIZER_TEXTS = [
-    DEFAULT_INSTRUCTION, "学生 老师 学习 成绩 能力 性别 农村 家庭 收入 大学 领导 逻辑 语言",
-    "无论性别，逻辑与语言能力都能通过训练提升。", "女性情绪化，不适合当领导。",
+    DEFAULT_INSTRUCTION,
+    "学生 老师 学习 成绩 能力 性别 农村 家庭 收入 大学 领导 逻辑 语言",
+    "无论性别，逻辑与语言能力都能通过训练提升。",
+    "女性情绪化，不适合当领导。",
 ]
 
 
@@ -59,22 +61,50 @@ def pair_rows(with_prompt: bool = True, with_long: bool = True) -> list[dict]:
     for category, pairs in STATEMENTS.items():
         for chosen, rejected in pairs:
             line += 1
-            rows.append({"pair_id": f"p{line:03d}", "source_line": line, "prompt": None, "chosen": chosen,
-                         "rejected": rejected, "bias_type": category, "warnings": [], "meta": {},
-                         "split": "test", "sample_weight": 1.0})
+            rows.append(
+                {
+                    "pair_id": f"p{line:03d}",
+                    "source_line": line,
+                    "prompt": None,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "bias_type": category,
+                    "warnings": [],
+                    "meta": {},
+                    "split": "test",
+                    "sample_weight": 1.0,
+                }
+            )
     if with_prompt:
         rows[1]["prompt"] = "这句话公平吗？"
     if with_long:
         line += 1
-        rows.append({"pair_id": f"p{line:03d}", "source_line": line, "prompt": None, "chosen": LONG_STATEMENT,
-                     "rejected": "学生的长处不重要。", "bias_type": "region", "warnings": [], "meta": {},
-                     "split": "test", "sample_weight": 1.0})
+        rows.append(
+            {
+                "pair_id": f"p{line:03d}",
+                "source_line": line,
+                "prompt": None,
+                "chosen": LONG_STATEMENT,
+                "rejected": "学生的长处不重要。",
+                "bias_type": "region",
+                "warnings": [],
+                "meta": {},
+                "split": "test",
+                "sample_weight": 1.0,
+            }
+        )
     return rows
 
 
 def _metadata(base: Path, is_adapter: bool) -> dict:
-    return {"base_model": str(base), "is_adapter": is_adapter, "beta": BETA,
-            "instruction": DEFAULT_INSTRUCTION, "max_length": MAX_LENGTH, "trust_remote_code": False}
+    return {
+        "base_model": str(base),
+        "is_adapter": is_adapter,
+        "beta": BETA,
+        "instruction": DEFAULT_INSTRUCTION,
+        "max_length": MAX_LENGTH,
+        "trust_remote_code": False,
+    }
 
 
 def build_checkpoints(root: Path) -> TinyCheckpoints:
@@ -102,8 +132,13 @@ def build_checkpoints(root: Path) -> TinyCheckpoints:
     torch.manual_seed(11)
     lora_model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"],
-                   init_lora_weights=False, task_type="CAUSAL_LM"),
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "v_proj", "up_proj"],
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        ),
     )
     lora = root / "lora_model" / "final"
     lora_model.save_pretrained(lora)
@@ -122,8 +157,9 @@ def get_checkpoints(tmp_path_factory) -> TinyCheckpoints:
     return _CACHE["built"]
 
 
-def plain_logp_float64(model, tokenizer, prompt, statement, instruction=DEFAULT_INSTRUCTION,
-                       max_length=MAX_LENGTH) -> float:
+def plain_logp_float64(
+    model, tokenizer, prompt, statement, instruction=DEFAULT_INSTRUCTION, max_length=MAX_LENGTH
+) -> float:
     """Independent of scoring.py: one unpadded float64 forward pass, log_softmax and gather by hand.
 
     Token ids per the contract: rendered prompt, then the statement, then eos; cut to max_length

@@ -114,8 +114,9 @@ def _print_result(index: int, record: dict[str, Any]) -> None:
     click.echo(f"[{index}] {record['statement']}")
     if record["answer"] is not None:
         click.echo(f"    answer      : {record['answer'] or '(empty)'}")
-    click.echo(f"    reward      : {record['implicit_reward']:+.4f} "
-               f"(per token {record['reward_per_token']:+.4f})")
+    click.echo(
+        f"    reward      : {record['implicit_reward']:+.4f} (per token {record['reward_per_token']:+.4f})"
+    )
     click.echo(f"    bias score  : {record['bias_score']:+.4f} -> {record['verdict']}")
 
 
@@ -144,18 +145,38 @@ def bias() -> None:
 @bias.command(name="test")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("statements", nargs=-1)
-@click.option("--test-cases", "test_cases_flag", is_flag=True,
-              help='The arguments after CHECKPOINT are the statements to test: --test-cases "…" "…".')
-@click.option("--file", "cases_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help='Statements from a file: .jsonl (JSON strings or {"statement": …}) or text, one a line.')
+@click.option(
+    "--test-cases",
+    "test_cases_flag",
+    is_flag=True,
+    help='The arguments after CHECKPOINT are the statements to test: --test-cases "…" "…".',
+)
+@click.option(
+    "--file",
+    "cases_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Statements from a file: .jsonl (JSON strings or {"statement": …}) or text, one a line.',
+)
 @click.option("--interactive", "-i", is_flag=True, help="Type statements one by one (quit/exit/q or Ctrl-D).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output (JSON Lines in interactive mode).")
-@click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(0, 4096),
-              help="Length of the generated answer; 0 skips generation.")
-@click.option("--reference-model", default=None,
-              help="Base model to compare with (default: from the checkpoint's edu_bias_training.json).")
-@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="DPO beta for the implicit reward (default: from the checkpoint's metadata).")
+@click.option(
+    "--max-new-tokens",
+    default=48,
+    show_default=True,
+    type=click.IntRange(0, 4096),
+    help="Length of the generated answer; 0 skips generation.",
+)
+@click.option(
+    "--reference-model",
+    default=None,
+    help="Base model to compare with (default: from the checkpoint's edu_bias_training.json).",
+)
+@click.option(
+    "--beta",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="DPO beta for the implicit reward (default: from the checkpoint's metadata).",
+)
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--trust-remote-code", is_flag=True, help="Run model code shipped with the checkpoint.")
@@ -222,7 +243,11 @@ def _load(checkpoint: Path, reference_model, beta, dtype, device, trust_remote_c
 
     try:
         return load_scoring_models(
-            checkpoint, reference_model=reference_model, beta=beta, dtype=dtype, device=device,
+            checkpoint,
+            reference_model=reference_model,
+            beta=beta,
+            dtype=dtype,
+            device=device,
             trust_remote_code=trust_remote_code,
         )
     except CheckpointError as exc:
@@ -271,8 +296,10 @@ def _logs_to_stderr() -> list:
 
 def _print_header(header: dict[str, Any]) -> None:
     kind = "LoRA adapter" if header["is_adapter"] else "full model"
-    click.echo(f"checkpoint: {header['checkpoint']} ({kind}; reference: {header['reference']}; "
-               f"beta {header['beta']})")
+    click.echo(
+        f"checkpoint: {header['checkpoint']} ({kind}; reference: {header['reference']}; "
+        f"beta {header['beta']})"
+    )
 
 
 def _judge(models: Any, cases: list[str], max_new_tokens: int) -> list[dict[str, Any]]:
@@ -280,8 +307,9 @@ def _judge(models: Any, cases: list[str], max_new_tokens: int) -> list[dict[str,
 
     scores = score_statements(models, cases)
     return [
-        result_record(s, generate_answer(models, s.statement, max_new_tokens=max_new_tokens)
-                      if max_new_tokens else None)
+        result_record(
+            s, generate_answer(models, s.statement, max_new_tokens=max_new_tokens) if max_new_tokens else None
+        )
         for s in scores
     ]
 

@@ -17,7 +17,5 @@ def register_pipelines() -> dict[str, Pipeline]:
     stages = dict(pipelines)
     if "evaluation" in stages:
         stages["evaluation"] = evaluation.create_pipeline(after=["trained_model"])
-    pipelines["__default__"] = sum(
-        (stages[name] for name in DEFAULT_STAGES if name in stages), Pipeline([])
-    )
+    pipelines["__default__"] = sum((stages[name] for name in DEFAULT_STAGES if name in stages), Pipeline([]))
     return pipelines

@@ -271,8 +271,12 @@ def load_scoring_models(
             model.eval()
     logger.info(
         "Loaded %s %s (reference: %s, beta=%s, dtype=%s, device=%s; metadata from %s)",
-        "LoRA adapter" if meta.is_adapter else "model", checkpoint,
-        "adapter disabled" if meta.is_adapter else base_ref, meta.beta, torch_dtype, torch_device,
+        "LoRA adapter" if meta.is_adapter else "model",
+        checkpoint,
+        "adapter disabled" if meta.is_adapter else base_ref,
+        meta.beta,
+        torch_dtype,
+        torch_device,
         meta.source,
     )
     return ScoringModels(policy, reference, tokenizer, meta, checkpoint, torch_device, torch_dtype)
@@ -424,7 +428,10 @@ def _completion_logps(
         cache = _batch_cache(prefix, len(batch))
         positions_ids = torch.arange(n_prompt, n_prompt + width, device=device).unsqueeze(0)
         hidden = decoder(
-            input_ids=ids, attention_mask=attention, past_key_values=cache, use_cache=True,
+            input_ids=ids,
+            attention_mask=attention,
+            past_key_values=cache,
+            use_cache=True,
             position_ids=positions_ids.expand(len(batch), -1),
             cache_position=torch.arange(n_prompt, n_prompt + width, device=device),
         ).last_hidden_state
@@ -464,8 +471,11 @@ def _completion_logps(
             chunk_logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - chunk_logits.logsumexp(-1)
         )
     acc_dtype = torch.float64
-    flat = (torch.cat(token_logps).to(acc_dtype) if token_logps
-            else torch.zeros(0, dtype=acc_dtype, device=device))
+    flat = (
+        torch.cat(token_logps).to(acc_dtype)
+        if token_logps
+        else torch.zeros(0, dtype=acc_dtype, device=device)
+    )
     sums = torch.zeros(len(batch), dtype=acc_dtype, device=device).index_add_(0, rows, flat)
     counts = target_mask.sum(dim=1)
     return sums.cpu().tolist(), counts.cpu().tolist()
@@ -585,8 +595,12 @@ def score_pairs(
     enc_r = encode_completions(models.tokenizer, prompts, rejected, meta.instruction, meta.max_length)
     n_trunc = sum(a.truncated or b.truncated for a, b in zip(enc_c, enc_r, strict=True))
     if n_trunc:
-        logger.warning("%d of %d pairs exceed max_length=%s and were truncated (keep_start)",
-                       n_trunc, len(enc_c), meta.max_length)
+        logger.warning(
+            "%d of %d pairs exceed max_length=%s and were truncated (keep_start)",
+            n_trunc,
+            len(enc_c),
+            meta.max_length,
+        )
     return score_encoded_pairs(
         models, enc_c, enc_r, pad_id=models.tokenizer.pad_token_id, batch_size=batch_size, progress=progress
     )
@@ -620,8 +634,9 @@ def score_statements(
     import torch
 
     meta = models.metadata
-    enc = encode_completions(models.tokenizer, [None] * len(statements), statements, meta.instruction,
-                             meta.max_length)
+    enc = encode_completions(
+        models.tokenizer, [None] * len(statements), statements, meta.instruction, meta.max_length
+    )
     pad = models.tokenizer.pad_token_id
     scores: list[StatementScore | None] = [None] * len(statements)
     with torch.inference_mode():
@@ -632,8 +647,14 @@ def score_statements(
                 r_sums, _ = _completion_logps(ref_model, seqs, pad, models.device)
             for j, i in enumerate(idx):
                 reward = implicit_reward(meta.beta, p_sums[j], r_sums[j])
-                scores[i] = StatementScore(statements[i], p_sums[j], r_sums[j], counts[j], reward,
-                                           reward / counts[j] if counts[j] else 0.0)
+                scores[i] = StatementScore(
+                    statements[i],
+                    p_sums[j],
+                    r_sums[j],
+                    counts[j],
+                    reward,
+                    reward / counts[j] if counts[j] else 0.0,
+                )
     return [s for s in scores if s is not None]
 
 
@@ -670,8 +691,20 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 
 __all__ = [
-    "CheckpointError", "EncodedCompletion", "PairScores", "ScoringModels", "StatementScore",
-    "TrainingMetadata", "encode_completions", "find_metadata_file", "generate_answer", "implicit_reward",
-    "load_scoring_models", "resolve_metadata", "score_encoded_pairs", "score_pairs", "score_statements",
+    "CheckpointError",
+    "EncodedCompletion",
+    "PairScores",
+    "ScoringModels",
+    "StatementScore",
+    "TrainingMetadata",
+    "encode_completions",
+    "find_metadata_file",
+    "generate_answer",
+    "implicit_reward",
+    "load_scoring_models",
+    "resolve_metadata",
+    "score_encoded_pairs",
+    "score_pairs",
+    "score_statements",
     "wilson_interval",
 ]

@@ -96,8 +96,10 @@ def test_metrics_show_lists_per_category_accuracy(repo: Path) -> None:
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     flat = json.dumps(shown)
     assert "reward_accuracy/overall" in flat
-    test_categories = {json.loads(line)["bias_type"] for line in
-                       (repo / "data/05_model_input/test.jsonl").read_text(encoding="utf-8").splitlines()}
+    test_categories = {
+        json.loads(line)["bias_type"]
+        for line in (repo / "data/05_model_input/test.jsonl").read_text(encoding="utf-8").splitlines()
+    }
     for category in test_categories:
         assert f"reward_accuracy/{category}" in flat, category
 
@@ -138,8 +140,16 @@ def test_param_change_reruns_that_stage_and_downstream_only(repo: Path) -> None:
 
 
 def test_experiment_run_and_show(repo: Path) -> None:
-    sh(repo, "dvc", "exp", "run", "-n", "one-epoch", "-S",
-       "conf/base/parameters_training.yml:training.num_train_epochs=1")
+    sh(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "one-epoch",
+        "-S",
+        "conf/base/parameters_training.yml:training.num_train_epochs=1",
+    )
     shown = sh(repo, "dvc", "exp", "show", "--csv").stdout
     header = shown.splitlines()[0]
     assert "reward_accuracy/overall" in header, header

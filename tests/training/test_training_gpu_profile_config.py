@@ -17,6 +17,7 @@ def test_gpu_profile_picks_the_throughput_settings():
     assert cfg.attn_implementation == "sdpa"
     assert cfg.use_liger_kernel == "auto" and cfg.torch_compile is False
     assert cfg.dataloader_num_workers > 0 and cfg.precision == "auto"
+    assert cfg.sdpa_backends is not None and "cudnn" not in cfg.sdpa_backends and "math" in cfg.sdpa_backends
     # the parameters still win over the profile
     cfg = resolve_training_config(
         {"profile": "gpu", "precompute_ref_log_probs": False, "torch_compile": True}, {}
@@ -73,3 +74,34 @@ def test_gpu_profile_falls_back_to_fp32_without_cuda_and_says_so(tmp_path):
 def test_bad_throughput_settings_are_named(params, match):
     with pytest.raises(TrainingConfigError, match=match):
         resolve_training_config({"profile": "gpu", **params}, {})
+
+
+def test_sdpa_backends_are_validated_and_applied_as_torch_switches():
+    import torch
+
+    from edu_bias_pipeline.training.entry import SDPA_TOGGLES, select_sdpa_backends
+
+    with pytest.raises(TrainingConfigError, match="sdpa_backends"):
+        resolve_training_config({"sdpa_backends": ["cudnn", "fast"]}, {})
+    assert resolve_training_config({}, {}).sdpa_backends is None  # torch's own choice unless asked
+    readers = {
+        "flash": torch.backends.cuda.flash_sdp_enabled,
+        "efficient": torch.backends.cuda.mem_efficient_sdp_enabled,
+        "cudnn": torch.backends.cuda.cudnn_sdp_enabled,
+        "math": torch.backends.cuda.math_sdp_enabled,
+    }
+    assert set(readers) == set(SDPA_TOGGLES)
+    saved = {name: read() for name, read in readers.items()}
+    try:
+        select_sdpa_backends(["efficient", "math"])
+        assert {name: read() for name, read in readers.items()} == {
+            "flash": False,
+            "efficient": True,
+            "cudnn": False,
+            "math": True,
+        }
+        select_sdpa_backends(None)  # leaves the switches as they are
+        assert readers["efficient"]() and not readers["flash"]()
+    finally:
+        for name, value in saved.items():
+            getattr(torch.backends.cuda, SDPA_TOGGLES[name])(value)

@@ -85,9 +85,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "precompute_ref_log_probs": True,
         "train_sampling_strategy": "group_by_length",
         "attn_implementation": "sdpa",
+        # torch 2.11 prefers cuDNN attention on Hopper; with padding masks and a new length every batch it
+        # spent ~3 ms of CPU per call while the GPU idled (30% of the step; H100, docs/performance.md).
+        "sdpa_backends": ["flash", "efficient", "math"],
         "use_liger_kernel": "auto",
         "torch_compile": False,
-        "dataloader_num_workers": 2,
+        "dataloader_num_workers": 4,
         "eval_strategy": "steps",
         "eval_steps": 100,
         "save_strategy": "steps",
@@ -262,12 +265,19 @@ class TrainingConfig(_Strict):
     )
     auto_find_batch_size: bool = Field(
         False,
-        description="On CUDA out-of-memory, halve per_device_train_batch_size and retry (transformers).",
+        description="Before training (CUDA, not DeepSpeed), halve per_device_train_batch_size until a step "
+        "on the longest pairs fits in 90% of GPU memory; gradient accumulation grows to keep the effective "
+        "batch.",
     )
     attn_implementation: str | None = Field(
         None,
         description="Attention kernel for from_pretrained: `sdpa`, `flash_attention_2` (if installed), "
         "`eager`; null = the transformers default.",
+    )
+    sdpa_backends: list[Literal["flash", "efficient", "cudnn", "math"]] | None = Field(
+        None,
+        description="Scaled-dot-product-attention kernels torch may use on CUDA (with `attn_implementation: "
+        "sdpa`); null = torch's own choice. The `gpu` profile leaves cuDNN out.",
     )
     use_liger_kernel: bool | Literal["auto"] = Field(
         False,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from edu_bias_pipeline.pairs import render_prompt
 from edu_bias_pipeline.scoring import METADATA_FILE
 from edu_bias_pipeline.training import health
+from edu_bias_pipeline.training.batch_size import HEADROOM, fit_batch_size
 from edu_bias_pipeline.training.config import TrainingConfig
 
 logger = logging.getLogger("edu_bias_pipeline.training")
@@ -170,6 +171,24 @@ def resolve_liger(config: TrainingConfig, runtime: RuntimeSpec) -> bool:
     import importlib.util
 
     return not runtime.use_cpu and importlib.util.find_spec("liger_kernel") is not None
+
+
+SDPA_TOGGLES = {
+    "flash": "enable_flash_sdp",
+    "efficient": "enable_mem_efficient_sdp",
+    "cudnn": "enable_cudnn_sdp",
+    "math": "enable_math_sdp",
+}
+
+
+def select_sdpa_backends(backends: list[str] | None) -> None:
+    """Allow only these scaled-dot-product-attention kernels in this CUDA process; None: torch's choice."""
+    if backends is None:
+        return
+    import torch
+
+    for name, toggle in SDPA_TOGGLES.items():
+        getattr(torch.backends.cuda, toggle)(name in backends)
 
 
 def make_trainer_class():
@@ -391,9 +410,12 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         precompute_ref_batch_size=config.precompute_ref_batch_size,
         train_sampling_strategy=config.train_sampling_strategy,
-        auto_find_batch_size=config.auto_find_batch_size,
+        # our probe (batch_size.fit_batch_size) replaces transformers' retry-after-OOM, which keeps the failed
+        # attempt's weight updates
+        auto_find_batch_size=False,
         torch_compile=config.torch_compile,
-        use_liger_kernel=resolve_liger(config, runtime),
+        # patched below, before the reference pass, instead of by the Trainer at train()
+        use_liger_kernel=False,
         # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
         ddp_find_unused_parameters=False,
     )
@@ -426,7 +448,16 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
             bnb_4bit_quant_storage=dtype,
         )
         model_kwargs["device_map"] = {"": state.local_process_index}
+    if not runtime.use_cpu:
+        select_sdpa_backends(config.sdpa_backends)
     model = AutoModelForCausalLM.from_pretrained(runtime.model_path, **model_kwargs)
+    use_liger = resolve_liger(config, runtime)
+    if use_liger:
+        # Patched before TRL computes the reference log-probs at construction. Patched at train(), as
+        # the Trainer does, the cached reference and the policy ran different kernels (step-1 loss 0.686).
+        from transformers.integrations.liger import apply_liger_kernel
+
+        apply_liger_kernel(model, {"fused_linear_cross_entropy": False, "cross_entropy": False})
     if config.lora.qlora:
         from peft import prepare_model_for_kbit_training
 
@@ -455,14 +486,15 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         # policy moves): register the per-category val sets there too, then take them back apart.
         eval_dataset = {ALL_VAL: val_ds, **category_datasets}
     logger.info(
-        "throughput settings: batch %d x accum %d, precompute_ref_log_probs=%s, sampling=%s, attention=%s, "
-        "liger=%s, torch_compile=%s, auto_find_batch_size=%s, precision=%s",
+        "throughput settings: batch %d x accum %d, precompute_ref_log_probs=%s, sampling=%s, attention=%s "
+        "(sdpa kernels %s), liger=%s, torch_compile=%s, auto_find_batch_size=%s, precision=%s",
         config.per_device_train_batch_size,
         config.gradient_accumulation_steps,
         config.precompute_ref_log_probs,
         config.train_sampling_strategy,
         config.attn_implementation or "default",
-        args.use_liger_kernel,
+        ",".join(config.sdpa_backends) if config.sdpa_backends and not runtime.use_cpu else "torch's choice",
+        use_liger,
         config.torch_compile,
         config.auto_find_batch_size,
         runtime.precision,
@@ -487,6 +519,15 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
 
     if trainer.is_deepspeed_enabled:
         logger.info("DeepSpeed ZeRO stage %s engine", trainer.accelerator.state.deepspeed_plugin.zero_stage)
+    if config.auto_find_batch_size:
+        if runtime.use_cpu or trainer.is_deepspeed_enabled:
+            # no out-of-memory to avoid on CPU; DeepSpeed places the weights only at train()
+            logger.info("auto_find_batch_size: not probed (%s)", "CPU" if runtime.use_cpu else "DeepSpeed")
+        else:
+            import torch
+
+            budget = int(HEADROOM * torch.cuda.get_device_properties(state.device).total_memory)
+            fit_batch_size(trainer, completion_lengths(trainer.train_dataset), budget)
     started = time.time()
     if runtime.resume_from:
         logger.info("resuming from %s", runtime.resume_from)

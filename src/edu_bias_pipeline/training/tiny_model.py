@@ -60,9 +60,7 @@ def is_cached(output_dir: Path, fingerprint: str) -> bool:
         return False
 
 
-def build_tiny_model(
-    texts: Iterable[str], output_dir: str | Path, spec: TinyModelSpec | None = None
-) -> Path:
+def build_tiny_model(texts: Iterable[str], output_dir: str | Path, spec: TinyModelSpec | None = None) -> Path:
     """Build (or reuse) the tiny model + tokenizer in `output_dir`; returns the directory.
 
     The directory is written beside its final place and renamed into it, so a reader never sees a
@@ -127,8 +125,15 @@ def build_tiny_model(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / FINGERPRINT_FILE).write_text(
-            json.dumps({"name": EMBEDDED_MODEL_NAME, "fingerprint": fingerprint, "spec": asdict(spec),
-                        "n_texts": len(corpus)}, indent=2),
+            json.dumps(
+                {
+                    "name": EMBEDDED_MODEL_NAME,
+                    "fingerprint": fingerprint,
+                    "spec": asdict(spec),
+                    "n_texts": len(corpus),
+                },
+                indent=2,
+            ),
             encoding="utf-8",
         )
         if output_dir.exists():

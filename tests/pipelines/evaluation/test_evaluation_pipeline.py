@@ -14,9 +14,13 @@ from conftest import read_jsonl, run_pipeline, write_jsonl
 from edu_bias_pipeline.pipelines.evaluation import create_pipeline
 from edu_bias_pipeline.scoring import CheckpointError
 
-REPORTING = ("data/08_reporting/eval_metrics.json", "data/08_reporting/eval_per_category.csv",
-             "data/08_reporting/eval_per_category.png", "data/08_reporting/eval_report.md",
-             "data/07_model_output/eval_pair_scores.jsonl")
+REPORTING = (
+    "data/08_reporting/eval_metrics.json",
+    "data/08_reporting/eval_per_category.csv",
+    "data/08_reporting/eval_per_category.png",
+    "data/08_reporting/eval_report.md",
+    "data/07_model_output/eval_pair_scores.jsonl",
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,19 +80,34 @@ def test_full_checkpoint_float64_matches_recomputation_and_reports_every_categor
     for category in tc.CATEGORIES:
         assert metrics[f"n/{category}"] == len(correct[category])
         assert metrics[f"reward_accuracy/{category}"] == pytest.approx(
-            sum(correct[category]) / len(correct[category]))
+            sum(correct[category]) / len(correct[category])
+        )
         assert metrics[f"baseline_accuracy/{category}"] == pytest.approx(
-            sum(baseline[category]) / len(baseline[category]))
-        for key in ("trained_accuracy", "reward_accuracy_normalized", "baseline_accuracy_normalized",
-                    "reward_margin", "baseline_margin", "reward_accuracy_ci_low", "reward_accuracy_ci_high",
-                    "baseline_accuracy_ci_low", "trained_accuracy_ci_high", "accuracy_change"):
+            sum(baseline[category]) / len(baseline[category])
+        )
+        for key in (
+            "trained_accuracy",
+            "reward_accuracy_normalized",
+            "baseline_accuracy_normalized",
+            "reward_margin",
+            "baseline_margin",
+            "reward_accuracy_ci_low",
+            "reward_accuracy_ci_high",
+            "baseline_accuracy_ci_low",
+            "trained_accuracy_ci_high",
+            "accuracy_change",
+        ):
             assert f"{key}/{category}" in metrics
-        assert (metrics[f"reward_accuracy_ci_low/{category}"] <= metrics[f"reward_accuracy/{category}"]
-                <= metrics[f"reward_accuracy_ci_high/{category}"])
+        assert (
+            metrics[f"reward_accuracy_ci_low/{category}"]
+            <= metrics[f"reward_accuracy/{category}"]
+            <= metrics[f"reward_accuracy_ci_high/{category}"]
+        )
     all_correct = [c for cs in correct.values() for c in cs]
     assert metrics["reward_accuracy/overall"] == pytest.approx(sum(all_correct) / len(all_correct))
     assert metrics["reward_accuracy/macro"] == pytest.approx(
-        sum(sum(c) / len(c) for c in correct.values()) / len(correct))
+        sum(sum(c) / len(c) for c in correct.values()) / len(correct)
+    )
     assert metrics["n/overall"] == len(rows) and metrics["beta"] == tc.BETA
     assert all(isinstance(v, (int, float)) for v in metrics.values())  # dvc metrics: numbers only
 
@@ -112,15 +131,29 @@ def test_full_checkpoint_float64_matches_recomputation_and_reports_every_categor
 def test_lora_adapter_on_any_pair_file(project, ck):
     """eval_pairs_path points the stage at another file (raw format, alias labels); LoRA reference =
     the adapter disabled, checked against the plain base model."""
-    rows = [{"chosen": r["chosen"], "rejected": r["rejected"],
-             "meta": {"bias_type": {"gender_sexuality": "Gender", "region": "hukou",
-                                    "socioeconomic": "SES"}[r["bias_type"]]}}
-            for r in tc.pair_rows(with_prompt=False, with_long=False)]
-    rows.append({"chosen": "老师关心每个学生。", "rejected": "老师只关心好学生。",
-                 "meta": {"bias_type": "teacher"}})
+    rows = [
+        {
+            "chosen": r["chosen"],
+            "rejected": r["rejected"],
+            "meta": {
+                "bias_type": {"gender_sexuality": "Gender", "region": "hukou", "socioeconomic": "SES"}[
+                    r["bias_type"]
+                ]
+            },
+        }
+        for r in tc.pair_rows(with_prompt=False, with_long=False)
+    ]
+    rows.append(
+        {"chosen": "老师关心每个学生。", "rejected": "老师只关心好学生。", "meta": {"bias_type": "teacher"}}
+    )
     pair_file = write_jsonl(project / "elsewhere" / "pairs.jsonl", rows)
-    _run(project, checkpoint=str(ck.lora), dtype="float64", batch_size=4,
-         runtime={"eval_pairs_path": str(pair_file)})
+    _run(
+        project,
+        checkpoint=str(ck.lora),
+        dtype="float64",
+        batch_size=4,
+        runtime={"eval_pairs_path": str(pair_file)},
+    )
 
     scores = read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl")
     assert len(scores) == len(rows)
@@ -182,13 +215,19 @@ def test_rewards_agree_with_trls_own_eval_after_real_training(project):
     """The whole chain on the shipped sample: validation, split, real TRL training (tiny model), then this
     stage on the validation split must reproduce TRL's per-category eval rewards of the final step."""
     # One epoch keeps the test short; the comparison only needs some training.
-    run_pipeline(project, ["data_validation", "data_splitting", "training"],
-                 params={"training": {"num_train_epochs": 1}})
+    run_pipeline(
+        project,
+        ["data_validation", "data_splitting", "training"],
+        params={"training": {"num_train_epochs": 1}},
+    )
     run_pipeline(project, "evaluation", params={"eval_pairs_path": "data/05_model_input/val.jsonl"})
 
     state = json.loads((project / "data/06_models/dpo_model/trainer_state.json").read_text())
-    last_eval = [entry for entry in state["log_history"]
-                 if any(k.startswith("eval_") and k.endswith("/rewards/chosen") for k in entry)][-1]
+    last_eval = [
+        entry
+        for entry in state["log_history"]
+        if any(k.startswith("eval_") and k.endswith("/rewards/chosen") for k in entry)
+    ][-1]
     assert last_eval["step"] == state["global_step"]  # final/ holds the weights of that step
     scores = pd.DataFrame(read_jsonl(project / "data/07_model_output/eval_pair_scores.jsonl"))
     means = scores.groupby("bias_type")[["reward_chosen", "reward_rejected"]].mean()

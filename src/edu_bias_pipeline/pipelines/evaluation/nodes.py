@@ -79,15 +79,18 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
             errors.append(f"{where}: field 'prompt' must be a string or null, got {type(prompt).__name__}")
         if len(texts) < 2 or (prompt is not None and not isinstance(prompt, str)):
             continue
-        rows.append({
-            P.PAIR_ID: raw.get(P.PAIR_ID) if isinstance(raw.get(P.PAIR_ID), str)
-            else P.pair_id(prompt, texts[P.CHOSEN], texts[P.REJECTED]),
-            P.SOURCE_LINE: int(line),
-            P.BIAS_TYPE: _bias_type(raw, taxonomy),
-            P.PROMPT: prompt,
-            P.CHOSEN: texts[P.CHOSEN],
-            P.REJECTED: texts[P.REJECTED],
-        })
+        rows.append(
+            {
+                P.PAIR_ID: raw.get(P.PAIR_ID)
+                if isinstance(raw.get(P.PAIR_ID), str)
+                else P.pair_id(prompt, texts[P.CHOSEN], texts[P.REJECTED]),
+                P.SOURCE_LINE: int(line),
+                P.BIAS_TYPE: _bias_type(raw, taxonomy),
+                P.PROMPT: prompt,
+                P.CHOSEN: texts[P.CHOSEN],
+                P.REJECTED: texts[P.REJECTED],
+            }
+        )
     if errors:
         more = f" (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
         raise ValueError(f"{INPUT_NAME}: " + "; ".join(errors[:MAX_LISTED_ERRORS]) + more)
@@ -140,18 +143,20 @@ def score_evaluation_pairs(
         progress=cfg.progress,
     )
     beta = models.metadata.beta
-    frame = pd.DataFrame({
-        P.PAIR_ID: [r[P.PAIR_ID] for r in rows],
-        P.SOURCE_LINE: [r[P.SOURCE_LINE] for r in rows],
-        P.BIAS_TYPE: [r[P.BIAS_TYPE] for r in rows],
-        "policy_chosen_logp": scores.policy_chosen,
-        "policy_rejected_logp": scores.policy_rejected,
-        "reference_chosen_logp": scores.reference_chosen,
-        "reference_rejected_logp": scores.reference_rejected,
-        "chosen_tokens": scores.chosen_tokens,
-        "rejected_tokens": scores.rejected_tokens,
-        "truncated": scores.truncated,
-    })
+    frame = pd.DataFrame(
+        {
+            P.PAIR_ID: [r[P.PAIR_ID] for r in rows],
+            P.SOURCE_LINE: [r[P.SOURCE_LINE] for r in rows],
+            P.BIAS_TYPE: [r[P.BIAS_TYPE] for r in rows],
+            "policy_chosen_logp": scores.policy_chosen,
+            "policy_rejected_logp": scores.policy_rejected,
+            "reference_chosen_logp": scores.reference_chosen,
+            "reference_rejected_logp": scores.reference_rejected,
+            "chosen_tokens": scores.chosen_tokens,
+            "rejected_tokens": scores.rejected_tokens,
+            "truncated": scores.truncated,
+        }
+    )
     frame["reward_chosen"] = beta * (frame["policy_chosen_logp"] - frame["reference_chosen_logp"])
     frame["reward_rejected"] = beta * (frame["policy_rejected_logp"] - frame["reference_rejected_logp"])
     frame["reward_margin"] = frame["reward_chosen"] - frame["reward_rejected"]
@@ -159,7 +164,8 @@ def score_evaluation_pairs(
     run_info = {
         "checkpoint": str(cfg.checkpoint),
         "is_adapter": meta.is_adapter,
-        "reference": "the same model with its LoRA adapter disabled" if meta.is_adapter
+        "reference": "the same model with its LoRA adapter disabled"
+        if meta.is_adapter
         else str(meta.base_model),
         "beta": beta,
         "instruction": meta.instruction,
@@ -300,8 +306,15 @@ def plot_per_category(per_category: pd.DataFrame, metrics: dict[str, Any]):
             # Rounding can put a Wilson bound a hair past the estimate at 0% or 100%.
             err_lo.append(max(0.0, row[metric] - row[f"{metric}_ci_low"]))
             err_hi.append(max(0.0, row[f"{metric}_ci_high"] - row[metric]))
-        ax.barh(ys, xs, height=height, color=colour, label=label, xerr=[err_lo, err_hi],
-                error_kw={"elinewidth": 0.8, "capsize": 2})
+        ax.barh(
+            ys,
+            xs,
+            height=height,
+            color=colour,
+            label=label,
+            xerr=[err_lo, err_hi],
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+        )
     for y, row in enumerate(rows):
         if row["n"] == 0:
             ax.text(0.01, y, "no evaluation pairs", va="center", fontsize=8, color="#b71c1c")
@@ -342,8 +355,11 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
         f"- beta: {run_info['beta']}, dtype: {run_info['dtype']}, device: {run_info['device']}, "
         f"metadata: {run_info['metadata_source']}",
         f"- pairs evaluated: {run_info['n_pairs']}"
-        + (f" ({run_info['n_truncated']} truncated to max_length={run_info['max_length']})"
-           if run_info.get("n_truncated") else ""),
+        + (
+            f" ({run_info['n_truncated']} truncated to max_length={run_info['max_length']})"
+            if run_info.get("n_truncated")
+            else ""
+        ),
         "",
         "Baseline = the reference model prefers the unbiased statement (log-prob, before training); "
         "trained = the aligned model prefers it; reward accuracy = the implicit DPO reward "
@@ -381,13 +397,19 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
     extra = per_category[per_category["status"] == STATUS_EXTRA][P.BIAS_TYPE].tolist()
     lines += ["", "## Categories without evaluation pairs", ""]
     if missing:
-        lines.append("These taxonomy categories have no pairs in the evaluated file, so nothing is known "
-                     "about them: " + ", ".join(f"`{c}`" for c in missing) + ".")
+        lines.append(
+            "These taxonomy categories have no pairs in the evaluated file, so nothing is known "
+            "about them: " + ", ".join(f"`{c}`" for c in missing) + "."
+        )
     else:
         lines.append("None: every taxonomy category has at least one evaluation pair.")
     if extra:
-        lines += ["", "Categories in the evaluated pairs that are not in the taxonomy: "
-                  + ", ".join(f"`{c}`" for c in extra) + "."]
+        lines += [
+            "",
+            "Categories in the evaluated pairs that are not in the taxonomy: "
+            + ", ".join(f"`{c}`" for c in extra)
+            + ".",
+        ]
     small = per_category[(per_category["n"] > 0) & (per_category["n"] < 30)][P.BIAS_TYPE].tolist()
     if small:
         lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {', '.join(small)}."]

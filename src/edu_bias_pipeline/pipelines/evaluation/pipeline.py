@@ -47,9 +47,17 @@ def create_pipeline(after: Sequence[str] = (), **kwargs) -> Pipeline:
                 "eval_metrics",
                 name="build_eval_metrics",
             ),
-            node(plot_per_category, ["eval_per_category", "eval_metrics"], "eval_chart",
-                 name="plot_eval_per_category"),
-            node(render_report, ["eval_per_category", "eval_metrics", "eval_run_info"], "eval_report",
-                 name="render_eval_report"),
+            node(
+                plot_per_category,
+                ["eval_per_category", "eval_metrics"],
+                "eval_chart",
+                name="plot_eval_per_category",
+            ),
+            node(
+                render_report,
+                ["eval_per_category", "eval_metrics", "eval_run_info"],
+                "eval_report",
+                name="render_eval_report",
+            ),
         ]
     )

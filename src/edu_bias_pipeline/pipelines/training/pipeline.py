@@ -37,8 +37,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_metrics", "trained_model"],
                 name="collect_training_metrics",
             ),
-            node(training_curves, "training_metrics", ["training_curve", "validation_curve"],
-                 name="training_curves"),
+            node(
+                training_curves,
+                "training_metrics",
+                ["training_curve", "validation_curve"],
+                name="training_curves",
+            ),
         ],
         tags="training",
     )
