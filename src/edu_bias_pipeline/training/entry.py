@@ -36,6 +36,8 @@ FINAL_DIR = "final"
 # Name of the whole val split among the eval datasets registered at construction (precomputed ref log-probs).
 ALL_VAL = "__all__"
 FINAL_TMP = ".final.tmp"
+# TRL's columns holding the precomputed reference log-probs.
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 EXIT_OOM = 3
 EXIT_FAILED = 2
 
@@ -202,6 +204,16 @@ def make_trainer_class():
         category_eval_datasets: dict[str, Any] = {}
         sample_weights: list[float] | None = None
         _quiet_eval = False
+
+        def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+            # Under DeepSpeed, transformers casts every floating input to the engine's dtype. Cached reference
+            # log-probs are sums over ~100 tokens: bf16 keeps 8 bits of them (steps of 4 nats near -1000), so
+            # a ZeRO-2 run on an H100 started at a loss of 1.115 instead of ln 2. They stay float32.
+            kept = {k: inputs.pop(k) for k in REFERENCE_COLUMNS if k in inputs}
+            prepared = super()._prepare_inputs(inputs)
+            for key, value in kept.items():
+                prepared[key] = value.to(self.args.device, dtype=torch.float32)
+            return prepared
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             # Mirrors DPOTrainer.log (average TRL's buffered metrics into the entry), then adds the old names.

@@ -196,3 +196,60 @@ def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
     assert m["run"]["global_step"] == 4 and m["run"]["precision"] == "fp32"
     assert m["per_category"] and all("rewards/accuracies" in v for v in m["per_category"].values())
     assert any(k.startswith("eval/") and k.count("/") >= 2 for s in m["steps"] for k in s)  # per-category
+
+
+@pytest.mark.slow
+def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, tmp_path):
+    """ZeRO-2 in bf16 with precomputed reference log-probs (one CPU process): the policy starts equal to the
+    reference, so the first loss is ln 2. transformers casts floating inputs to DeepSpeed's dtype; cached
+    reference log-probs cast to bf16 (sums of ~700 nats in steps of 4) made it 0.684 here, 1.115 on H100."""
+    from edu_bias_pipeline.training.launch import deepspeed_config
+
+    out = tmp_path / "zero2"
+    params = {
+        "profile": "gpu",
+        "mode": "deepspeed",
+        "output_dir": str(out),
+        "max_steps": 1,
+        "logging_steps": 1,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "per_device_train_batch_size": 8,
+        "train_sampling_strategy": "random",
+        "dataloader_num_workers": 0,
+        "deepspeed": {"zero_stage": 2},
+    }
+    config = resolve_training_config(params, {})
+    ds_file = tmp_path / "zero2.json"
+    ds_file.write_text(json.dumps(deepspeed_config(config, "bf16")), encoding="utf-8")
+    runtime = {
+        "model_path": str(tiny_run_inputs / "model"),
+        "base_model_id": str(tiny_run_inputs / "model"),
+        "train_file": str(tiny_run_inputs / "train.jsonl"),
+        "val_file": str(tmp_path / "no_val.jsonl"),
+        "run_dir": str(out / ".run"),
+        "precision": "bf16",  # what a GPU gets; the node would pick fp32 on this CPU
+        "use_cpu": True,
+        "deepspeed_config": str(ds_file),
+    }
+    spec = tmp_path / "run.json"
+    spec.write_text(
+        json.dumps({"config": config.model_dump(mode="json"), "runtime": runtime}), encoding="utf-8"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", port]
+        + ["-m", "edu_bias_pipeline.training.entry", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ZeRO stage 2" in proc.stderr
+    metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
+    first = next(h for h in metrics["history"] if h.get("step") == 1 and "loss" in h)
+    assert first["loss"] == pytest.approx(0.6931, abs=2e-3)
+    assert abs(first["rewards/chosen"]) < 0.01 and abs(first["rewards/rejected"]) < 0.01
