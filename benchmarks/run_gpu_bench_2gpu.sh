@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Issue 8, 2 GPUs: one GPU vs DDP vs DeepSpeed ZeRO-2, bare TRL (anchor) and the training stage, one call.
+# The one-GPU baselines run with CUDA_VISIBLE_DEVICES=0 (a process that sees two GPUs gets nn.DataParallel).
 # Kind nvidia-h100-x2; carry .whl and .bench (mkdir -p .bench && cp ../shared/bench/{trl_anchor.py,zero2.json} .bench/);
 # after the wheel install of docs/gpu_proof.md. The anchor cannot precompute under torchrun (TRL's cache of an
 # in-memory dataset); the stage's gpu profile does (file-backed datasets). Same summary as run_gpu_bench.sh.
@@ -30,10 +31,10 @@ fi
 T="python3 -m torch.distributed.run --nproc_per_node 2"
 P="benchmarks/train_throughput.py --arch 0.5b --profile gpu --batch $B ${BENCH_EXTRA:-}"
 if [ "${ANCHORS:-1}" = 1 ]; then
-  run anchor_1gpu 60 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
+  run anchor_1gpu 60 env CUDA_VISIBLE_DEVICES=0 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
   run anchor_ddp 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
 fi
-run project_1gpu 80 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
+run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
 run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp
 run project_zero2 80 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2
 if [ "${ANCHORS:-1}" = 1 ] && [ -f .bench/zero2.json ]; then

@@ -29,6 +29,18 @@ def test_single_is_plain_python():
     assert p.num_processes == 1 and p.precision == "bf16" and not p.use_cpu
 
 
+@pytest.mark.parametrize("mode", ["single", "accelerate"])
+def test_one_process_on_a_multi_gpu_host_is_pinned_to_one_gpu(mode):
+    p = plan(mode=mode)
+    assert p.num_processes == 1 and p.env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert any("2 GPUs visible to one training process" in w for w in p.warnings)
+    # the user's own selection is respected: the first of the GPUs they named
+    assert plan(mode=mode, environ={"CUDA_VISIBLE_DEVICES": "2,3"}).env["CUDA_VISIBLE_DEVICES"] == "2"
+    one = Hardware(cuda_available=True, cuda_device_count=1, bf16_supported=True)
+    assert "CUDA_VISIBLE_DEVICES" not in plan(hw=one, mode=mode).env
+    assert "CUDA_VISIBLE_DEVICES" not in plan(mode="accelerate", launch={"num_processes": 2}).env
+
+
 def test_accelerate_on_two_gpus():
     p = plan(mode="accelerate", launch={"num_processes": 2})
     assert p.argv[:3] == ["py", "-m", "accelerate.commands.launch"]

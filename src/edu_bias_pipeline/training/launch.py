@@ -270,6 +270,17 @@ def plan_launch(
         is_deepspeed=is_deepspeed,
         wandb_api_key=wandb_api_key,
     )
+    if not use_cpu and nproc == 1 and launch.num_machines == 1 and hw.cuda_device_count > 1:
+        # One process that sees several GPUs gets nn.DataParallel from the Trainer, which TRL refuses
+        # (seen on a 2-GPU H100 host): run on the first visible GPU and say so.
+        visible = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        first = visible[0] if visible else "0"
+        env["CUDA_VISIBLE_DEVICES"] = first
+        warnings.append(
+            f"{hw.cuda_device_count} GPUs visible to one training process: using GPU {first} only "
+            f"(CUDA_VISIBLE_DEVICES={first}); set mode accelerate or deepspeed with launch.num_processes "
+            f"{hw.cuda_device_count} to use them all"
+        )
     return LaunchPlan(
         argv=argv,
         env=env,
