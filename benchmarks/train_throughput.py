@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_steps": a.steps + a.warm,
         "logging_steps": a.logging_steps,
         "eval_strategy": "no",  # the anchor evaluates nothing while training
+        "reference_cache_dir": str(work / "reference_cache"),  # each run computes its own (outside the clock)
         "save_strategy": "no",
         "report_to": "none",
         "gradient_checkpointing": a.gc,

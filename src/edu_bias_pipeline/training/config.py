@@ -83,6 +83,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "precision": "auto",  # bf16 on a bf16 GPU; fp32 (logged) without CUDA
         # One reference pass over the data before training instead of one per step (bare TRL: +50% pairs/s).
         "precompute_ref_log_probs": True,
+        "reference_cache_dir": "data/06_models/reference_cache",
         "train_sampling_strategy": "group_by_length",
         "attn_implementation": "sdpa",
         # torch 2.11 prefers cuDNN attention on Hopper; with padding masks and a new length every batch it
@@ -256,6 +257,12 @@ class TrainingConfig(_Strict):
     )
     precompute_ref_batch_size: int | None = Field(
         None, ge=1, description="Batch size of the reference pass (default: the train / eval batch size)."
+    )
+    reference_cache_dir: str | None = Field(
+        None,
+        description="Where precomputed reference log-probs persist (`ref-<key>/`, keyed by the token "
+        "ids, the reference model's weights and the precision/kernels), so later runs on the same data and "
+        "reference reuse them; null = not kept beyond the run. Entries can be deleted at any time.",
     )
     train_sampling_strategy: Literal["random", "group_by_length"] = Field(
         "random",

@@ -38,6 +38,7 @@ ALL_VAL = "__all__"
 FINAL_TMP = ".final.tmp"
 # TRL's columns holding the precomputed reference log-probs.
 REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+REFERENCE_CACHE_MARKER = "edu_bias_reference.key"
 EXIT_OOM = 3
 EXIT_FAILED = 2
 
@@ -193,6 +194,25 @@ def select_sdpa_backends(backends: list[str] | None) -> None:
         getattr(torch.backends.cuda, toggle)(name in backends)
 
 
+def reference_cache_key(dataset, model_hash: str, salt: str) -> str:
+    """Key of a dataset's reference log-probs: its token ids (data, prompt template, tokenizer and
+    truncation in one), the reference model's weights and the numerics they were computed with."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow.compute as pc
+
+    table = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]).with_format("arrow")[:]
+    digest = hashlib.sha256()
+    for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
+        # values and lengths only: arrow chunking and schema metadata differ between equal datasets
+        column = table.column(name).combine_chunks()
+        digest.update(np.asarray(pc.list_value_length(column), dtype=np.int64).tobytes())
+        digest.update(np.asarray(column.flatten(), dtype=np.int64).tobytes())
+    digest.update(f"{model_hash}|{salt}".encode())
+    return digest.hexdigest()[:24]
+
+
 def make_trainer_class():
     import torch
     from transformers import Trainer
@@ -204,6 +224,33 @@ def make_trainer_class():
         category_eval_datasets: dict[str, Any] = {}
         sample_weights: list[float] | None = None
         _quiet_eval = False
+
+        reference_cache: Path | None = None
+        reference_cache_salt = ""
+
+        def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+            # TRL's own cache is keyed by a fingerprint that hashes the run's whole DPOConfig (output_dir
+            # included), so a new run never finds it. This one is keyed by what the values depend on: the
+            # token ids, the reference weights and the numerics (precision, kernels).
+            if self.reference_cache is None:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            from datasets import concatenate_datasets, load_from_disk
+
+            key = reference_cache_key(dataset, self._precompute_model_hash, self.reference_cache_salt)
+            path = self.reference_cache / f"ref-{key}"
+            if (path / REFERENCE_CACHE_MARKER).exists():
+                logger.info("reference log-probs for %s: reused from %s", name, path)
+                return concatenate_datasets([dataset, load_from_disk(str(path))], axis=1)
+            out = super()._precompute_ref_logps(dataset, name, batch_size)
+            if self.accelerator.is_main_process:
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                out.select_columns(list(REFERENCE_COLUMNS)).save_to_disk(str(tmp))
+                (tmp / REFERENCE_CACHE_MARKER).write_text(key, encoding="utf-8")
+                shutil.rmtree(path, ignore_errors=True)
+                tmp.replace(path)
+                logger.info("reference log-probs for %s: cached in %s", name, path)
+            self.accelerator.wait_for_everyone()
+            return out
 
         def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
             # Under DeepSpeed, transformers casts every floating input to the engine's dtype. Cached reference
@@ -512,6 +559,14 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         runtime.precision,
     )
     trainer_cls = make_trainer_class()
+    if config.precompute_ref_log_probs and config.reference_cache_dir:
+        # set on the class: TRL computes the reference log-probs inside __init__
+        trainer_cls.reference_cache = Path(config.reference_cache_dir)
+        trainer_cls.reference_cache_salt = (
+            f"{runtime.precision}|liger={use_liger}|sdpa={config.sdpa_backends}|attn={config.attn_implementation}"
+            f"|ld_alpha={args.ld_alpha}"
+        )
+        trainer_cls.reference_cache.mkdir(parents=True, exist_ok=True)
     trainer = trainer_cls(
         model=model,
         args=args,

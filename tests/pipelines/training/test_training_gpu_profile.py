@@ -53,6 +53,7 @@ def _run_in_process(root: Path, name: str, **overrides) -> dict:
         "per_device_eval_batch_size": 16,
         "train_sampling_strategy": "random",
         "dataloader_num_workers": 0,
+        "reference_cache_dir": str(root / name / "reference_cache"),
         **overrides,
     }
     config = resolve_training_config(params, {})
@@ -128,6 +129,7 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
         "per_device_train_batch_size": 4,
         "per_device_eval_batch_size": 8,
         "dataloader_num_workers": 0,
+        "reference_cache_dir": str(tmp_path / "reference_cache"),
     }
     runtime = {
         "model_path": str(tiny_run_inputs / "model"),
@@ -217,6 +219,7 @@ def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, 
         "per_device_train_batch_size": 8,
         "train_sampling_strategy": "random",
         "dataloader_num_workers": 0,
+        "reference_cache_dir": str(tmp_path / "reference_cache"),
         "deepspeed": {"zero_stage": 2},
     }
     config = resolve_training_config(params, {})
@@ -253,3 +256,44 @@ def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, 
     first = next(h for h in metrics["history"] if h.get("step") == 1 and "loss" in h)
     assert first["loss"] == pytest.approx(0.6931, abs=2e-3)
     assert abs(first["rewards/chosen"]) < 0.01 and abs(first["rewards/rejected"]) < 0.01
+
+
+def _entries(cache: Path) -> dict[str, float]:
+    return {p.name: (p / "edu_bias_reference.key").stat().st_mtime_ns for p in cache.glob("ref-*")}
+
+
+def _trl_reference_files(run_dir: Path) -> list[Path]:
+    return [
+        p
+        for p in run_dir.rglob("cache-*.arrow")
+        if "ref_chosen_logps" in p.read_bytes()[:4096].decode("latin-1")
+    ]
+
+
+def test_reference_log_probs_are_reused_across_runs_on_the_same_data(tiny_run_inputs, tmp_path):
+    """`reference_cache_dir`: a second, fresh run (new output dir) on the same data and reference model finds
+    every reference log-prob it needs (train, val, each bias_type) and computes none; results agree. Other
+    data gets an entry of its own."""
+    cache = tmp_path / "shared_reference_cache"
+    first = _run_in_process(tiny_run_inputs, "first", reference_cache_dir=str(cache))
+    entries = _entries(cache)
+    assert len(entries) == 2 + len(first["per_category"])  # train, val, one per bias_type
+    assert _trl_reference_files(tiny_run_inputs / "first/.run")  # computed by TRL in the first run
+
+    second = _run_in_process(tiny_run_inputs, "second", reference_cache_dir=str(cache))
+    assert _entries(cache) == entries
+    assert not _trl_reference_files(tiny_run_inputs / "second/.run")  # nothing computed
+    _close(first["eval"], second["eval"], tol=1e-6)
+    _close(first["train"], second["train"], tol=1e-6)
+    losses = [[h["loss"] for h in m["history"] if "loss" in h] for m in (first, second)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+
+    other = tmp_path / "other_data"
+    other.mkdir()
+    lines = (tiny_run_inputs / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    (other / "train.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    for name in ("val.jsonl", "model"):
+        (other / name).symlink_to(tiny_run_inputs / name)
+    _run_in_process(other, "third", reference_cache_dir=str(cache))
+    after = _entries(cache)
+    assert {k: after[k] for k in entries} == entries and len(after) == len(entries) + 1  # a new train entry
