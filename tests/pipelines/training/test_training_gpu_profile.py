@@ -114,13 +114,46 @@ def test_reference_log_probs_are_cached_beside_the_run_and_reused(tiny_run_input
     _close(first["eval"], second["eval"], tol=1e-6)
 
 
+def _torchrun_entry(inputs: Path, tmp_path: Path, nproc: int, params: dict, **runtime) -> tuple:
+    """`python -m torch.distributed.run … -m edu_bias_pipeline.training.entry RUN.json` on CPU, as the node
+    would launch it; returns the finished process and the run's output dir."""
+    out = Path(params["output_dir"])
+    spec = {
+        "config": resolve_training_config(params, {}).model_dump(mode="json"),
+        "runtime": {
+            "model_path": str(inputs / "model"),
+            "base_model_id": str(inputs / "model"),
+            "train_file": str(inputs / "train.jsonl"),
+            "val_file": str(inputs / "val.jsonl"),
+            "run_dir": str(out / ".run"),
+            "precision": "fp32",
+            "use_cpu": True,
+            **runtime,
+        },
+    }
+    spec_file = tmp_path / "run.json"
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    with socket.socket() as sock:  # a free rendezvous port: other test runs share the machine
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+        + ["--master_port", port, "-m", "edu_bias_pipeline.training.entry", str(spec_file)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out
+
+
 def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_path):
     """Two ranks (torchrun, gloo on CPU): bare TRL's precompute fails here on an in-memory dataset
     (`FileNotFoundError` on a cache file in another rank's temporary directory); the stage's does not."""
-    out = tmp_path / "ddp"
     params = {
         "profile": "gpu",
-        "output_dir": str(out),
+        "output_dir": str(tmp_path / "ddp"),
         "max_steps": 2,
         "logging_steps": 1,
         "eval_strategy": "steps",
@@ -131,40 +164,7 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
         "dataloader_num_workers": 0,
         "reference_cache_dir": str(tmp_path / "reference_cache"),
     }
-    runtime = {
-        "model_path": str(tiny_run_inputs / "model"),
-        "base_model_id": str(tiny_run_inputs / "model"),
-        "train_file": str(tiny_run_inputs / "train.jsonl"),
-        "val_file": str(tiny_run_inputs / "val.jsonl"),
-        "run_dir": str(out / ".run"),
-        "precision": "fp32",
-        "use_cpu": True,
-    }
-    spec = tmp_path / "run.json"
-    config = resolve_training_config(params, {}).model_dump(mode="json")
-    spec.write_text(json.dumps({"config": config, "runtime": runtime}), encoding="utf-8")
-    with socket.socket() as sock:  # a free rendezvous port: other test runs share the machine
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            port,
-            "-m",
-            "edu_bias_pipeline.training.entry",
-            str(spec),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, params)
     assert "training process 1/2" in proc.stderr and "training process 0/2" in proc.stderr
     assert (out / "final/model.safetensors").exists()
     metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
@@ -207,11 +207,10 @@ def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, 
     reference log-probs cast to bf16 (sums of ~700 nats in steps of 4) made it 0.684 here, 1.115 on H100."""
     from edu_bias_pipeline.training.launch import deepspeed_config
 
-    out = tmp_path / "zero2"
     params = {
         "profile": "gpu",
         "mode": "deepspeed",
-        "output_dir": str(out),
+        "output_dir": str(tmp_path / "zero2"),
         "max_steps": 1,
         "logging_steps": 1,
         "eval_strategy": "no",
@@ -222,35 +221,19 @@ def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, 
         "reference_cache_dir": str(tmp_path / "reference_cache"),
         "deepspeed": {"zero_stage": 2},
     }
-    config = resolve_training_config(params, {})
     ds_file = tmp_path / "zero2.json"
-    ds_file.write_text(json.dumps(deepspeed_config(config, "bf16")), encoding="utf-8")
-    runtime = {
-        "model_path": str(tiny_run_inputs / "model"),
-        "base_model_id": str(tiny_run_inputs / "model"),
-        "train_file": str(tiny_run_inputs / "train.jsonl"),
-        "val_file": str(tmp_path / "no_val.jsonl"),
-        "run_dir": str(out / ".run"),
-        "precision": "bf16",  # what a GPU gets; the node would pick fp32 on this CPU
-        "use_cpu": True,
-        "deepspeed_config": str(ds_file),
-    }
-    spec = tmp_path / "run.json"
-    spec.write_text(
-        json.dumps({"config": config.model_dump(mode="json"), "runtime": runtime}), encoding="utf-8"
+    ds_file.write_text(
+        json.dumps(deepspeed_config(resolve_training_config(params, {}), "bf16")), encoding="utf-8"
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", port]
-        + ["-m", "edu_bias_pipeline.training.entry", str(spec)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    proc, out = _torchrun_entry(
+        tiny_run_inputs,
+        tmp_path,
+        1,
+        params,
+        val_file=str(tmp_path / "no_val.jsonl"),
+        precision="bf16",  # what a GPU gets; the node would pick fp32 on this CPU
+        deepspeed_config=str(ds_file),
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ZeRO stage 2" in proc.stderr
     metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
     first = next(h for h in metrics["history"] if h.get("step") == 1 and "loss" in h)
