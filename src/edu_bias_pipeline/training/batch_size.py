@@ -91,7 +91,7 @@ def _probe(trainer, model, dataset, indices: list[int], peak_bytes: Callable[[],
     """Peak bytes of one forward+backward on these rows, or None on out-of-memory; leaves no gradients."""
     import torch
 
-    cuda = torch.cuda.is_available() and trainer.args.device.type == "cuda"
+    cuda = trainer.args.device.type == "cuda"
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -36,7 +36,8 @@ FINAL_DIR = "final"
 # Name of the whole val split among the eval datasets registered at construction (precomputed ref log-probs).
 ALL_VAL = "__all__"
 FINAL_TMP = ".final.tmp"
-# TRL's columns holding the precomputed reference log-probs.
+# TRL's tokenised columns, and those holding the precomputed reference log-probs.
+TOKEN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
 REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 REFERENCE_CACHE_MARKER = "edu_bias_reference.key"
 EXIT_OOM = 3
@@ -160,7 +161,7 @@ def completion_lengths(dataset) -> list[int]:
     """Tokens of a pair's longer sequence (prompt + longer completion), from TRL's tokenised columns."""
     import pyarrow.compute as pc
 
-    table = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]).with_format("arrow")[:]
+    table = dataset.select_columns(TOKEN_COLUMNS).with_format("arrow")[:]
     prompt = pc.list_value_length(table.column("prompt_ids"))
     longest = pc.max_element_wise(
         pc.list_value_length(table.column("chosen_ids")), pc.list_value_length(table.column("rejected_ids"))
@@ -202,9 +203,9 @@ def reference_cache_key(dataset, model_hash: str, salt: str) -> str:
     import numpy as np
     import pyarrow.compute as pc
 
-    table = dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]).with_format("arrow")[:]
+    table = dataset.select_columns(TOKEN_COLUMNS).with_format("arrow")[:]
     digest = hashlib.sha256()
-    for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
+    for name in TOKEN_COLUMNS:
         # values and lengths only: arrow chunking and schema metadata differ between equal datasets
         column = table.column(name).combine_chunks()
         digest.update(np.asarray(pc.list_value_length(column), dtype=np.int64).tobytes())
@@ -290,7 +291,7 @@ def make_trainer_class():
             """Evaluate one dataset without logging; returns `{metric: value}` without the prefix."""
             self._quiet_eval = True
             try:
-                if self.precompute_ref_logps and "ref_chosen_logps" in getattr(dataset, "column_names", ()):
+                if self.precompute_ref_logps and REFERENCE_COLUMNS[0] in getattr(dataset, "column_names", ()):
                     # Tokenised and given its reference log-probs at construction: TRL's evaluate would refuse
                     # it after step 0 (full fine-tuning keeps no reference model), and has nothing left to do.
                     out = Trainer.evaluate(self, dataset, ignore_keys, metric_key_prefix=prefix)
