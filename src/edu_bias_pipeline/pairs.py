@@ -6,6 +6,7 @@ Kept free of heavy imports so that the data stages never pull in torch.
 from __future__ import annotations
 
 import hashlib
+import math
 import unicodedata
 from typing import Any
 
@@ -25,8 +26,23 @@ EVAL_ONLY = "eval_only"  # meta flag: the pair may be evaluated on but never tra
 # Columns of validated_pairs.jsonl, in file order; the split files add SPLIT and SAMPLE_WEIGHT.
 VALIDATED_FIELDS = (PAIR_ID, SOURCE_LINE, PROMPT, CHOSEN, REJECTED, BIAS_TYPE, WARNINGS, META)
 
+# Bad-row messages list this many rows, then "(and N more)".
+MAX_LISTED_ERRORS = 10
+
 # The old scripts' chat form: user asks for a bias judgement, assistant answers with the statement.
 DEFAULT_INSTRUCTION = "请判断以下表述是否存在偏见："
+
+
+def is_missing(value: Any) -> bool:
+    """None, or the NaN pandas puts in a cell a JSON line did not have."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def raise_listed(name: str, errors: list[str]) -> None:
+    """One ValueError naming `name` and the first MAX_LISTED_ERRORS problems; nothing if there are none."""
+    if errors:
+        more = f" (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
+        raise ValueError(f"{name}: " + "; ".join(errors[:MAX_LISTED_ERRORS]) + more)
 
 
 def normalize_text(text: str) -> str:

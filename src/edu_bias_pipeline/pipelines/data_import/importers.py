@@ -21,7 +21,16 @@ from typing import Any
 
 import pandas as pd
 
-from edu_bias_pipeline.pairs import CHOSEN, EVAL_ONLY, META, PROMPT, REJECTED, normalize_text, pair_id
+from edu_bias_pipeline.pairs import (
+    CHOSEN,
+    EVAL_ONLY,
+    META,
+    PROMPT,
+    REJECTED,
+    is_missing,
+    normalize_text,
+    pair_id,
+)
 from edu_bias_pipeline.taxonomy import canonical_bias_type
 
 RECORD = "_record"
@@ -89,13 +98,8 @@ _CONDITIONS = {
 }
 
 
-def _missing(value: Any) -> bool:
-    """None, or the NaN pandas puts in a cell a JSONL line did not have."""
-    return value is None or (isinstance(value, float) and pd.isna(value))
-
-
 def _text(value: Any) -> str:
-    if _missing(value):
+    if is_missing(value):
         return ""
     return normalize_text(str(value))
 
@@ -520,7 +524,7 @@ def import_generic(
             meta[EVAL_ONLY] = True
         for col in meta_columns:
             value = rec.get(col)
-            meta[col.rsplit(".", 1)[-1]] = None if _missing(value) else value
+            meta[col.rsplit(".", 1)[-1]] = None if is_missing(value) else value
         row: dict[str, Any] = {CHOSEN: chosen, REJECTED: rejected, META: meta}
         if prompt:
             row = {PROMPT: prompt, **row}

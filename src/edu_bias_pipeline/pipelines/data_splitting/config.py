@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from edu_bias_pipeline.params import validate_params
 
 Balancing = Literal["none", "downsample", "upsample", "weights"]
 
@@ -46,13 +48,5 @@ class SplitConfig(BaseModel):
     group_near_duplicates: bool = True
 
 
-def parse_split_config(params: dict[str, Any] | None) -> SplitConfig:
-    """Validate the raw parameter dict, turning pydantic's report into one readable error."""
-    try:
-        return SplitConfig.model_validate(params or {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
-        raise ValueError(f"Invalid data_splitting parameters in {PARAMS_HINT}: {problems}") from None
+def parse_split_config(params: SplitConfig | dict[str, Any] | None) -> SplitConfig:
+    return validate_params(SplitConfig, params, "data_splitting", PARAMS_HINT)

@@ -9,7 +9,6 @@ test are the untouched stratified hold-out: balancing never adds to, drops from 
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -23,19 +22,9 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAME = "validated_pairs (data/02_intermediate/validated_pairs.jsonl)"
 REQUIRED_FIELDS = (P.PAIR_ID, P.CHOSEN, P.REJECTED, P.BIAS_TYPE)
-MAX_LISTED_ERRORS = 10
-
-
-def as_config(config: SplitConfig | dict[str, Any]) -> SplitConfig:
-    """Kedro hands nodes a validated SplitConfig (typed parameter); plain callers may pass the raw dict."""
-    return config if isinstance(config, SplitConfig) else parse_split_config(config)
 
 
 # ------------------------------------------------------------------------------------------ assignment
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _clean_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts with NaN turned back into None, after checking the fields the split relies on."""
     if frame is None or len(frame) == 0:
@@ -49,7 +38,7 @@ def _clean_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
             f"{INPUT_NAME} lacks field(s) {missing}: it must be the output of the data_validation stage "
             f"(fields {list(REQUIRED_FIELDS)} plus prompt, meta, ...)"
         )
-    rows = [{k: (None if _is_missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    rows = [{k: (None if P.is_missing(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
     errors: list[str] = []
     for line, row in enumerate(rows, start=1):
         where = f"line {line}" + (f" (source_line {row[P.SOURCE_LINE]})" if row.get(P.SOURCE_LINE) else "")
@@ -68,10 +57,7 @@ def _clean_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
         flag = meta.get(P.EVAL_ONLY)
         if flag is not None and not isinstance(flag, bool):
             errors.append(f"{where}: field 'meta.eval_only' must be true/false, got {flag!r}")
-    if errors:
-        listed = "; ".join(errors[:MAX_LISTED_ERRORS])
-        more = f" (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
-        raise ValueError(f"{INPUT_NAME}: {listed}{more}")
+    P.raise_listed(INPUT_NAME, errors)
     return rows
 
 
@@ -90,7 +76,7 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
     alphabetically first); each pair keeps its own bias_type. A group containing an eval_only pair goes to
     test whole, so its trainable group-mates cannot leak the eval-only texts into training.
     """
-    config = as_config(config)
+    config = parse_split_config(config)
     if config.max_per_category is not None and config.balancing != "downsample":
         logger.info(
             "data_splitting.max_per_category=%s is ignored: it only applies to balancing 'downsample' "
@@ -190,7 +176,7 @@ def balance_splits(
     split_pairs: pd.DataFrame, config: SplitConfig, split_notes: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Apply the configured balancing to train only and emit the three split frames."""
-    config = as_config(config)
+    config = parse_split_config(config)
     labels = list(split_pairs[P.BIAS_TYPE])
     splits = list(split_pairs[P.SPLIT])
     positions = {s: [i for i, v in enumerate(splits) if v == s] for s in S.SPLITS}
@@ -270,7 +256,7 @@ def build_split_report(
     `realised_ratios` describe the stratified split itself: before balancing, without eval_only pairs
     (those go to test whatever the ratios say). `counts` are what the output files hold.
     """
-    config = as_config(config)
+    config = parse_split_config(config)
     eval_only = [isinstance(m, dict) and m.get(P.EVAL_ONLY) is True for m in split_pairs[P.META]]
     categories = sorted(set(split_pairs[P.BIAS_TYPE]))
     ratios = config.ratios.as_dict()

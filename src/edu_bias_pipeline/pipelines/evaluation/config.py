@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from edu_bias_pipeline.params import validate_params
 
 PARAMS_HINT = "conf/base/parameters_evaluation.yml (or --params evaluation.<key>=...)"
 
@@ -35,14 +37,4 @@ class EvaluationConfig(BaseModel):
 
 
 def as_config(params: EvaluationConfig | dict[str, Any] | None) -> EvaluationConfig:
-    """Kedro hands nodes an EvaluationConfig (typed signature); direct callers may pass a dict."""
-    if isinstance(params, EvaluationConfig):
-        return params
-    try:
-        return EvaluationConfig.model_validate(params or {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
-        raise ValueError(f"Invalid evaluation parameters in {PARAMS_HINT}: {problems}") from None
+    return validate_params(EvaluationConfig, params, "evaluation", PARAMS_HINT)

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAME = "evaluation_pairs"
 UNKNOWN_BIAS_TYPE = "unknown"
-MAX_LISTED_ERRORS = 10
 
 # (metric, per-pair boolean column) for the three accuracy families, summed and length-normalised.
 ACCURACIES = {
@@ -49,10 +48,6 @@ STATUS_PRESENT, STATUS_MISSING, STATUS_EXTRA = "present", "missing", "not_in_tax
 
 
 # --------------------------------------------------------------------------------------- input
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | None]) -> list[dict[str, Any]]:
     """Rows to score, from split output (`bias_type` column) or a raw pair file (`meta.bias_type`).
 
@@ -63,7 +58,7 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
     for i, raw in enumerate(frame.to_dict(orient="records")):
-        line = raw.get(P.SOURCE_LINE) if not _is_missing(raw.get(P.SOURCE_LINE)) else i + 1
+        line = raw.get(P.SOURCE_LINE) if not P.is_missing(raw.get(P.SOURCE_LINE)) else i + 1
         where = f"line {i + 1}" + (f" (source_line {line})" if line != i + 1 else "")
         texts = {}
         for name in (P.CHOSEN, P.REJECTED):
@@ -73,7 +68,7 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
             else:
                 texts[name] = value
         prompt = raw.get(P.PROMPT)
-        if _is_missing(prompt) or prompt == "":
+        if P.is_missing(prompt) or prompt == "":
             prompt = None
         elif not isinstance(prompt, str):
             errors.append(f"{where}: field 'prompt' must be a string or null, got {type(prompt).__name__}")
@@ -91,18 +86,16 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
                 P.REJECTED: texts[P.REJECTED],
             }
         )
-    if errors:
-        more = f" (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
-        raise ValueError(f"{INPUT_NAME}: " + "; ".join(errors[:MAX_LISTED_ERRORS]) + more)
+    P.raise_listed(INPUT_NAME, errors)
     return rows
 
 
 def _bias_type(raw: Mapping[str, Any], taxonomy: Mapping[str, Sequence[str] | None]) -> str:
     label = raw.get(P.BIAS_TYPE)
-    if _is_missing(label):
+    if P.is_missing(label):
         meta = raw.get(P.META)
         label = meta.get("bias_type") if isinstance(meta, dict) else None
-    if _is_missing(label) or not str(label).strip():
+    if P.is_missing(label) or not str(label).strip():
         return UNKNOWN_BIAS_TYPE
     # Validated files already hold canonical names; raw pair files may use aliases. Unknown labels are
     # kept as written and reported as "not in taxonomy".
@@ -330,7 +323,7 @@ def plot_per_category(per_category: pd.DataFrame, metrics: dict[str, Any]):
 
 # --------------------------------------------------------------------------------------- report
 def _pct(value: float, low: float | None = None, high: float | None = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if P.is_missing(value):
         return "–"
     text = f"{100 * value:.1f}%"
     if low is not None and high is not None:
@@ -339,7 +332,7 @@ def _pct(value: float, low: float | None = None, high: float | None = None) -> s
 
 
 def _num(value: float, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if P.is_missing(value):
         return "–"
     return f"{value:+.{digits}f}"
 

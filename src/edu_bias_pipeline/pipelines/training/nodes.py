@@ -97,7 +97,7 @@ def resolve_config(params: Mapping[str, Any]) -> dict[str, Any]:
 def _pair_record(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     def text(field: str, required: bool) -> str | None:
         value = row.get(field)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if pairs.is_missing(value):
             if required:
                 raise ValueError(f"{where}: field '{field}' is missing")
             return None
@@ -111,9 +111,7 @@ def _pair_record(row: Mapping[str, Any], where: str) -> dict[str, Any]:
     bias_type = row.get(pairs.BIAS_TYPE) or meta.get("bias_type") or "unknown"
     weight = row.get(pairs.SAMPLE_WEIGHT, 1.0)
     try:
-        weight = (
-            1.0 if weight is None or (isinstance(weight, float) and math.isnan(weight)) else float(weight)
-        )
+        weight = 1.0 if pairs.is_missing(weight) else float(weight)
     except (TypeError, ValueError):
         raise ValueError(f"{where}: field 'sample_weight' must be a number, got {weight!r}") from None
     if weight < 0 or not math.isfinite(weight):
