@@ -67,7 +67,7 @@ class TrainingRunError(RuntimeError):
 # ------------------------------------------------------------------------------------------- config
 
 
-def resolve_config(params: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
     """Typed, validated training config from the parameters, the profile and the old env vars.
 
     This is the one place the env vars `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS` and `OUTPUT_DIR`
@@ -88,7 +88,7 @@ def resolve_config(params: Mapping[str, Any]) -> dict[str, Any]:
         config.beta,
         config.output_dir,
     )
-    return config.model_dump(mode="json")
+    return config
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -151,13 +151,12 @@ def _file_records(path: str) -> list[dict[str, Any]]:
 
 
 def prepare_training_data(
-    train_pairs: pd.DataFrame, val_pairs: pd.DataFrame, config: dict[str, Any]
+    train_pairs: pd.DataFrame, val_pairs: pd.DataFrame, cfg: TrainingConfig
 ) -> dict[str, list[dict[str, Any]]]:
     """Train/val records for the launched process: `TRAIN_DATASETS` files replace the train split if given.
 
     `eval_only` pairs (e.g. CrowS-Pairs) never reach training; finding one in the train data is logged.
     """
-    cfg = TrainingConfig.model_validate(config)
     if cfg.train_datasets:
         train = [rec for path in cfg.train_datasets for rec in _file_records(path)]
         logger.info(
@@ -178,18 +177,15 @@ def prepare_training_data(
 # ------------------------------------------------------------------------------------- base model
 
 
-def build_base_model(
-    training_data: dict[str, list[dict[str, Any]]], config: dict[str, Any]
-) -> dict[str, Any]:
+def build_base_model(training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig) -> dict[str, Any]:
     """The model to train: the configured one, or the embedded tiny model built once from the train texts."""
-    cfg = TrainingConfig.model_validate(config)
     if not cfg.is_embedded_model:
-        return {"path": cfg.model_name_or_path, "embedded": False}
+        return {"path": cfg.model_name_or_path}
     texts = [cfg.instruction]
     for rec in training_data["train"]:
         texts += [rec["chosen"], rec["rejected"], rec["prompt"] or ""]
     path = build_tiny_model(texts, cfg.base_model_dir)
-    return {"path": str(path), "embedded": True}
+    return {"path": str(path)}
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -254,10 +250,9 @@ def _failure_reason(output_dir: Path, returncode: int, stderr_tail: list[str]) -
 
 
 def train_dpo(
-    training_data: dict[str, list[dict[str, Any]]], config: dict[str, Any], base_model: dict[str, Any]
+    training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig, base_model: dict[str, Any]
 ) -> dict[str, Any]:
     """Launch `training.entry` in the configured mode and wait for it; resume an interrupted identical run."""
-    cfg = TrainingConfig.model_validate(config)
     output_dir = Path(cfg.output_dir)
     fingerprint = cfg.fingerprint(
         _digest(training_data["train"]), _digest(training_data["val"]), _model_identity(base_model)
@@ -280,13 +275,12 @@ def train_dpo(
         }
 
     resume_from = latest_checkpoint(output_dir) if same_run else None
-    if not same_run and output_dir.exists() and any(output_dir.iterdir()):
-        logger.warning(
-            "training: %s holds a run of another configuration (or resume is off); starting afresh",
-            output_dir,
-        )
-        _clear_run(output_dir)
-    if resume_from is None and same_run:
+    if resume_from is None:
+        if not same_run and output_dir.exists() and any(output_dir.iterdir()):
+            logger.warning(
+                "training: %s holds a run of another configuration (or resume is off); starting afresh",
+                output_dir,
+            )
         _clear_run(output_dir)
     run_dir = output_dir / RUN_DIR
     run_dir.mkdir(parents=True, exist_ok=True)
