@@ -28,9 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edu_bias_pipeline import scoring  # noqa: E402
 from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE  # noqa: E402
+from edu_bias_pipeline.training.tiny_model import TinyModelSpec  # noqa: E402
 
 QWEN2_0_5B = dict(QWEN2_ARCHITECTURES["0.5b"], vocab_size=QWEN2_VOCAB_SIZE, max_position_embeddings=32768)
-TINY = dict(QWEN2_ARCHITECTURES["tiny"], vocab_size=3000, max_position_embeddings=512)
+_SPEC = TinyModelSpec()
+TINY = dict(
+    QWEN2_ARCHITECTURES["tiny"],
+    vocab_size=_SPEC.vocab_size,
+    max_position_embeddings=_SPEC.max_position_embeddings,
+)
 
 
 def build_model(arch: dict, seed: int, device, dtype):

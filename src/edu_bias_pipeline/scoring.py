@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
 
@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 METADATA_FILE = "edu_bias_training.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used only when no metadata or parameter gives one
-DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
+Dtype = Literal["auto", "float32", "float64", "bfloat16", "float16"]
+DTYPES = get_args(Dtype)
 
 # Architectures whose logits are exactly lm_head(last hidden state): for these the vocabulary projection
 # is applied to completion positions only (the prompt's logits are never needed), which saves memory and
@@ -504,9 +505,6 @@ class PairScores:
     chosen_tokens: list[int] = field(default_factory=list)
     rejected_tokens: list[int] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.policy_chosen)
 
 
 def score_encoded_pairs(

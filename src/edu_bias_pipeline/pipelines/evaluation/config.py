@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from edu_bias_pipeline.params import validate_params
+from edu_bias_pipeline.scoring import Dtype
 
 PARAMS_HINT = "conf/base/parameters_evaluation.yml (or --params evaluation.<key>=...)"
 
@@ -29,7 +30,7 @@ class EvaluationConfig(BaseModel):
     # Pairs per forward pass; null = 16 on CPU, 256 on a GPU (small batches leave an H100 idle).
     batch_size: PositiveInt | None = None
     # auto: bf16 on a GPU that supports it, float32 on CPU. float64 exists for the correctness tests.
-    dtype: Literal["auto", "float32", "float64", "bfloat16", "float16"] = "auto"
+    dtype: Dtype = "auto"
     device: str = "auto"
     trust_remote_code: bool = False
     # null: a progress bar only for long runs (>= 512 pairs)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
-from edu_bias_pipeline.scoring import load_scoring_models, score_pairs, wilson_interval
+from edu_bias_pipeline.scoring import implicit_reward, load_scoring_models, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import canonical_bias_type
 
 logger = logging.getLogger(__name__)
@@ -150,8 +150,12 @@ def score_evaluation_pairs(
             "truncated": scores.truncated,
         }
     )
-    frame["reward_chosen"] = beta * (frame["policy_chosen_logp"] - frame["reference_chosen_logp"])
-    frame["reward_rejected"] = beta * (frame["policy_rejected_logp"] - frame["reference_rejected_logp"])
+    frame["reward_chosen"] = implicit_reward(
+        beta, frame["policy_chosen_logp"], frame["reference_chosen_logp"]
+    )
+    frame["reward_rejected"] = implicit_reward(
+        beta, frame["policy_rejected_logp"], frame["reference_rejected_logp"]
+    )
     frame["reward_margin"] = frame["reward_chosen"] - frame["reward_rejected"]
     meta = models.metadata
     run_info = {
