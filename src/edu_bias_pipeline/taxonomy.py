@@ -5,10 +5,9 @@ Shared by the validation stage and the importers, so it stays free of heavy impo
 
 from __future__ import annotations
 
-import copy
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 _SEPARATORS = re.compile(r"[\s\-]+")
@@ -35,24 +34,16 @@ def alias_table(taxonomy: Mapping[str, Sequence[str] | None]) -> dict[str, str]:
     return table
 
 
-def _freeze(taxonomy: Mapping[str, Sequence[str] | None]) -> dict[str, tuple[str, ...]]:
-    return {str(k): tuple(str(a) for a in (v or ())) for k, v in taxonomy.items()}
+def resolver(taxonomy: Mapping[str, Sequence[str] | None]) -> Callable[[Any], str | None]:
+    """`canonical_bias_type` for one taxonomy, its alias table built once: for row-by-row lookups."""
+    table = alias_table(taxonomy)
 
+    def canonical(label: Any) -> str | None:
+        if not isinstance(label, str) or not label.strip():
+            return None
+        return table.get(label_key(label))
 
-# The last taxonomy asked about (a deep copy) and its alias table. Importers and evaluation look labels up
-# row by row, so the check that the table still fits must cost far less than rebuilding it: comparing
-# with the copy does (about 1 us); freezing the mapping into a hashable key each call cost ~10 us.
-_last: tuple[dict[str, Any], dict[str, str]] | None = None
-
-
-def _lookup_table(taxonomy: Mapping[str, Sequence[str] | None]) -> dict[str, str]:
-    global _last
-    last = _last
-    if last is not None and last[0] == taxonomy:
-        return last[1]
-    table = alias_table(_freeze(taxonomy))
-    _last = (copy.deepcopy(dict(taxonomy)), table)
-    return table
+    return canonical
 
 
 def canonical_bias_type(label: Any, taxonomy: Mapping[str, Sequence[str] | None]) -> str | None:
@@ -61,6 +52,4 @@ def canonical_bias_type(label: Any, taxonomy: Mapping[str, Sequence[str] | None]
     >>> canonical_bias_type("Gender", {"gender_sexuality": ["gender"]})
     'gender_sexuality'
     """
-    if not isinstance(label, str) or not label.strip():
-        return None
-    return _lookup_table(taxonomy).get(label_key(label))
+    return resolver(taxonomy)(label)

@@ -31,7 +31,7 @@ from edu_bias_pipeline.pairs import (
     normalize_text,
     pair_id,
 )
-from edu_bias_pipeline.taxonomy import canonical_bias_type
+from edu_bias_pipeline.taxonomy import resolver
 
 RECORD = "_record"
 FILE = "_file"
@@ -293,6 +293,7 @@ def import_cbbq(
     _require_columns(frame, required, "CBBQ")
     unknown_answers = tuple(unknown_answers)
     swapped = _swap_contradictions(frame)
+    canonical_bias_type = resolver(taxonomy)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for pos, rec in enumerate(frame.to_dict("records")):
@@ -318,7 +319,7 @@ def import_cbbq(
         if slot is not None:
             skip(UNFILLED_PLACEHOLDER, f"unfilled template slot in {slot!r}")
             continue
-        bias_type = canonical_bias_type(cat, taxonomy)
+        bias_type = canonical_bias_type(cat)
         if bias_type is None:
             skip(UNKNOWN_BIAS_TYPE, f"category {cat!r} is not in the taxonomy (add it as an alias)")
             continue
@@ -408,6 +409,7 @@ def import_crows_pairs(
     the pair. Rows are marked `eval_only`: the dataset's data statement forbids training on it.
     """
     _require_columns(frame, ("sent_more", "sent_less", "bias_type"), "CrowS-Pairs")
+    canonical_bias_type = resolver(taxonomy)
     id_col = next((c for c in ("id", "Unnamed: 0", "") if c in frame.columns), None)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -426,7 +428,7 @@ def import_crows_pairs(
         if empty:
             skip(MISSING_FIELD, f"empty field(s) {empty}")
             continue
-        bias_type = canonical_bias_type(label, taxonomy)
+        bias_type = canonical_bias_type(label)
         if bias_type is None:
             skip(UNKNOWN_BIAS_TYPE, f"bias_type {label!r} is not in the taxonomy (add it as an alias)")
             continue
@@ -465,6 +467,7 @@ def import_generic(
     The bias type comes from the mapped column (first through `bias_type_map`, then the taxonomy), else
     from the fixed `bias_type`. Nested JSONL fields are addressed with dots ("meta.bias_type").
     """
+    canonical_bias_type = resolver(taxonomy)
     for role in ("chosen", "rejected"):
         if not columns.get(role):
             raise ValueError(f"generic importer: columns.{role} must name the source column")
@@ -502,7 +505,7 @@ def import_generic(
         if not label:
             skip(MISSING_FIELD, f"empty bias type column {columns.get('bias_type')!r} and no fixed bias_type")
             continue
-        canonical = canonical_bias_type(label_map.get(label.casefold(), label), taxonomy)
+        canonical = canonical_bias_type(label_map.get(label.casefold(), label))
         if canonical is None:
             skip(UNKNOWN_BIAS_TYPE, f"bias type {label!r} is not in the taxonomy (map it in bias_type_map)")
             continue

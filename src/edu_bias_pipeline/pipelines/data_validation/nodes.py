@@ -25,7 +25,7 @@ from edu_bias_pipeline.pipelines.data_validation.checks import (
     check_descriptions,
     configured_checks,
 )
-from edu_bias_pipeline.taxonomy import canonical_bias_type
+from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +250,8 @@ def check_pairs(
     frame = ingested.copy()
     parsed = ~_has_reasons(frame["parse_reasons"])
     labels = frame["bias_label"]
-    canonical = {label: canonical_bias_type(label, taxonomy) for label in pd.unique(labels.dropna())}
+    to_canonical = resolver(taxonomy)
+    canonical = {label: to_canonical(label) for label in pd.unique(labels.dropna())}
     frame["bias_type"] = pd.Series([canonical.get(v) for v in labels], index=frame.index, dtype=object)
     frame["pair_id"] = pd.Series(
         _pair_ids(frame["prompt"], frame["chosen"], frame["rejected"], parsed),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -22,7 +22,7 @@ import pandas as pd
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
 from edu_bias_pipeline.scoring import implicit_reward, load_scoring_models, score_pairs, wilson_interval
-from edu_bias_pipeline.taxonomy import canonical_bias_type
+from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
         raise ValueError(f"{INPUT_NAME}: the pair file is empty; nothing to evaluate")
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
+    canonical = resolver(taxonomy)
     for i, raw in enumerate(frame.to_dict(orient="records")):
         line = raw.get(P.SOURCE_LINE) if not P.is_missing(raw.get(P.SOURCE_LINE)) else i + 1
         where = f"line {i + 1}" + (f" (source_line {line})" if line != i + 1 else "")
@@ -80,7 +81,7 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
                 if isinstance(raw.get(P.PAIR_ID), str)
                 else P.pair_id(prompt, texts[P.CHOSEN], texts[P.REJECTED]),
                 P.SOURCE_LINE: int(line),
-                P.BIAS_TYPE: _bias_type(raw, taxonomy),
+                P.BIAS_TYPE: _bias_type(raw, canonical),
                 P.PROMPT: prompt,
                 P.CHOSEN: texts[P.CHOSEN],
                 P.REJECTED: texts[P.REJECTED],
@@ -90,7 +91,7 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
     return rows
 
 
-def _bias_type(raw: Mapping[str, Any], taxonomy: Mapping[str, Sequence[str] | None]) -> str:
+def _bias_type(raw: Mapping[str, Any], canonical: Callable[[Any], str | None]) -> str:
     label = raw.get(P.BIAS_TYPE)
     if P.is_missing(label):
         meta = raw.get(P.META)
@@ -99,7 +100,7 @@ def _bias_type(raw: Mapping[str, Any], taxonomy: Mapping[str, Sequence[str] | No
         return UNKNOWN_BIAS_TYPE
     # Validated files already hold canonical names; raw pair files may use aliases. Unknown labels are
     # kept as written and reported as "not in taxonomy".
-    return canonical_bias_type(str(label), taxonomy) or str(label).strip()
+    return canonical(str(label)) or str(label).strip()
 
 
 # --------------------------------------------------------------------------------------- scoring node
