@@ -29,14 +29,17 @@ logger = logging.getLogger(__name__)
 INPUT_NAME = "evaluation_pairs"
 UNKNOWN_BIAS_TYPE = "unknown"
 
-# (metric, per-pair boolean column) for the three accuracy families, summed and length-normalised.
+# The three accuracy families: a pair counts as correct when its chosen score beats its rejected score.
+OUTCOME_COLUMNS = {
+    "reward": ("reward_chosen", "reward_rejected"),  # implicit DPO reward
+    "trained": ("policy_chosen_logp", "policy_rejected_logp"),
+    "baseline": ("reference_chosen_logp", "reference_rejected_logp"),
+}
+# (metric, per-pair boolean column), summed and length-normalised.
 ACCURACIES = {
-    "reward_accuracy": "reward_correct",
-    "reward_accuracy_normalized": "reward_correct_normalized",
-    "trained_accuracy": "trained_correct",
-    "trained_accuracy_normalized": "trained_correct_normalized",
-    "baseline_accuracy": "baseline_correct",
-    "baseline_accuracy_normalized": "baseline_correct_normalized",
+    f"{family}_accuracy{suffix}": f"{family}_correct{suffix}"
+    for family in OUTCOME_COLUMNS
+    for suffix in ("", "_normalized")
 }
 WITH_INTERVAL = ("reward_accuracy", "trained_accuracy", "baseline_accuracy")
 MARGINS = {
@@ -186,18 +189,10 @@ def add_pair_outcomes(scores: pd.DataFrame) -> pd.DataFrame:
     """Per-pair booleans behind every accuracy (strict '>': ties and empty completions count as wrong)."""
     s = scores.copy()
     nc, nr = s["chosen_tokens"], s["rejected_tokens"]
-    s["reward_correct"] = s["reward_chosen"] > s["reward_rejected"]
-    s["reward_correct_normalized"] = (
-        _per_token(s["reward_chosen"], nc) > _per_token(s["reward_rejected"], nr)
-    ).fillna(False)
-    s["trained_correct"] = s["policy_chosen_logp"] > s["policy_rejected_logp"]
-    s["trained_correct_normalized"] = (
-        _per_token(s["policy_chosen_logp"], nc) > _per_token(s["policy_rejected_logp"], nr)
-    ).fillna(False)
-    s["baseline_correct"] = s["reference_chosen_logp"] > s["reference_rejected_logp"]
-    s["baseline_correct_normalized"] = (
-        _per_token(s["reference_chosen_logp"], nc) > _per_token(s["reference_rejected_logp"], nr)
-    ).fillna(False)
+    for family, (chosen, rejected) in OUTCOME_COLUMNS.items():
+        s[f"{family}_correct"] = s[chosen] > s[rejected]
+        per_token = _per_token(s[chosen], nc) > _per_token(s[rejected], nr)
+        s[f"{family}_correct_normalized"] = per_token.fillna(False)
     s["trained_logp_margin"] = s["policy_chosen_logp"] - s["policy_rejected_logp"]
     s["baseline_logp_margin"] = s["reference_chosen_logp"] - s["reference_rejected_logp"]
     return s
