@@ -37,6 +37,21 @@ fi
 run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
 run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp
 run project_zero2 80 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2
+# PROFILE=1: torch.profiler over 3 steps on every rank (reports and Chrome traces per rank in $OUT).
+if [ "${PROFILE:-0}" = 1 ]; then
+  run profiled_ddp 80 $T $P --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_ddp
+  run profiled_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_1gpu
+  run profiled_zero2 80 $T $P --zero 2 --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_zero2
+fi
+# ABLATE=1: the ZeRO-2 settings generated before (Trainer's hidden_size² buckets, no overlap), and the anchor's
+# random order on one and two GPUs (same-length batches on both ranks are not what random gives either, but
+# length-grouped batches differ per rank in a way random ones do not).
+if [ "${ABLATE:-0}" = 1 ]; then
+  run zero2_old_buckets 80 $T $P --zero 2 --set 'deepspeed={"overlap_comm": false, "reduce_bucket_size": "auto"}' \
+    --tag project_0.5b_gpu_b${B}_zero2_auto_buckets_no_overlap
+  run random_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --sampling random --tag project_0.5b_gpu_b${B}_random_1gpu
+  run random_ddp 80 $T $P --sampling random --tag project_0.5b_gpu_b${B}_random_ddp
+fi
 if [ "${ANCHORS:-1}" = 1 ] && [ -f .bench/zero2.json ]; then
   run anchor_zero2 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 \
     --deepspeed .bench/zero2.json --tag anchor_0.5b_b${B}_zero2
@@ -61,11 +76,18 @@ one = {}
 for r in rows:
     if r.get("gpus", 1) == 1:
         one.setdefault(key(r), r["pairs_per_s"])
-print("\n| run | gpus | precompute | pairs/s | vs same code on 1 GPU | MFU | peak GiB |\n|---|---|---|---|---|---|---|")
+print("\n| run | gpus | precompute | pairs/s | vs same code on 1 GPU | MFU | peak GiB | step ms |\n|---|---|---|---|---|---|---|---|")
 for r in rows:
     base = one.get(key(r))
     print(f"| {r['tag']} | {r.get('gpus', 1)} | {r['precompute']} | {r['pairs_per_s']} | "
-          f"{r['pairs_per_s'] / base:.2f}x | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} |" if base else f"| {r['tag']} | - |")
+          f"{r['pairs_per_s'] / base:.2f}x | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} | {r.get('step_ms', '')} |"
+          if base else f"| {r['tag']} | - |")
 PY
 tar czf "$OUT/bench_logs_2gpu.tgz" -C /tmp bench_logs
+# The device returns at most 8 files: the per-rank profile reports and traces go back as one archive (reports
+# only, if the traces would make it too large).
+if ls "$OUT"/profile_* >/dev/null 2>&1; then
+  (cd "$OUT" && tar cf profiles.tar profile_* \
+    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt; } && rm -f profile_*)
+fi
 echo "total ${SECONDS}s"

@@ -169,7 +169,7 @@ def profile_report(prof, wall_us: float, warm: int, steps: int) -> str:
     return "\n".join(lines)
 
 
-def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = None):
+def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = None, rank: int = 0):
     import torch
     from transformers import TrainerCallback
 
@@ -180,13 +180,15 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
             self.t0 = self.t1 = self.t_begin = None
             self.steps = 0
             self.batch = self.accum = None
+            self.step_ms: list[float] = []  # timed steps, to show spread (stragglers, stalls) beside the mean
 
         def on_train_begin(self, args, state, control, **kw):
             self.t_begin = time.perf_counter()
             self.prof = None
 
         def on_step_begin(self, args, state, control, **kw):
-            if profile_steps and state.global_step == warm and state.is_world_process_zero:
+            # Every rank profiles: under DDP/ZeRO the slow rank and the waiting rank look different.
+            if profile_steps and state.global_step == warm:
                 from torch.profiler import ProfilerActivity, profile
 
                 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
@@ -221,19 +223,23 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
                 torch.cuda.synchronize()
             self.batch = state.train_batch_size or args.per_device_train_batch_size
             self.accum = args.gradient_accumulation_steps  # the batch-size probe may raise it
+            now = time.perf_counter()
             if state.global_step == warm:
-                self.t0 = time.perf_counter()
+                self.t0 = now
             elif state.global_step > warm:
+                self.step_ms.append((now - (self.t1 or self.t0)) * 1e3)
                 self.steps = state.global_step - warm
-                self.t1 = time.perf_counter()
+                self.t1 = now
             if self.prof is not None and state.global_step == warm + profile_steps:
                 wall_us = (time.perf_counter() - self.prof_t0) * 1e6
                 self.prof.__exit__(None, None, None)
                 report = profile_report(self.prof, wall_us, warm, profile_steps)
-                print(report, flush=True)
+                if rank == 0:
+                    print(report, flush=True)
                 if profile_out is not None:
-                    profile_out.write_text(report, encoding="utf-8")
-                    trace = profile_out.with_suffix(".trace.json")
+                    out = profile_out.with_name(f"{profile_out.stem}_rank{rank}{profile_out.suffix}")
+                    out.write_text(report, encoding="utf-8")
+                    trace = out.with_suffix(".trace.json")
                     self.prof.export_chrome_trace(str(trace))
                     with open(trace, "rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
                         shutil.copyfileobj(src, dst)
@@ -392,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
         deepspeed_config=str(ds_file) if ds_file else None,
     )
     profile_out = Path(os.environ["OUT"]) / f"profile_{a.tag or 'run'}.txt" if os.environ.get("OUT") else None
-    clock = make_clock(a.warm, a.torch_profile, profile_out)
+    clock = make_clock(a.warm, a.torch_profile, profile_out, rank)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t_run = time.perf_counter()
@@ -431,6 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
         precision=precision,
         steps=clock.steps,
         pairs_per_s=round(pairs / dt, 2),
+        step_ms=_spread(clock.step_ms),
         tokens_per_s=round(toks / dt),
         mfu=round(flops / dt / PEAK_FLOPS / world, 4),
         gpus=world,
@@ -450,6 +457,18 @@ def main(argv: list[str] | None = None) -> dict:
             fh.write(json.dumps(out) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _spread(values: list[float]) -> dict:
+    """min / median / max of the timed steps (ms)."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {
+        "min": round(ordered[0], 1),
+        "median": round(ordered[len(ordered) // 2], 1),
+        "max": round(ordered[-1], 1),
+    }
 
 
 def _param_count(model_dir: Path):

@@ -65,6 +65,23 @@ def test_deepspeed_through_accelerate_and_generated_config():
     assert p.precision == "bf16"
 
 
+def test_zero2_reduces_gradients_in_large_overlapped_buckets():
+    ds = plan(mode="deepspeed", launch={"num_processes": 2}).deepspeed_config["zero_optimization"]
+    # not the Trainer's hidden_size² "auto": ~600 separate reductions a step on a 0.5B model
+    assert ds["reduce_bucket_size"] == ds["allgather_bucket_size"] == 500_000_000
+    assert ds["overlap_comm"] is True
+    z3 = plan(mode="deepspeed", launch={"num_processes": 2}, deepspeed={"zero_stage": 3})
+    assert z3.deepspeed_config["zero_optimization"]["reduce_bucket_size"] == "auto"
+    assert "allgather_bucket_size" not in z3.deepspeed_config["zero_optimization"]
+    own = plan(
+        mode="deepspeed",
+        launch={"num_processes": 2},
+        deepspeed={"overlap_comm": False, "reduce_bucket_size": "auto"},
+    ).deepspeed_config["zero_optimization"]
+    assert own["overlap_comm"] is False and own["reduce_bucket_size"] == "auto"
+    assert "allgather_bucket_size" not in own
+
+
 def test_deepspeed_launcher_multi_node_with_hostfile():
     p = plan(
         mode="deepspeed",
