@@ -37,6 +37,10 @@ fi
 run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
 run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp
 run project_zero2 80 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2
+# REPEAT=1: the one-GPU baseline again, after the others (machine drift within the call).
+if [ "${REPEAT:-0}" = 1 ]; then
+  run project_1gpu_again 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu_again
+fi
 # PROFILE=1: torch.profiler over 3 steps on every rank (reports and Chrome traces per rank in $OUT).
 if [ "${PROFILE:-0}" = 1 ]; then
   run profiled_ddp 80 $T $P --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_ddp

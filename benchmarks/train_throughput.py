@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import random
@@ -45,7 +46,6 @@ PEAK_FLOPS = 989e12  # H100 SXM dense bf16, as in the anchor
 
 def _words(vocab_size: int) -> list[str]:
     """Letter-only words, one token each (Qwen2's pre-tokenizer keeps ` abc` whole)."""
-    import itertools
     import string
 
     letters, length = (string.ascii_letters, 3) if vocab_size >= 150_000 else (string.ascii_lowercase, 2)
@@ -136,8 +136,43 @@ def build_model_dir(arch: str, vocab_size: int, out: Path, device: str) -> Path:
     return out
 
 
-def profile_report(prof, wall_us: float, warm: int, steps: int) -> str:
-    """Where the profiled steps' time went: labelled step phases, GPU busy share, top kernels, top CPU ops."""
+def timeline(trace_path: Path, wall_us: float) -> list[str]:
+    """GPU busy share from the kernel timeline of a Chrome trace: the union of compute-kernel intervals (NCCL
+    kernels apart: they overlap compute and include the time spent waiting for the other ranks), and the idle
+    time split by gap length (many short gaps: kernel launches cannot keep up; a few long ones: stalls).
+    Summing per-op device times instead double-counts kernels that appear under several ops."""
+    events = json.loads(trace_path.read_text(encoding="utf-8"))["traceEvents"]
+    kernels = sorted(
+        (e["ts"], e["ts"] + e["dur"], "nccl" in e["name"].lower())
+        for e in events
+        if e.get("ph") == "X" and e.get("cat") == "kernel"
+    )
+    compute = [(a, b) for a, b, comm in kernels if not comm]
+    if not compute:
+        return ["no GPU kernels in the trace"]
+    busy, gaps = 0.0, []
+    start, end = compute[0]
+    for a, b in compute[1:]:
+        if a > end:
+            busy += end - start
+            gaps.append(a - end)
+            start = a
+        end = max(end, b)
+    busy += end - start
+    edges = (0, 10, 100, 1000, float("inf"))
+    idle = [sum(g for g in gaps if lo <= g < hi) / 1e3 for lo, hi in itertools.pairwise(edges)]
+    nccl = sum(b - a for a, b, comm in kernels if comm) / 1e3
+    return [
+        f"GPU compute kernels busy {busy / 1e3:.1f} ms of {wall_us / 1e3:.1f} ms wall = "
+        f"{100 * busy / wall_us:.0f}%; NCCL kernels {nccl:.1f} ms (overlapping, waits included)",
+        "  idle between compute kernels by gap length <10us / 10-100us / 0.1-1ms / >1ms: "
+        + " / ".join(f"{x:.1f}" for x in idle)
+        + " ms",
+    ]
+
+
+def profile_report(prof, wall_us: float, warm: int, steps: int, trace_lines: list[str]) -> str:
+    """Where the profiled steps' time went: labelled step phases, GPU timeline, top kernels, top CPU ops."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -146,18 +181,8 @@ def profile_report(prof, wall_us: float, warm: int, steps: int) -> str:
     def dev(e, attr):
         return getattr(e, attr.replace("cuda", "device"), None) or getattr(e, attr, 0) or 0
 
-    # Labelled ranges appear on the GPU timeline too; only real device work counts as busy.
-    kernel_us = (
-        sum(
-            dev(e, "self_cuda_time_total") for e in events if not e.key.startswith(("step: ", "ProfilerStep"))
-        )
-        if cuda
-        else 0.0
-    )
-    lines = [
-        f"PROFILE steps {warm + 1}-{warm + steps} (include profiler overhead): wall {wall_us / 1e3:.1f} ms, "
-        f"GPU kernels {kernel_us / 1e3:.1f} ms = {100 * kernel_us / wall_us:.0f}% busy"
-    ]
+    lines = [f"PROFILE steps {warm + 1}-{warm + steps} (with profiler overhead): wall {wall_us / 1e3:.1f} ms"]
+    lines += trace_lines
     for e in events:
         if e.key.startswith("step: "):
             cpu_ms, gpu_ms = e.cpu_time_total / 1e3, dev(e, "cuda_time_total") / 1e3
@@ -233,17 +258,19 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
             if self.prof is not None and state.global_step == warm + profile_steps:
                 wall_us = (time.perf_counter() - self.prof_t0) * 1e6
                 self.prof.__exit__(None, None, None)
-                report = profile_report(self.prof, wall_us, warm, profile_steps)
+                out = (profile_out or Path(tempfile.gettempdir()) / "profile.txt").with_name(
+                    f"{(profile_out or Path('profile')).stem}_rank{rank}.txt"
+                )
+                trace = out.with_suffix(".trace.json")
+                self.prof.export_chrome_trace(str(trace))
+                report = profile_report(self.prof, wall_us, warm, profile_steps, timeline(trace, wall_us))
                 if rank == 0:
                     print(report, flush=True)
-                if profile_out is not None:
-                    out = profile_out.with_name(f"{profile_out.stem}_rank{rank}{profile_out.suffix}")
+                if profile_out is not None:  # report and compressed trace come back with $OUT
                     out.write_text(report, encoding="utf-8")
-                    trace = out.with_suffix(".trace.json")
-                    self.prof.export_chrome_trace(str(trace))
                     with open(trace, "rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                    trace.unlink()
+                trace.unlink()
                 self.prof = None
 
     return Clock()

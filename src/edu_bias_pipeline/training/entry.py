@@ -385,7 +385,46 @@ def make_callbacks(config: TrainingConfig):
                     self.fired.add(name)
                     logger.warning("training health: %s", health.MESSAGES[name])
 
-    return [HealthCallback()]
+    class ThroughputCallback(TrainerCallback):
+        """Pairs per second after the first THROUGHPUT_WARMUP_STEPS optimizer steps (wall clock).
+
+        No synchronisation of its own: TRL reads its metrics with `.item()` every step, so a step ends with
+        its GPU work done.
+        """
+
+        def __init__(self) -> None:
+            self.t0 = self.t1 = 0.0
+            self.start = self.steps = self.pairs_per_step = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = state.global_step  # a resumed run warms up again
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now, done = time.perf_counter(), state.global_step - self.start
+            if done == THROUGHPUT_WARMUP_STEPS:
+                self.t0 = now
+            elif done > THROUGHPUT_WARMUP_STEPS:
+                self.t1, self.steps = now, done - THROUGHPUT_WARMUP_STEPS
+                # read at every step: the batch-size probe may change both before training
+                self.pairs_per_step = (
+                    args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+                )
+
+        def summary(self) -> dict[str, Any]:
+            rate = self.steps * self.pairs_per_step / (self.t1 - self.t0) if self.steps else None
+            return {
+                "pairs_per_s_after_warmup": round(rate, 2) if rate else None,
+                "timed_steps": self.steps,
+                "warmup_steps": THROUGHPUT_WARMUP_STEPS,
+                "pairs_per_step": self.pairs_per_step,
+            }
+
+    return HealthCallback(), ThroughputCallback()
+
+
+# Steps left out of the steady-state throughput: kernel autotuning, allocator growth and the first
+# collectives make the first steps slow, so train_runtime (which includes them) understates a long run.
+THROUGHPUT_WARMUP_STEPS = 5
 
 
 def _oom_message(config: TrainingConfig) -> str:
@@ -568,6 +607,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
             f"|ld_alpha={args.ld_alpha}"
         )
         trainer_cls.reference_cache.mkdir(parents=True, exist_ok=True)
+    health_callback, throughput_callback = make_callbacks(config)
     trainer = trainer_cls(
         model=model,
         args=args,
@@ -575,7 +615,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[*make_callbacks(config), *extra_callbacks],
+        callbacks=[health_callback, throughput_callback, *extra_callbacks],
     )
     if isinstance(trainer.eval_dataset, dict):
         prepared = dict(trainer.eval_dataset)
@@ -636,6 +676,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         "eval": final_eval,
         "per_category": per_category,
         "health": {"checks": checks, "warnings": health.warnings_for(checks)},
+        "throughput": throughput_callback.summary(),
         "history": history,
     }
     if state.is_main_process:

@@ -67,6 +67,8 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     resumed = metrics["run"]["resumed_from"]
     assert resumed is not None and int(resumed.split("-")[1]) >= killed_at
     assert metrics["run"]["global_step"] == 24
+    # timed from the resume point on, after its own warm-up
+    assert metrics["run"]["timed_steps"] == 24 - int(resumed.split("-")[1]) - 5
     assert "resuming from" in (out / "train.log").read_text(encoding="utf-8")
     assert (out / "final" / "edu_bias_training.json").exists()
     state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
@@ -77,6 +79,8 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     run_pipeline(project, "training", params={"training": {"max_steps": 6, "save_steps": 3}})
     metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
     assert metrics["run"]["resumed_from"] is None and metrics["run"]["global_step"] == 6
+    # steady-state throughput leaves out the first 5 steps: one timed step here
+    assert metrics["run"]["timed_steps"] == 1 and metrics["run"]["pairs_per_s_after_warmup"] > 0
 
     # The same finished configuration again: nothing is retrained, the metrics are collected again.
     mtime = (out / "final" / "edu_bias_training.json").stat().st_mtime

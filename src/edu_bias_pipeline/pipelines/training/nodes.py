@@ -396,6 +396,7 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     }
     metrics["run"]["mode"] = training_run.get("mode")
     metrics["run"]["train_runtime_s"] = train.get("train_runtime")
+    metrics["run"].update(raw.get("throughput", {}))
     final_dir = Path(training_run["final_dir"])
     contract = json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8"))
     trained_model = {"model_dir": str(final_dir), **contract}
