@@ -319,6 +319,11 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="N",
         help="torch.profiler over the N steps after warm-up: top kernels printed (and in $OUT)",
     )
+    ap.add_argument(
+        "--peft-input-casts",
+        action="store_true",
+        help="ablation: keep PEFT's float32 cast of every LoRA input (the stage turns it off in bf16/fp16)",
+    )
     ap.add_argument("--tag", default="")
     a = ap.parse_args(argv)
 
@@ -330,6 +335,10 @@ def main(argv: list[str] | None = None) -> dict:
     from edu_bias_pipeline.training.launch import detect_hardware, resolve_precision
 
     apply_offline_defaults()
+    if a.peft_input_casts:
+        import edu_bias_pipeline.training.entry as entry
+
+        entry.skip_adapter_input_casts = lambda model: 0
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
     # Under torchrun (as the anchor's 2-GPU runs): one GPU per process; rank 0 builds files and prints RESULT.
@@ -460,6 +469,7 @@ def main(argv: list[str] | None = None) -> dict:
         sampling=config.train_sampling_strategy,
         gc=a.gc,
         compile=a.compile,
+        peft_input_casts=a.peft_input_casts if a.lora else None,
         liger=resolve_liger(config, runtime),
         precision=precision,
         steps=clock.steps,

@@ -99,7 +99,8 @@ def _probe(trainer, model, dataset, indices: list[int], peak_bytes: Callable[[],
     try:
         inputs = trainer._prepare_inputs(trainer.data_collator([dataset[i] for i in indices]))
         model.train()
-        with trainer.compute_loss_context_manager():
+        # the mixed-precision autocast the prepared model runs under in training, which the bare model lacks
+        with trainer.accelerator.autocast(), trainer.compute_loss_context_manager():
             loss = trainer.compute_loss(model, inputs)
         loss.backward()
         return peak_bytes()

@@ -16,7 +16,13 @@ from training_fixtures import sample_rows
 
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
 from edu_bias_pipeline.training.batch_size import fit_batch_size
-from edu_bias_pipeline.training.entry import build_dataset, completion_lengths, load_rows, make_trainer_class
+from edu_bias_pipeline.training.entry import (
+    build_dataset,
+    completion_lengths,
+    load_rows,
+    make_trainer_class,
+    skip_adapter_input_casts,
+)
 
 BYTES_PER_TOKEN = 1000
 
@@ -33,19 +39,19 @@ def tiny(tmp_path_factory):
     return root
 
 
-def _trainer(root, tmp_path, batch=16, accum=1):
+def _trainer(root, tmp_path, batch=16, accum=1, lora_bf16=False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig
 
     tokenizer = AutoTokenizer.from_pretrained(root / "model")
-    model = AutoModelForCausalLM.from_pretrained(root / "model")
+    model = AutoModelForCausalLM.from_pretrained(root / "model", dtype=torch.bfloat16 if lora_bf16 else None)
     args = DPOConfig(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=batch,
         gradient_accumulation_steps=accum,
         max_steps=2,
         use_cpu=True,
-        bf16=False,
+        bf16=lora_bf16,
         report_to="none",
         save_strategy="no",
         precompute_ref_log_probs=True,
@@ -53,7 +59,16 @@ def _trainer(root, tmp_path, batch=16, accum=1):
         disable_tqdm=True,
     )
     dataset = build_dataset(load_rows(root / "train.jsonl"), tokenizer, DEFAULT_INSTRUCTION)
-    trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    peft_config = None
+    if lora_bf16:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = make_trainer_class()(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
+    if lora_bf16:
+        assert skip_adapter_input_casts(trainer.model) > 0  # as the stage does for LoRA in bf16
     seen = []
     collate = trainer.data_collator
 
@@ -119,3 +134,14 @@ def test_probe_gives_up_with_out_of_memory_when_one_pair_does_not_fit(tiny, tmp_
     trainer, _ = _trainer(tiny, tmp_path, batch=4)
     with pytest.raises(torch.OutOfMemoryError, match="does not fit"):
         fit_batch_size(trainer, completion_lengths(trainer.train_dataset), 1, peak_bytes=lambda: 0)
+
+
+def test_probe_runs_under_the_training_autocast(tiny, tmp_path):
+    """bf16 base, float32 LoRA weights, adapter inputs left in bf16 (the stage's LoRA setting): only the
+    mixed-precision autocast of the training step makes those matmuls legal, so the probe needs it too."""
+    trainer, seen = _trainer(tiny, tmp_path, batch=8, lora_bf16=True)
+    lengths = completion_lengths(trainer.train_dataset)
+    assert fit_batch_size(trainer, lengths, 2**40, peak_bytes=lambda: 0) == 8
+    assert len(seen) == 1
+    adapters = [p for n, p in trainer.model.named_parameters() if "lora_" in n]
+    assert adapters and all(p.dtype == torch.float32 and p.grad is None for p in adapters)
