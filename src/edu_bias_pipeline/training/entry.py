@@ -534,6 +534,9 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         use_liger_kernel=False,
         # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
         ddp_find_unused_parameters=False,
+        # transformers' default logs the running mean in place of a NaN/inf loss, which hid a NaN run from
+        # the health check (logged loss 0.0); it also synchronised with the GPU after every micro-batch
+        logging_nan_inf_filter=False,
     )
     training_kwargs.update(config.extra_training_args)
     args = DPOConfig(**training_kwargs)

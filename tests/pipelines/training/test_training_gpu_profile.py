@@ -346,3 +346,27 @@ def test_lora_in_bf16_trains_with_adapter_input_casts_off(tiny_run_inputs):
     losses = [h["loss"] for h in m["history"] if "loss" in h and "eval_loss" not in h]
     assert losses[0] == pytest.approx(0.6931, abs=2e-3)
     assert m["train"]["rewards/accuracies"] > 0.5
+
+
+def test_a_nan_loss_reaches_the_log_and_the_health_check(tiny_run_inputs, tmp_path):
+    """A model that computes NaN: the logged loss is NaN and the health check says so. transformers' default
+    `logging_nan_inf_filter` logged 0.0 instead, and the check never fired."""
+    import math
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path / "nan_inputs"
+    shutil.copytree(
+        tiny_run_inputs, root, ignore=shutil.ignore_patterns("precomputed", "plain", "cached*", "lora*")
+    )
+    model = AutoModelForCausalLM.from_pretrained(root / "model")
+    with torch.no_grad():
+        model.model.norm.weight[0] = float("nan")
+    model.save_pretrained(root / "model")
+
+    m = _run_in_process(root, "nan", profile="default", max_steps=2, eval_strategy="no", logging_steps=1)
+    losses = [h["loss"] for h in m["history"] if "loss" in h and "eval_loss" not in h]
+    assert losses and all(math.isnan(loss) for loss in losses)
+    assert m["health"]["checks"]["nan_loss"]
