@@ -378,6 +378,11 @@ def skip_adapter_input_casts(model) -> int:
     return len(layers)
 
 
+# Steps left out of the steady-state throughput: kernel autotuning, allocator growth and the first
+# collectives make the first steps slow, so train_runtime (which includes them) understates a long run.
+THROUGHPUT_WARMUP_STEPS = 5
+
+
 def make_callbacks(config: TrainingConfig):
     from transformers import TrainerCallback
 
@@ -405,8 +410,8 @@ def make_callbacks(config: TrainingConfig):
     class ThroughputCallback(TrainerCallback):
         """Pairs per second after the first THROUGHPUT_WARMUP_STEPS optimizer steps (wall clock).
 
-        No synchronisation of its own: TRL reads its metrics with `.item()` every step, so a step ends with
-        its GPU work done.
+        No synchronisation of its own: TRL reads its metrics with `.item()` after every forward pass, which
+        keeps the host within one step of the GPU, so over many steps the wall clock gives the GPU's rate.
         """
 
         def __init__(self) -> None:
@@ -437,11 +442,6 @@ def make_callbacks(config: TrainingConfig):
             }
 
     return HealthCallback(), ThroughputCallback()
-
-
-# Steps left out of the steady-state throughput: kernel autotuning, allocator growth and the first
-# collectives make the first steps slow, so train_runtime (which includes them) understates a long run.
-THROUGHPUT_WARMUP_STEPS = 5
 
 
 def _oom_message(config: TrainingConfig) -> str:
