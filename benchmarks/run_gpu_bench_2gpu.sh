@@ -48,8 +48,8 @@ if [ "${PROFILE:-0}" = 1 ]; then
   run profiled_zero2 80 $T $P --zero 2 --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_zero2
 fi
 # ABLATE=1: the ZeRO-2 settings generated before (Trainer's hidden_size² buckets, no overlap), and the anchor's
-# random order on one and two GPUs (same-length batches on both ranks are not what random gives either, but
-# length-grouped batches differ per rank in a way random ones do not).
+# random order on one and two GPUs (do length-grouped batches, a different length on each rank, make one rank
+# wait for the other?).
 if [ "${ABLATE:-0}" = 1 ]; then
   run zero2_old_buckets 80 $T $P --zero 2 --set 'deepspeed={"overlap_comm": false, "reduce_bucket_size": "auto"}' \
     --tag project_0.5b_gpu_b${B}_zero2_auto_buckets_no_overlap
