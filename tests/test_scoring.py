@@ -169,3 +169,77 @@ def test_scoring_routes_agree(ck, rows, which, monkeypatch):
         for field in ("policy_chosen", "policy_rejected", "reference_chosen", "reference_rejected"):
             assert getattr(cached, field) == pytest.approx(getattr(other, field), abs=1e-9)
         assert cached.chosen_tokens == other.chosen_tokens
+
+
+def _with_recorded_reference(ck, tmp_path, sha="ab" * 32):
+    """The full checkpoint, its metadata recording its reference's hash as training now writes it."""
+    out = tmp_path / "final"
+    shutil.copytree(ck.full, out)
+    meta = json.loads((out / "edu_bias_training.json").read_text(encoding="utf-8"))
+    (out / "edu_bias_training.json").write_text(
+        json.dumps({**meta, "reference_sha256": sha}), encoding="utf-8"
+    )
+    return out
+
+
+def test_cached_reference_log_probs_are_reused_without_running_the_reference(ck, rows, tmp_path):
+    checkpoint = _with_recorded_reference(ck, tmp_path)
+    cache = tmp_path / "reference_cache"
+    models = scoring.load_scoring_models(checkpoint, dtype="float64")
+
+    def score():
+        return scoring.score_pairs(
+            models,
+            [r["prompt"] for r in rows],
+            [r["chosen"] for r in rows],
+            [r["rejected"] for r in rows],
+            batch_size=3,
+            reference_cache_dir=cache,
+        )
+
+    first = score()
+    [entry] = cache.glob("eval-ref-*.json")
+    assert first.reference_cache == f"written {entry}"
+
+    def refuse(*args):
+        raise AssertionError("the reference model ran although its log-probs were cached")
+
+    # the second run must not run any part of the reference model
+    hooks = [m.register_forward_pre_hook(refuse) for m in models.reference.modules()]
+    second = score()
+    assert second.reference_cache == f"reused {entry}"
+    assert second.reference_chosen == first.reference_chosen
+    assert second.reference_rejected == first.reference_rejected
+    assert second.policy_chosen == first.policy_chosen
+
+    # other pairs, or another batch size (padding), get their own entry; it is computed, not reused
+    for hook in hooks:
+        hook.remove()
+    other = scoring.score_pairs(
+        models,
+        [r["prompt"] for r in rows[:3]],
+        [r["chosen"] for r in rows[:3]],
+        [r["rejected"] for r in rows[:3]],
+        batch_size=3,
+        reference_cache_dir=cache,
+    )
+    assert other.reference_cache.startswith("written") and len(list(cache.glob("eval-ref-*.json"))) == 2
+
+
+def test_reference_log_probs_are_not_cached_without_a_recorded_reference_hash(ck, rows, tmp_path):
+    # no hash in the metadata, or a reference given by hand (the recorded hash describes another model)
+    overridden = _with_recorded_reference(ck, tmp_path)
+    for models in (
+        scoring.load_scoring_models(ck.full, dtype="float64"),
+        scoring.load_scoring_models(overridden, reference_model=str(ck.base), dtype="float64"),
+    ):
+        assert models.metadata.reference_sha256 is None
+        scores = scoring.score_pairs(
+            models,
+            [r["prompt"] for r in rows],
+            [r["chosen"] for r in rows],
+            [r["rejected"] for r in rows],
+            reference_cache_dir=tmp_path / "cache",
+        )
+        assert scores.reference_cache is None
+    assert not (tmp_path / "cache").exists()

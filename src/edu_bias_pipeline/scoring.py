@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,9 @@ class TrainingMetadata:
     instruction: str = DEFAULT_INSTRUCTION
     max_length: int | None = None
     trust_remote_code: bool = False
+    # sha256 of the reference weights as training recorded it; None when not recorded or when the reference
+    # was overridden (then it no longer describes the reference)
+    reference_sha256: str | None = None
     source: str = "defaults"  # where the values came from, for logs and reports
 
 
@@ -98,7 +103,8 @@ def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) 
     meta_file = find_metadata_file(checkpoint)
     if meta_file is not None:
         data = _read_json(meta_file)
-        for key in ("base_model", "is_adapter", "beta", "instruction", "max_length", "trust_remote_code"):
+        keys = ("base_model", "is_adapter", "beta", "instruction", "max_length", "trust_remote_code")
+        for key in (*keys, "reference_sha256"):
             if data.get(key) is not None:
                 values[key] = data[key]
         sources.append(str(meta_file))
@@ -112,6 +118,8 @@ def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) 
             values["base_model"] = base
             sources.append(str(adapter_config))
     if overrides:
+        if "base_model" in overrides:
+            values.pop("reference_sha256", None)
         values.update(overrides)
         sources.append("parameters")
     if values.get("beta") is None:
@@ -123,6 +131,7 @@ def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) 
         instruction=str(values.get("instruction") or DEFAULT_INSTRUCTION),
         max_length=int(values["max_length"]) if values.get("max_length") else None,
         trust_remote_code=bool(values.get("trust_remote_code", False)),
+        reference_sha256=values.get("reference_sha256"),
         source=" + ".join(sources) or "defaults",
     )
     return meta
@@ -505,6 +514,7 @@ class PairScores:
     chosen_tokens: list[int] = field(default_factory=list)
     rejected_tokens: list[int] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
+    reference_cache: str | None = None  # "reused <file>" / "written <file>", None when not cached
 
 
 def score_encoded_pairs(
@@ -516,11 +526,13 @@ def score_encoded_pairs(
     batch_size: int = 16,
     device: Any = None,
     progress: bool | None = None,
+    reference_logps: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> PairScores:
     """Score already-tokenised pairs. `models` is ScoringModels or a (policy, reference) tuple of modules.
 
     Pairs are sorted by length (longest first, so an out-of-memory shows up in the first batch) and each
     batch stacks the chosen and rejected sequences of its pairs: one forward pass per model per batch.
+    `reference_logps` (chosen, rejected), when known, replace the reference model's passes.
     """
     import torch
 
@@ -554,14 +566,19 @@ def score_encoded_pairs(
             prompt = _shared_prompt(seqs)
             key = tuple(prompt) if prompt is not None else None
             if key is not None and key not in prefixes:
-                pol_prefix = _prefix_for(policy, prompt, device)
-                with _reference_context(policy, reference) as reference_model:
-                    prefixes[key] = (pol_prefix, _prefix_for(reference_model, prompt, device))
+                pol_prefix, ref_prefix = _prefix_for(policy, prompt, device), None
+                if reference_logps is None:
+                    with _reference_context(policy, reference) as reference_model:
+                        ref_prefix = _prefix_for(reference_model, prompt, device)
+                prefixes[key] = (pol_prefix, ref_prefix)
             pol_prefix, ref_prefix = prefixes.get(key, (None, None))
             p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device, pol_prefix)
-            with _reference_context(policy, reference) as reference_model:
-                r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device, ref_prefix)
             k = len(idx)
+            if reference_logps is None:
+                with _reference_context(policy, reference) as reference_model:
+                    r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device, ref_prefix)
+            else:
+                r_sums = [reference_logps[0][i] for i in idx] + [reference_logps[1][i] for i in idx]
             for j, i in enumerate(idx):
                 pol[i] = (p_sums[j], p_sums[k + j])
                 ref[i] = (r_sums[j], r_sums[k + j])
@@ -578,6 +595,44 @@ def score_encoded_pairs(
     )
 
 
+# Part of every cached reference key: raise it when the scoring numerics change (batching, prefix reuse).
+REFERENCE_CACHE_VERSION = 1
+
+
+def reference_logps_key(
+    models: ScoringModels,
+    chosen: Sequence[EncodedCompletion],
+    rejected: Sequence[EncodedCompletion],
+    batch_size: int,
+) -> str | None:
+    """Key of the reference log-probs of these pairs, None when the reference weights have no recorded hash.
+
+    What the values depend on: the reference weights (the sha256 training recorded), the token ids, the
+    dtype and device, and the batch size (padding moves low-precision sums in their last bits).
+    """
+    if not models.metadata.reference_sha256:
+        return None
+    digest = hashlib.sha256(
+        f"{REFERENCE_CACHE_VERSION}|{models.metadata.reference_sha256}|{models.dtype}|"
+        f"{models.device.type}|{batch_size}".encode()
+    )
+    for enc in (*chosen, *rejected):
+        digest.update(f"{len(enc.input_ids)}:{enc.n_prompt}:".encode())
+        digest.update(",".join(map(str, enc.input_ids)).encode())
+    return digest.hexdigest()[:24]
+
+
+def _read_reference_logps(path: Path, n: int) -> tuple[list[float], list[float]] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    chosen, rejected = data.get("chosen"), data.get("rejected")
+    if not (isinstance(chosen, list) and isinstance(rejected, list) and len(chosen) == len(rejected) == n):
+        return None
+    return chosen, rejected
+
+
 def score_pairs(
     models: ScoringModels,
     prompts: Sequence[str | None],
@@ -586,8 +641,15 @@ def score_pairs(
     *,
     batch_size: int = 16,
     progress: bool | None = None,
+    reference_cache_dir: str | Path | None = None,
 ) -> PairScores:
-    """Log-probs of each pair's chosen and rejected statement under the policy and the reference."""
+    """Log-probs of each pair's chosen and rejected statement under the policy and the reference.
+
+    With `reference_cache_dir`, the reference's log-probs are kept there as `eval-ref-<key>.json` and a later
+    run on the same pairs, reference weights and numerics (another checkpoint of the same base model, the
+    same checkpoint again) runs the reference model not at all. Only references whose weights training
+    recorded a hash of (`reference_sha256` in the checkpoint's metadata) are cached.
+    """
     meta = models.metadata
     enc_c = encode_completions(models.tokenizer, prompts, chosen, meta.instruction, meta.max_length)
     enc_r = encode_completions(models.tokenizer, prompts, rejected, meta.instruction, meta.max_length)
@@ -599,9 +661,30 @@ def score_pairs(
             len(enc_c),
             meta.max_length,
         )
-    return score_encoded_pairs(
-        models, enc_c, enc_r, pad_id=models.tokenizer.pad_token_id, batch_size=batch_size, progress=progress
+    key = reference_logps_key(models, enc_c, enc_r, batch_size) if reference_cache_dir else None
+    path = Path(reference_cache_dir) / f"eval-ref-{key}.json" if key else None
+    cached = _read_reference_logps(path, len(enc_c)) if path and path.is_file() else None
+    scores = score_encoded_pairs(
+        models,
+        enc_c,
+        enc_r,
+        pad_id=models.tokenizer.pad_token_id,
+        batch_size=batch_size,
+        progress=progress,
+        reference_logps=cached,
     )
+    if cached is not None:
+        scores.reference_cache = f"reused {path}"
+    elif path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        payload = {"key": key, "chosen": scores.reference_chosen, "rejected": scores.reference_rejected}
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        tmp.replace(path)
+        scores.reference_cache = f"written {path}"
+    if scores.reference_cache:
+        logger.info("reference log-probs: %s", scores.reference_cache)
+    return scores
 
 
 def implicit_reward(beta: float, policy_logp: float, reference_logp: float) -> float:

@@ -730,6 +730,9 @@ def _save_final(
             "instruction": config.instruction,
             "max_length": int(config.max_length),
             "trust_remote_code": bool(config.trust_remote_code),
+            # TRL's hash of the reference weights, computed for the precomputed reference log-probs (else
+            # null): evaluation keys its own cached reference log-probs by it instead of hashing again
+            "reference_sha256": getattr(trainer, "_precompute_model_hash", None),
         }
         (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False), encoding="utf-8")
         if (tmp / "training_args.bin").exists():

@@ -84,6 +84,12 @@ def _close(a: dict, b: dict, keys=REWARD_KEYS, tol: float = 1e-4) -> None:
 def test_precomputed_reference_log_probs_give_the_same_rewards(tiny_run_inputs):
     fast = _run_in_process(tiny_run_inputs, "precomputed", precompute_ref_log_probs=True)
     plain = _run_in_process(tiny_run_inputs, "plain", precompute_ref_log_probs=False)
+    # the reference's hash goes into the model's contract, for evaluation's cache of its own reference passes
+    contracts = [
+        json.loads((tiny_run_inputs / name / "final/edu_bias_training.json").read_text(encoding="utf-8"))
+        for name in ("precomputed", "plain")
+    ]
+    assert len(contracts[0]["reference_sha256"]) == 64 and contracts[1]["reference_sha256"] is None
 
     # the policy moved: rewards are not trivially zero
     assert abs(plain["eval"]["rewards/margins"]) > 0.01

@@ -35,6 +35,9 @@ class EvaluationConfig(BaseModel):
     trust_remote_code: bool = False
     # null: a progress bar only for long runs (>= 512 pairs)
     progress: bool | None = None
+    # Reference log-probs kept here and reused by later runs on the same pairs and reference weights (only
+    # for checkpoints whose training recorded the reference's hash: the gpu profile's runs); null: off.
+    reference_cache_dir: str | None = "data/06_models/reference_cache"
 
 
 def as_config(params: EvaluationConfig | dict[str, Any] | None) -> EvaluationConfig:

@@ -138,6 +138,7 @@ def score_evaluation_pairs(
         [r[P.REJECTED] for r in rows],
         batch_size=cfg.batch_size or (256 if models.device.type == "cuda" else 16),
         progress=cfg.progress,
+        reference_cache_dir=cfg.reference_cache_dir,
     )
     beta = models.metadata.beta
     frame = pd.DataFrame(
@@ -176,6 +177,7 @@ def score_evaluation_pairs(
         "device": str(models.device),
         "n_pairs": len(frame),
         "n_truncated": int(frame["truncated"].sum()),
+        "reference_logps": scores.reference_cache or "computed (not cached)",
     }
     return frame, run_info
 
@@ -344,7 +346,8 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
         "",
         f"- checkpoint: `{run_info['checkpoint']}` "
         f"({'LoRA adapter' if run_info['is_adapter'] else 'full model'})",
-        f"- reference (baseline): {run_info['reference']}",
+        f"- reference (baseline): {run_info['reference']}; its log-probs: "
+        f"{run_info.get('reference_logps', 'computed (not cached)')}",
         f"- beta: {run_info['beta']}, dtype: {run_info['dtype']}, device: {run_info['device']}, "
         f"metadata: {run_info['metadata_source']}",
         f"- pairs evaluated: {run_info['n_pairs']}"
