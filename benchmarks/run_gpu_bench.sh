@@ -80,7 +80,7 @@ print("\n| run | arch | lora | batch | precompute | sampling | pairs/s | tokens/
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in anchor + project:
     best = max((a["pairs_per_s"] for a in anchor if a["arch"] == r["arch"] and a["lora"] == r["lora"]), default=None)
-    ratio = f"{r['pairs_per_s'] / best:.2f}x" if best else "-"
+    ratio = f"{r['pairs_per_s'] / best:.2f}x" if best and not r.get("torch_profile") else "-"
     print(f"| {r['tag']} | {r['arch']} | {r['lora']} | {r['batch']} | {r['precompute']} | {r.get('sampling', 'random')} "
           f"| {r['pairs_per_s']} | {r['tokens_per_s']} | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} | {ratio} |")
 print("\nloss curves (anchor: its logged losses every 5 steps; project: [step, loss]):")

@@ -78,11 +78,11 @@ def key(r):
     return r.get("what", "anchor"), r["arch"], r["lora"]
 one = {}
 for r in rows:
-    if r.get("gpus", 1) == 1:
+    if r.get("gpus", 1) == 1 and not r.get("torch_profile"):
         one.setdefault(key(r), r["pairs_per_s"])
 print("\n| run | gpus | precompute | pairs/s | vs same code on 1 GPU | MFU | peak GiB | step ms |\n|---|---|---|---|---|---|---|---|")
 for r in rows:
-    base = one.get(key(r))
+    base = None if r.get("torch_profile") else one.get(key(r))  # a profiled run is no throughput
     print(f"| {r['tag']} | {r.get('gpus', 1)} | {r['precompute']} | {r['pairs_per_s']} | "
           f"{r['pairs_per_s'] / base:.2f}x | {r['mfu'] * 100:.1f}% | {r['peak_mem_gib']} | {r.get('step_ms', '')} |"
           if base else f"| {r['tag']} | - |")

@@ -475,6 +475,8 @@ def main(argv: list[str] | None = None) -> dict:
         steps=clock.steps,
         pairs_per_s=round(pairs / dt, 2),
         step_ms=_spread(clock.step_ms),
+        # profiled steps and the trace export fall inside the clock: such a row is not a throughput
+        torch_profile=a.torch_profile,
         tokens_per_s=round(toks / dt),
         mfu=round(flops / dt / PEAK_FLOPS / world, 4),
         gpus=world,

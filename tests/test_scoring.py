@@ -224,6 +224,15 @@ def test_cached_reference_log_probs_are_reused_without_running_the_reference(ck,
         reference_cache_dir=cache,
     )
     assert other.reference_cache.startswith("written") and len(list(cache.glob("eval-ref-*.json"))) == 2
+    smaller = scoring.score_pairs(
+        models,
+        [r["prompt"] for r in rows],
+        [r["chosen"] for r in rows],
+        [r["rejected"] for r in rows],
+        batch_size=2,
+        reference_cache_dir=cache,
+    )
+    assert smaller.reference_cache.startswith("written") and len(list(cache.glob("eval-ref-*.json"))) == 3
 
 
 def test_reference_log_probs_are_not_cached_without_a_recorded_reference_hash(ck, rows, tmp_path):

@@ -612,9 +612,10 @@ def reference_logps_key(
     """
     if not models.metadata.reference_sha256:
         return None
+    meta = models.metadata
     digest = hashlib.sha256(
-        f"{REFERENCE_CACHE_VERSION}|{models.metadata.reference_sha256}|{models.dtype}|"
-        f"{models.device.type}|{batch_size}".encode()
+        f"{REFERENCE_CACHE_VERSION}|{meta.reference_sha256}|{meta.base_model}|{meta.is_adapter}|"
+        f"{models.dtype}|{models.device.type}|{batch_size}".encode()
     )
     for enc in (*chosen, *rejected):
         digest.update(f"{len(enc.input_ids)}:{enc.n_prompt}:".encode())
@@ -646,9 +647,10 @@ def score_pairs(
     """Log-probs of each pair's chosen and rejected statement under the policy and the reference.
 
     With `reference_cache_dir`, the reference's log-probs are kept there as `eval-ref-<key>.json` and a later
-    run on the same pairs, reference weights and numerics (another checkpoint of the same base model, the
-    same checkpoint again) runs the reference model not at all. Only references whose weights training
-    recorded a hash of (`reference_sha256` in the checkpoint's metadata) are cached.
+    run on the same pairs, reference weights and numerics (another checkpoint of the same run, the same
+    checkpoint again) runs the reference model not at all. Only references whose weights training recorded
+    a hash of (`reference_sha256` in the checkpoint's metadata) are cached; for LoRA that hash also covers
+    the adapter's initial weights, so only runs with the same seed and adapter shape share entries.
     """
     meta = models.metadata
     enc_c = encode_completions(models.tokenizer, prompts, chosen, meta.instruction, meta.max_length)

@@ -43,3 +43,9 @@ def test_both_rewards_falling_and_nan():
     assert diagnose(history, max_steps=10)["rewards_both_falling"]
     history[-1]["loss"] = math.nan
     assert diagnose(history, max_steps=10)["nan_loss"]
+
+
+def test_nan_rewards_under_a_masked_loss_count_as_nan():
+    # transformers' logging_nan_inf_filter logs the running mean (0.0 from the start) for a NaN loss
+    history = [log(s, 0.0, acc=0.0, chosen=math.nan, rejected=math.nan) for s in range(1, 4)]
+    assert diagnose(history, max_steps=10)["nan_loss"]

@@ -134,8 +134,9 @@ class DeepSpeedSettings(_Strict):
     offload_optimizer: bool = Field(False, description="Offload optimizer states to CPU memory.")
     overlap_comm: bool = Field(
         True,
-        description="Overlap gradient reduction with the backward pass (DeepSpeed `overlap_comm`); costs "
-        "extra bucket memory.",
+        description="Reduce each full gradient bucket while the backward pass goes on (DeepSpeed "
+        "`overlap_comm`). Costs a second bucket buffer: reduce_bucket_size elements, 1 GB in bf16 at the "
+        "ZeRO-2 default.",
     )
     reduce_bucket_size: int | Literal["auto"] | None = Field(
         None,

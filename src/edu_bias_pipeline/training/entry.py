@@ -233,11 +233,12 @@ def make_trainer_class():
             # TRL's own cache is keyed by a fingerprint that hashes the run's whole DPOConfig (output_dir
             # included), so a new run never finds it. This one is keyed by what the values depend on: the
             # token ids, the reference weights and the numerics (precision, kernels).
-            if self.reference_cache is None:
+            weights_hash = self.reference_weights_hash()
+            if self.reference_cache is None or weights_hash is None:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             from datasets import concatenate_datasets, load_from_disk
 
-            key = reference_cache_key(dataset, self._precompute_model_hash, self.reference_cache_salt)
+            key = reference_cache_key(dataset, weights_hash, self.reference_cache_salt)
             path = self.reference_cache / f"ref-{key}"
             if (path / REFERENCE_CACHE_MARKER).exists():
                 logger.info("reference log-probs for %s: reused from %s", name, path)
@@ -252,6 +253,14 @@ def make_trainer_class():
                 logger.info("reference log-probs for %s: cached in %s", name, path)
             self.accelerator.wait_for_everyone()
             return out
+
+        def reference_weights_hash(self) -> str | None:
+            """TRL's hash of the reference weights (with precomputed reference log-probs), or None where it
+            does not identify them: under ZeRO-3 the model is partitioned as it loads, so TRL hashes empty
+            tensors and two base models of one architecture would share a cache entry."""
+            if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+                return None
+            return getattr(self, "_precompute_model_hash", None)
 
         def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
             # Under DeepSpeed, transformers casts every floating input to the engine's dtype. Cached reference
@@ -366,9 +375,11 @@ def skip_adapter_input_casts(model) -> int:
 
     PEFT keeps LoRA weights in float32 over a bf16/fp16 base (a float32 master copy for the optimizer) and
     casts every adapter input to float32. The Trainer runs the forward under autocast, which casts it straight
-    back down for the matmul, so the round trip changes no value (bf16 → float32 → bf16 is exact) and costs
-    a full-size copy each way per adapted layer, forward and backward: 17% of the GPU time of a 7B LoRA step
-    on an H100. Weights stay float32.
+    back down for the matmul: a full-size copy each way per adapted layer, forward and backward, 17% of the
+    GPU time of a 7B LoRA step on an H100. Without LoRA dropout the round trip changes no value
+    (bf16 → float32 → bf16 is exact; tested); with dropout the mask is drawn over bf16 instead of float32
+    inputs, the same distribution but not the same draws. Weights stay float32. (PEFT's
+    `disable_input_dtype_casting` does this as a context manager; the trainer needs it for its whole life.)
     """
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -408,21 +419,36 @@ def make_callbacks(config: TrainingConfig):
                     logger.warning("training health: %s", health.MESSAGES[name])
 
     class ThroughputCallback(TrainerCallback):
-        """Pairs per second after the first THROUGHPUT_WARMUP_STEPS optimizer steps (wall clock).
+        """Training pairs per second after the first THROUGHPUT_WARMUP_STEPS optimizer steps (wall clock).
 
-        No synchronisation of its own: TRL reads its metrics with `.item()` after every forward pass, which
-        keeps the host within one step of the GPU, so over many steps the wall clock gives the GPU's rate.
+        Evaluations and checkpoints between steps are left out, so the figure does not depend on eval_steps
+        or save_steps. No synchronisation of its own: TRL reads its metrics with `.item()` after every
+        forward pass, which keeps the host within one step of the GPU, so over many steps the wall clock
+        gives the GPU's rate.
         """
 
         def __init__(self) -> None:
-            self.t0 = self.t1 = 0.0
+            self.t0 = self.t1 = self.last_end = self.excluded = 0.0
             self.start = self.steps = self.pairs_per_step = 0
+            self.paused = False
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = state.global_step  # a resumed run warms up again
 
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.paused = True
+
+        def on_save(self, args, state, control, **kwargs):
+            self.paused = True
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.paused and self.t0:  # an evaluation or a save ran since the last step ended
+                self.excluded += time.perf_counter() - self.last_end
+            self.paused = False
+
         def on_step_end(self, args, state, control, **kwargs):
-            now, done = time.perf_counter(), state.global_step - self.start
+            now = self.last_end = time.perf_counter()
+            done = state.global_step - self.start
             if done == THROUGHPUT_WARMUP_STEPS:
                 self.t0 = now
             elif done > THROUGHPUT_WARMUP_STEPS:
@@ -433,12 +459,14 @@ def make_callbacks(config: TrainingConfig):
                 )
 
         def summary(self) -> dict[str, Any]:
-            rate = self.steps * self.pairs_per_step / (self.t1 - self.t0) if self.steps else None
+            seconds = self.t1 - self.t0 - self.excluded
+            rate = self.steps * self.pairs_per_step / seconds if self.steps else None
             return {
                 "pairs_per_s_after_warmup": round(rate, 2) if rate else None,
                 "timed_steps": self.steps,
-                "warmup_steps": THROUGHPUT_WARMUP_STEPS,
+                "throughput_warmup_steps": THROUGHPUT_WARMUP_STEPS,
                 "pairs_per_step": self.pairs_per_step,
+                "eval_and_save_s_left_out": round(self.excluded, 2),
             }
 
     return HealthCallback(), ThroughputCallback()
@@ -534,9 +562,6 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         use_liger_kernel=False,
         # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
         ddp_find_unused_parameters=False,
-        # transformers' default logs the running mean in place of a NaN/inf loss, which hid a NaN run from
-        # the health check (logged loss 0.0); it also synchronised with the GPU after every micro-batch
-        logging_nan_inf_filter=False,
     )
     training_kwargs.update(config.extra_training_args)
     args = DPOConfig(**training_kwargs)
@@ -730,9 +755,8 @@ def _save_final(
             "instruction": config.instruction,
             "max_length": int(config.max_length),
             "trust_remote_code": bool(config.trust_remote_code),
-            # TRL's hash of the reference weights, computed for the precomputed reference log-probs (else
-            # null): evaluation keys its own cached reference log-probs by it instead of hashing again
-            "reference_sha256": getattr(trainer, "_precompute_model_hash", None),
+            # evaluation keys its own cached reference log-probs by it instead of hashing the weights again
+            "reference_sha256": trainer.reference_weights_hash(),
         }
         (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False), encoding="utf-8")
         if (tmp / "training_args.bin").exists():

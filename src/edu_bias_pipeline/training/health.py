@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 LN2 = math.log(2.0)  # DPO sigmoid loss when chosen and rejected rewards are equal
+NAN_WITNESSES = ("loss", "rewards/chosen", "rewards/rejected")
 
 # check name → the warning shown when it fires
 MESSAGES = {
@@ -47,7 +48,10 @@ def diagnose(
     checks = dict.fromkeys(MESSAGES, False)
     if not logs:
         return checks
-    checks["nan_loss"] = any(not _finite(h["loss"]) for h in logs)
+    # transformers logs the running mean in place of a non-finite loss (logging_nan_inf_filter, on by default
+    # so that one overflowed fp16 step does not poison every later logged loss): a NaN model logs a loss of
+    # 0.0. TRL's rewards are logged unfiltered.
+    checks["nan_loss"] = any(key in h and not _finite(h[key]) for h in logs for key in NAN_WITNESSES)
     start = warmup_fraction * max_steps if max_steps > 0 else 0
     after = [h for h in logs if h["step"] > start]
     if len(after) >= 2:

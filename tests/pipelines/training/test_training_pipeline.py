@@ -42,8 +42,9 @@ def test_single_mode_learns_the_sample_data(project):
     m = _metrics(project)
     assert m["final"]["train_set/rewards/accuracies"] > 0.9, m["final"]
     assert m["run"]["mode"].startswith("single") and m["run"]["device"] == "cpu"
-    # steady-state throughput: the steps after the first 5
+    # steady-state throughput: the steps after the first 5, the per-epoch evaluation and checkpoint left out
     assert m["run"]["timed_steps"] == m["run"]["global_step"] - 5 and m["run"]["pairs_per_s_after_warmup"] > 0
+    assert m["run"]["eval_and_save_s_left_out"] > 0
     # per-log-step history for dvc plots, under the old names too
     step = next(s for s in m["steps"] if "train/reward_accuracy" in s)
     for name in (
