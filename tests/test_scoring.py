@@ -23,13 +23,14 @@ def rows():
     return tc.pair_rows()
 
 
-def _score(models, rows, batch_size=3):
+def _score(models, rows, batch_size=3, **kwargs):
     return scoring.score_pairs(
         models,
         [r["prompt"] for r in rows],
         [r["chosen"] for r in rows],
         [r["rejected"] for r in rows],
         batch_size=batch_size,
+        **kwargs,
     )
 
 
@@ -188,14 +189,7 @@ def test_cached_reference_log_probs_are_reused_without_running_the_reference(ck,
     models = scoring.load_scoring_models(checkpoint, dtype="float64")
 
     def score():
-        return scoring.score_pairs(
-            models,
-            [r["prompt"] for r in rows],
-            [r["chosen"] for r in rows],
-            [r["rejected"] for r in rows],
-            batch_size=3,
-            reference_cache_dir=cache,
-        )
+        return _score(models, rows, reference_cache_dir=cache)
 
     first = score()
     [entry] = cache.glob("eval-ref-*.json")
@@ -215,23 +209,9 @@ def test_cached_reference_log_probs_are_reused_without_running_the_reference(ck,
     # other pairs, or another batch size (padding), get their own entry; it is computed, not reused
     for hook in hooks:
         hook.remove()
-    other = scoring.score_pairs(
-        models,
-        [r["prompt"] for r in rows[:3]],
-        [r["chosen"] for r in rows[:3]],
-        [r["rejected"] for r in rows[:3]],
-        batch_size=3,
-        reference_cache_dir=cache,
-    )
+    other = _score(models, rows[:3], reference_cache_dir=cache)
     assert other.reference_cache.startswith("written") and len(list(cache.glob("eval-ref-*.json"))) == 2
-    smaller = scoring.score_pairs(
-        models,
-        [r["prompt"] for r in rows],
-        [r["chosen"] for r in rows],
-        [r["rejected"] for r in rows],
-        batch_size=2,
-        reference_cache_dir=cache,
-    )
+    smaller = _score(models, rows, batch_size=2, reference_cache_dir=cache)
     assert smaller.reference_cache.startswith("written") and len(list(cache.glob("eval-ref-*.json"))) == 3
 
 
@@ -243,12 +223,6 @@ def test_reference_log_probs_are_not_cached_without_a_recorded_reference_hash(ck
         scoring.load_scoring_models(overridden, reference_model=str(ck.base), dtype="float64"),
     ):
         assert models.metadata.reference_sha256 is None
-        scores = scoring.score_pairs(
-            models,
-            [r["prompt"] for r in rows],
-            [r["chosen"] for r in rows],
-            [r["rejected"] for r in rows],
-            reference_cache_dir=tmp_path / "cache",
-        )
+        scores = _score(models, rows, reference_cache_dir=tmp_path / "cache")
         assert scores.reference_cache is None
     assert not (tmp_path / "cache").exists()

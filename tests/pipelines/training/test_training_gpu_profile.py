@@ -206,40 +206,49 @@ def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
     assert any(k.startswith("eval/") and k.count("/") >= 2 for s in m["steps"] for k in s)  # per-category
 
 
-@pytest.mark.slow
-def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, tmp_path):
-    """ZeRO-2 in bf16 with precomputed reference log-probs (one CPU process): the policy starts equal to the
-    reference, so the first loss is ln 2. transformers casts floating inputs to DeepSpeed's dtype; cached
-    reference log-probs cast to bf16 (sums of ~700 nats in steps of 4) made it 0.684 here, 1.115 on H100."""
+def _deepspeed_in_one_cpu_process(
+    inputs: Path, tmp_path: Path, stage: int, precision: str, **params
+) -> tuple:
+    """One step of the gpu profile under DeepSpeed ZeRO-`stage`: one process, DeepSpeed's CPU accelerator."""
     from edu_bias_pipeline.training.launch import deepspeed_config
 
     params = {
         "profile": "gpu",
         "mode": "deepspeed",
-        "output_dir": str(tmp_path / "zero2"),
+        "output_dir": str(tmp_path / f"zero{stage}"),
         "max_steps": 1,
-        "logging_steps": 1,
         "eval_strategy": "no",
         "save_strategy": "no",
         "per_device_train_batch_size": 8,
         "train_sampling_strategy": "random",
         "dataloader_num_workers": 0,
         "reference_cache_dir": str(tmp_path / "reference_cache"),
-        "deepspeed": {"zero_stage": 2},
+        "deepspeed": {"zero_stage": stage},
+        **params,
     }
-    ds_file = tmp_path / "zero2.json"
+    ds_file = tmp_path / f"zero{stage}.json"
     ds_file.write_text(
-        json.dumps(deepspeed_config(resolve_training_config(params, {}), "bf16")), encoding="utf-8"
+        json.dumps(deepspeed_config(resolve_training_config(params, {}), precision)), encoding="utf-8"
     )
-    proc, out = _torchrun_entry(
-        tiny_run_inputs,
+    return _torchrun_entry(
+        inputs,
         tmp_path,
         1,
         params,
         val_file=str(tmp_path / "no_val.jsonl"),
-        precision="bf16",  # what a GPU gets; the node would pick fp32 on this CPU
+        precision=precision,
         deepspeed_config=str(ds_file),
     )
+
+
+@pytest.mark.slow
+def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, tmp_path):
+    """ZeRO-2 in bf16 with precomputed reference log-probs (one CPU process): the policy starts equal to the
+    reference, so the first loss is ln 2. transformers casts floating inputs to DeepSpeed's dtype; cached
+    reference log-probs cast to bf16 (sums of ~700 nats in steps of 4) made it 0.684 here, 1.115 on H100."""
+
+    # bf16: what a GPU gets; the node would pick fp32 on this CPU
+    proc, out = _deepspeed_in_one_cpu_process(tiny_run_inputs, tmp_path, 2, "bf16", logging_steps=1)
     assert "ZeRO stage 2" in proc.stderr
     metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
     first = next(h for h in metrics["history"] if h.get("step") == 1 and "loss" in h)
@@ -251,33 +260,8 @@ def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, 
 def test_zero3_records_no_reference_hash_and_caches_nothing(tiny_run_inputs, tmp_path):
     """ZeRO-3 partitions the model as it loads, so TRL's weight hash covers empty tensors: two base models of
     one architecture would share it. No cache entry is keyed by it, and the contract records none."""
-    from edu_bias_pipeline.training.launch import deepspeed_config
 
-    params = {
-        "profile": "gpu",
-        "mode": "deepspeed",
-        "output_dir": str(tmp_path / "zero3"),
-        "max_steps": 1,
-        "eval_strategy": "no",
-        "save_strategy": "no",
-        "per_device_train_batch_size": 8,
-        "train_sampling_strategy": "random",
-        "dataloader_num_workers": 0,
-        "reference_cache_dir": str(tmp_path / "reference_cache"),
-        "deepspeed": {"zero_stage": 3},
-    }
-    ds_file = tmp_path / "zero3.json"
-    ds_file.write_text(
-        json.dumps(deepspeed_config(resolve_training_config(params, {}), "fp32")), encoding="utf-8"
-    )
-    proc, out = _torchrun_entry(
-        tiny_run_inputs,
-        tmp_path,
-        1,
-        params,
-        val_file=str(tmp_path / "no_val.jsonl"),
-        deepspeed_config=str(ds_file),
-    )
+    proc, out = _deepspeed_in_one_cpu_process(tiny_run_inputs, tmp_path, 3, "fp32")
     assert "ZeRO stage 3" in proc.stderr
     contract = json.loads((out / "final/edu_bias_training.json").read_text(encoding="utf-8"))
     assert "reference_sha256" in contract and contract["reference_sha256"] is None
