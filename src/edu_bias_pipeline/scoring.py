@@ -22,12 +22,12 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -679,10 +679,8 @@ def score_pairs(
         scores.reference_cache = f"reused {path}"
     elif path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         payload = {"key": key, "chosen": scores.reference_chosen, "rejected": scores.reference_rejected}
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
-        tmp.replace(path)
+        write_json_atomic(path, payload, indent=None)
         scores.reference_cache = f"written {path}"
     if scores.reference_cache:
         logger.info("reference log-probs: %s", scores.reference_cache)

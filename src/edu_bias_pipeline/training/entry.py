@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import render_prompt
 from edu_bias_pipeline.scoring import METADATA_FILE
 from edu_bias_pipeline.training import health
@@ -260,7 +261,7 @@ def make_trainer_class():
             tensors and two base models of one architecture would share a cache entry."""
             if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
                 return None
-            return getattr(self, "_precompute_model_hash", None)
+            return self._precompute_model_hash
 
         def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
             # Under DeepSpeed, transformers casts every floating input to the engine's dtype. Cached reference
@@ -487,12 +488,6 @@ def _is_oom(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
 
 
 def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = ()) -> dict[str, Any]:
@@ -731,7 +726,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
     }
     if state.is_main_process:
         trainer.save_state()
-        _write_json(output_dir / METRICS_FILE, metrics)
+        write_json_atomic(output_dir / METRICS_FILE, metrics)
     state.wait_for_everyone()
     return metrics
 
@@ -784,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         message = _oom_message(config) if oom else f"{type(exc).__name__}: {exc}"
         logger.exception("training failed: %s", message)
         try:
-            _write_json(error_file, {"kind": "oom" if oom else "error", "message": message})
+            write_json_atomic(error_file, {"kind": "oom" if oom else "error", "message": message})
         except OSError:
             pass
         return EXIT_OOM if oom else EXIT_FAILED

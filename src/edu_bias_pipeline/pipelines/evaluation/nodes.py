@@ -346,8 +346,7 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
         "",
         f"- checkpoint: `{run_info['checkpoint']}` "
         f"({'LoRA adapter' if run_info['is_adapter'] else 'full model'})",
-        f"- reference (baseline): {run_info['reference']}; its log-probs: "
-        f"{run_info.get('reference_logps', 'computed (not cached)')}",
+        f"- reference (baseline): {run_info['reference']}; its log-probs: {run_info['reference_logps']}",
         f"- beta: {run_info['beta']}, dtype: {run_info['dtype']}, device: {run_info['device']}, "
         f"metadata: {run_info['metadata_source']}",
         f"- pairs evaluated: {run_info['n_pairs']}"
