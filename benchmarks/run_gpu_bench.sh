@@ -6,7 +6,8 @@
 #   - the project's wheels installed as in docs/gpu_proof.md, PYTHONPATH=/tmp/site:$PWD/src.
 # Prints every run's RESULT line, then a side-by-side summary (pairs/s, MFU, peak memory, speed-up over the best
 # anchor figure of this call, loss curves). Results: $OUT/anchor.jsonl, $OUT/project.jsonl, $OUT/bench_logs.tgz.
-# Budget: BUDGET_S (480 s) of runs, leaving the rest of a 600 s device call for the wheel install; RUN_7B=0 skips 7B.
+# Budget: BUDGET_S (480 s) of runs, leaving the rest of a 600 s device call for the wheel install; RUN_7B=0 skips 7B;
+# HEADLINE=0 skips the headline pairs, ABLATE="..." adds ablations (names in the `ablation` function below).
 set -u
 export OUT=${OUT:-bench_out}
 export BENCH_MODEL_CACHE=${BENCH_MODEL_CACHE:-/tmp/bench_models}
@@ -48,26 +49,51 @@ if ls .bench/optional/liger_kernel-*.whl >/dev/null 2>&1; then
     && export PYTHONPATH="/tmp/liger:${PYTHONPATH:-}" && echo "liger-kernel: installed for the stage's runs"
 fi
 
-# In order of priority; a run that no longer fits the budget is skipped (the summary still prints).
-# The headline pairs first (anchor's best configuration, then the stage's gpu profile), 0.5B then 7B LoRA r16
-# all-linear; then the ablations: the anchor's data order (same seed, same batches: the loss-curve comparison),
-# without Liger, with torch's own attention-kernel choice, a larger batch (the probe decides), a profile.
-run anchor_0.5b_b64_pre 120 60 $A --arch 0.5b --batch 64 --accum 1 --precompute --tag anchor_0.5b_b64_pre
-run project_0.5b_gpu 150 80 $P --arch 0.5b --profile gpu --tag project_0.5b_gpu $X
-if [ "$RUN_7B" = 1 ]; then
-  run anchor_7b_lora_b32_gc 150 100 $A --arch 7b --lora --batch 32 --accum 1 --gc --steps 8 --warm 3 \
-    --tag anchor_7b_lora_b32_gc
-  run project_7b_lora_gpu_b32_gc 240 150 $P --arch 7b --lora --profile gpu --batch 32 --gc --steps 8 --warm 3 \
-    --tag project_7b_lora_gpu_b32_gc $X
+# HEADLINE=1 (default): the pairs the targets are read from, the anchor's best configuration then the stage's gpu
+# profile, 0.5B then (RUN_7B=1) 7B LoRA r16 all-linear, where the stage's batch-size probe picks the micro-batch.
+# ABLATE="name ...": then the named ablations, in the order given; a run that no longer fits the budget is skipped
+# (the summary still prints).
+S7="$P --arch 7b --lora --profile gpu --batch 32 --steps 8 --warm 3"
+Z="python3 -m torch.distributed.run --nproc_per_node 1 benchmarks/train_throughput.py --steps $STEPS --warm $WARM"
+ablation() {
+  case $1 in
+    random) run project_0.5b_gpu_random 100 50 $P --arch 0.5b --profile gpu --sampling random \
+      --tag project_0.5b_gpu_random_order $X ;;
+    noliger) run project_0.5b_gpu_noliger 100 50 $P --arch 0.5b --profile gpu --liger off \
+      --tag project_0.5b_gpu_noliger $X ;;
+    torch_attention) run project_0.5b_gpu_cudnn 100 50 $P --arch 0.5b --profile gpu --set sdpa_backends=null \
+      --tag project_0.5b_gpu_torch_attention_choice $X ;;
+    b128) run project_0.5b_gpu_b128 100 60 $P --arch 0.5b --profile gpu --batch 128 --tag project_0.5b_gpu_b128 $X ;;
+    compile) run project_0.5b_gpu_compile 150 80 $P --arch 0.5b --profile gpu --compile \
+      --tag project_0.5b_gpu_torch_compile $X ;;
+    profile) run project_0.5b_gpu_profiled 100 50 $P --arch 0.5b --profile gpu --steps 3 --warm 3 --torch-profile 3 \
+      --tag project_0.5b_gpu_profiled $X ;;
+    # DeepSpeed ZeRO-2 in one process: its per-step host work without the cross-GPU reduction, with and without
+    # the bf16 per-partition overflow check
+    zero2) run project_0.5b_gpu_zero2_1gpu 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
+        --tag project_0.5b_gpu_zero2_1gpu $X
+      run project_0.5b_gpu_zero2_1gpu_nocheck 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
+        --set 'deepspeed={"check_grad_overflow": false}' --tag project_0.5b_gpu_zero2_1gpu_no_overflow_check $X ;;
+    host_work_7b) run project_7b_upstream_host_work 200 130 $S7 --upstream-host-work \
+      --tag project_7b_lora_gpu_b32_upstream_host_work $X ;;
+    pad16_7b) run project_7b_pad16 200 130 $S7 --set 'extra_training_args={"pad_to_multiple_of": 16}' \
+      --tag project_7b_lora_gpu_b32_pad16 $X ;;
+    profile_7b) run project_7b_profiled 200 130 $P --arch 7b --lora --profile gpu --batch 32 --steps 2 --warm 3 \
+      --torch-profile 2 --tag project_7b_lora_gpu_profiled $X ;;
+    *) echo "unknown ablation $1" ;;
+  esac
+}
+if [ "${HEADLINE:-1}" = 1 ]; then
+  run anchor_0.5b_b64_pre 120 60 $A --arch 0.5b --batch 64 --accum 1 --precompute --tag anchor_0.5b_b64_pre
+  run project_0.5b_gpu 150 80 $P --arch 0.5b --profile gpu --tag project_0.5b_gpu $X
+  if [ "$RUN_7B" = 1 ]; then
+    run anchor_7b_lora_b32_gc 150 100 $A --arch 7b --lora --batch 32 --accum 1 --gc --steps 8 --warm 3 \
+      --tag anchor_7b_lora_b32_gc
+    run project_7b_lora_gpu_b32 240 150 $S7 --tag project_7b_lora_gpu_b32 $X
+  fi
 fi
-run project_0.5b_gpu_random 100 50 $P --arch 0.5b --profile gpu --sampling random --tag project_0.5b_gpu_random_order $X
-run project_0.5b_gpu_noliger 100 50 $P --arch 0.5b --profile gpu --liger off --tag project_0.5b_gpu_noliger $X
-run project_0.5b_gpu_cudnn 100 50 $P --arch 0.5b --profile gpu --set sdpa_backends=null \
-  --tag project_0.5b_gpu_torch_attention_choice $X
-run project_0.5b_gpu_b128 100 60 $P --arch 0.5b --profile gpu --batch 128 --tag project_0.5b_gpu_b128 $X
-run project_0.5b_gpu_profiled 100 50 $P --arch 0.5b --profile gpu --steps 3 --warm 3 --torch-profile 3 \
-  --tag project_0.5b_gpu_profiled $X
-grep -A8 "^PROFILE" /tmp/bench_logs/project_0.5b_gpu_profiled.log 2>/dev/null | cut -c1-160
+for name in ${ABLATE:-}; do ablation "$name"; done
+grep -h -A8 "^PROFILE" /tmp/bench_logs/*profiled*.log 2>/dev/null | cut -c1-160
 
 python3 - "$OUT" /tmp/bench_logs <<'PY'
 import glob, json, os, sys
@@ -92,4 +118,9 @@ for r in project:
     print(f"  LOSS {r['tag']} {r['loss_curve']}")
 PY
 tar czf "$OUT/bench_logs.tgz" -C /tmp bench_logs
+# The device returns at most 8 files: profile reports and traces go back as one archive (reports only if too large).
+if ls "$OUT"/profile_* >/dev/null 2>&1; then
+  (cd "$OUT" && tar cf profiles.tar profile_* \
+    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt; } && rm -f profile_*)
+fi
 echo "total ${SECONDS}s"

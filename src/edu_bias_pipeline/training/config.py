@@ -144,6 +144,13 @@ class DeepSpeedSettings(_Strict):
         "Trainer's `auto` (hidden_size²) under ZeRO-3. `auto` under ZeRO-2 gives a 0.5B model "
         "~600 reductions a step.",
     )
+    check_grad_overflow: bool = Field(
+        True,
+        description="In bf16, check every gradient partition for inf/NaN before the optimizer step and skip "
+        "the step if one is found (DeepSpeed's default). The check synchronises with the GPU once per "
+        "partition; off, a bf16 run steps as `single` and `accelerate` modes do, and the health check still "
+        "reports a NaN loss. fp16 always checks (loss scaling needs it).",
+    )
     offload_param: bool = Field(False, description="Offload parameters to CPU memory (ZeRO-3 only).")
     launcher: Literal["accelerate", "deepspeed"] = Field(
         "accelerate",

@@ -154,7 +154,7 @@ def deepspeed_config(config: TrainingConfig, precision: str) -> dict[str, Any]:
         "gradient_accumulation_steps": "auto",
         "gradient_clipping": "auto",
         # "auto": filled from the training arguments (bf16/fp16), so the launcher and Trainer never disagree
-        "bf16": {"enabled": "auto"},
+        "bf16": {"enabled": "auto", "check_grad_overflow": ds.check_grad_overflow},
         "fp16": {"enabled": "auto"},
         "zero_optimization": zero,
         "steps_per_print": 10**9,

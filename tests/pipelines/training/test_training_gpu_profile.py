@@ -397,3 +397,49 @@ def test_a_model_computing_nan_trips_the_health_check(tiny_run_inputs, tmp_path)
     logs = [h for h in m["history"] if "loss" in h and "eval_loss" not in h]
     assert logs and all(math.isnan(h["rewards/chosen"]) for h in logs)
     assert m["health"]["checks"]["nan_loss"]
+
+
+def test_per_micro_batch_host_work_is_done_once_with_the_same_results(tiny_run_inputs):
+    """Two walks the Trainer repeats before every micro-batch are done once: counting the parameters for
+    `total_flos`, and `model.train()` over every submodule. The model is still back in training mode after
+    every evaluation (and in eval mode during it), and `total_flos` is transformers' own formula."""
+    from transformers import TrainerCallback
+
+    seen = {"walks": 0, "param_counts": 0, "steps": 0, "train_mode": [], "eval_mode": []}
+
+    class Watch(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            layer, count = model.model.layers[0], model.num_parameters
+
+            def counted_walk(mode=True, _walk=layer.train):
+                seen["walks"] += mode
+                return _walk(mode)
+
+            def counted_count(*a, **kw):
+                seen["param_counts"] += 1
+                return count(*a, **kw)
+
+            layer.train, model.num_parameters = counted_walk, counted_count
+            self.model, seen["non_embedding"] = model, count(exclude_embeddings=True)
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):  # after forward+backward
+            seen["steps"] += 1
+            seen["train_mode"].append(all(m.training for m in model.modules()))
+
+        def on_prediction_step(self, args, state, control, **kwargs):
+            seen["eval_mode"].append(not any(m.training for m in self.model.modules()))
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            seen["flos"], seen["tokens"] = state.total_flos, state.num_input_tokens_seen
+
+    _run_in_process(
+        tiny_run_inputs,
+        "host_work",
+        callbacks=[Watch()],
+        extra_training_args={"include_num_input_tokens_seen": "all"},
+    )
+    assert seen["steps"] == 6 and all(seen["train_mode"]) and seen["eval_mode"] and all(seen["eval_mode"])
+    # one walk at the start and one after the evaluation at step 3 (the one at step 6 ends the training)
+    assert seen["walks"] == 2
+    assert seen["param_counts"] == 1
+    assert seen["tokens"] > 0 and seen["flos"] == 6 * seen["tokens"] * seen["non_embedding"]
