@@ -74,8 +74,6 @@ ablation() {
         --tag project_0.5b_gpu_zero2_1gpu $X
       run project_0.5b_gpu_zero2_1gpu_nocheck 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
         --set 'deepspeed={"check_grad_overflow": false}' --tag project_0.5b_gpu_zero2_1gpu_no_overflow_check $X ;;
-    host_work_7b) run project_7b_upstream_host_work 200 130 $S7 --upstream-host-work \
-      --tag project_7b_lora_gpu_b32_upstream_host_work $X ;;
     pad16_7b) run project_7b_pad16 200 130 $S7 --set 'extra_training_args={"pad_to_multiple_of": 16}' \
       --tag project_7b_lora_gpu_b32_pad16 $X ;;
     profile_7b) run project_7b_profiled 200 130 $P --arch 7b --lora --profile gpu --batch 32 --steps 2 --warm 3 \

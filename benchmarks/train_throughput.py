@@ -324,12 +324,6 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="ablation: keep PEFT's float32 cast of every LoRA input (the stage turns it off in bf16/fp16)",
     )
-    ap.add_argument(
-        "--upstream-host-work",
-        action="store_true",
-        help="ablation: let the Trainer recount the parameters and walk model.train() before every "
-        "micro-batch (the stage does each once)",
-    )
     ap.add_argument("--tag", default="")
     a = ap.parse_args(argv)
 
@@ -345,21 +339,6 @@ def main(argv: list[str] | None = None) -> dict:
         import edu_bias_pipeline.training.entry as entry
 
         entry.skip_adapter_input_casts = lambda model: 0
-    if a.upstream_host_work:
-        from transformers import Trainer
-
-        import edu_bias_pipeline.training.entry as entry
-
-        stage_trainer_class = entry.make_trainer_class
-
-        def upstream_trainer_class():
-            class Upstream(stage_trainer_class()):
-                floating_point_ops = Trainer.floating_point_ops
-
-            return Upstream
-
-        entry.make_trainer_class = upstream_trainer_class
-        entry.skip_repeated_train_walks = lambda model: None
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
     # Under torchrun (as the anchor's 2-GPU runs): one GPU per process; rank 0 builds files and prints RESULT.
@@ -491,7 +470,6 @@ def main(argv: list[str] | None = None) -> dict:
         gc=a.gc,
         compile=a.compile,
         peft_input_casts=a.peft_input_casts if a.lora else None,
-        upstream_host_work=a.upstream_host_work,
         liger=resolve_liger(config, runtime),
         precision=precision,
         steps=clock.steps,

@@ -255,19 +255,6 @@ def make_trainer_class():
             self.accelerator.wait_for_everyone()
             return out
 
-        _flops_per_token: int | None = None
-
-        def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-            # transformers recounts the parameters for every micro-batch (a walk over every module and
-            # parameter, ~7 ms of host time for 7B LoRA, spent while the GPU waits on the Trainer's loss
-            # check); the count cannot change during training.
-            main = getattr(self.model, "main_input_name", "input_ids")
-            if main not in inputs:
-                return 0
-            if self._flops_per_token is None:
-                self._flops_per_token = super().floating_point_ops({main: torch.empty(1)})
-            return self._flops_per_token * inputs[main].numel()
-
         def reference_weights_hash(self) -> str | None:
             """TRL's hash of the reference weights (with precomputed reference log-probs), or None where it
             does not identify them: under ZeRO-3 the model is partitioned as it loads, so TRL hashes empty
@@ -401,27 +388,6 @@ def skip_adapter_input_casts(model) -> int:
     for layer in layers:
         layer.cast_input_dtype_enabled = False
     return len(layers)
-
-
-def skip_repeated_train_walks(model) -> None:
-    """Make `model.train()` return at once when the model is already in training mode from an earlier call.
-
-    The Trainer calls `model.train()` before every micro-batch, and `Module.train` walks every submodule
-    (2,333 for a 7B LoRA model, ~8 ms of host time, spent while the GPU waits on the Trainer's loss check).
-    During a run only the Trainer's evaluations leave training mode, through `eval()` on this model or a
-    wrapper around it (DDP, DeepSpeed), which passes through here; the next `train()` walks again.
-    """
-    walk = model.train
-    walked = False
-
-    def train(mode: bool = True):
-        nonlocal walked
-        if mode and walked and model.training:
-            return model
-        walked = mode
-        return walk(mode)
-
-    model.train = train  # an instance attribute: wrappers and `eval()` reach it through `module.train`
 
 
 # Steps left out of the steady-state throughput: kernel autotuning, allocator growth and the first
@@ -704,7 +670,6 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
             "LoRA: %d adapted layers take half-precision inputs as they are",
             skip_adapter_input_casts(trainer.model),
         )
-    skip_repeated_train_walks(trainer.model)
     if trainer.is_deepspeed_enabled:
         logger.info("DeepSpeed ZeRO stage %s engine", trainer.accelerator.state.deepspeed_plugin.zero_stage)
     if config.auto_find_batch_size:
