@@ -68,12 +68,12 @@ ablation() {
       --tag project_0.5b_gpu_torch_compile $X ;;
     profile) run project_0.5b_gpu_profiled 100 50 $P --arch 0.5b --profile gpu --steps 3 --warm 3 --torch-profile 3 \
       --tag project_0.5b_gpu_profiled $X ;;
-    # DeepSpeed ZeRO-2 in one process: its per-step host work without the cross-GPU reduction, with and without
-    # the bf16 per-partition overflow check
-    zero2) run project_0.5b_gpu_zero2_1gpu 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
-        --tag project_0.5b_gpu_zero2_1gpu $X
-      run project_0.5b_gpu_zero2_1gpu_nocheck 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
-        --set 'deepspeed={"check_grad_overflow": false}' --tag project_0.5b_gpu_zero2_1gpu_no_overflow_check $X ;;
+    # DeepSpeed ZeRO-2 in one process: its per-step host work without the cross-GPU reduction, with DeepSpeed's
+    # bf16 per-partition overflow check and as the gpu profile runs it (without)
+    zero2) run project_0.5b_gpu_zero2_1gpu_check 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
+        --set 'deepspeed={"check_grad_overflow": true}' --tag project_0.5b_gpu_zero2_1gpu_overflow_check $X
+      run project_0.5b_gpu_zero2_1gpu 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
+        --tag project_0.5b_gpu_zero2_1gpu $X ;;
     pad16_7b) run project_7b_pad16 200 130 $S7 --set 'extra_training_args={"pad_to_multiple_of": 16}' \
       --tag project_7b_lora_gpu_b32_pad16 $X ;;
     profile_7b) run project_7b_profiled 200 130 $P --arch 7b --lora --profile gpu --batch 32 --steps 2 --warm 3 \

@@ -105,3 +105,17 @@ def test_sdpa_backends_are_validated_and_applied_as_torch_switches():
     finally:
         for name, value in saved.items():
             getattr(torch.backends.cuda, SDPA_TOGGLES[name])(value)
+
+
+def test_gpu_profile_drops_deepspeeds_bf16_overflow_check_and_keeps_it_under_other_settings():
+    """The profile's `deepspeed` group merges key by key with the parameters' own: asking for ZeRO-3 under the
+    gpu profile keeps the profile's overflow setting, and the parameters can still turn the check back on."""
+    from edu_bias_pipeline.training.launch import deepspeed_config
+
+    gpu = resolve_training_config({"profile": "gpu", "deepspeed": {"zero_stage": 3}}, {})
+    assert gpu.deepspeed.zero_stage == 3 and gpu.deepspeed.check_grad_overflow is False
+    assert deepspeed_config(gpu, "bf16")["bf16"] == {"enabled": "auto", "check_grad_overflow": False}
+    back_on = resolve_training_config({"profile": "gpu", "deepspeed": {"check_grad_overflow": True}}, {})
+    assert back_on.deepspeed.check_grad_overflow is True
+    for profile in ("default", "optimized"):  # DeepSpeed's own default elsewhere
+        assert resolve_training_config({"profile": profile}, {}).deepspeed.check_grad_overflow is True
