@@ -34,9 +34,14 @@ if [ "${ANCHORS:-1}" = 1 ]; then
   run anchor_1gpu 60 env CUDA_VISIBLE_DEVICES=0 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
   run anchor_ddp 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
 fi
-run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu
-run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp
-run project_zero2 80 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2
+# RUNS: which of the stage's three runs, in that order (a run that no longer fits the budget is skipped).
+for r in ${RUNS:-1gpu ddp zero2}; do
+  case $r in
+    1gpu) run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu ;;
+    ddp) run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp ;;
+    zero2) run project_zero2 60 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2 ;;
+  esac
+done
 # REPEAT=1: the one-GPU baseline again, after the others (machine drift within the call).
 if [ "${REPEAT:-0}" = 1 ]; then
   run project_1gpu_again 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu_again
