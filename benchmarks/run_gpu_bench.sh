@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8: the bare-TRL anchor and the training stage's own path, back to back on the same GPU, in one call.
 #
-# Needs (see docs/performance.md, "Issue 8: how to measure"):
+# Needs (see docs/performance.md, "Running it again"):
 #   - the anchor at .bench/trl_anchor.py (mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/; carried);
 #   - the project's wheels installed as in docs/gpu_proof.md, PYTHONPATH=/tmp/site:$PWD/src.
 # Prints every run's RESULT line, then a side-by-side summary (pairs/s, MFU, peak memory, speed-up over the best
@@ -16,6 +16,7 @@ RUN_7B=${RUN_7B:-1}
 BUDGET_S=${BUDGET_S:-480}
 STEPS=${STEPS:-25}
 WARM=${WARM:-5}
+rm -rf /tmp/bench_logs  # a warm machine keeps the last call's logs; the models in $BENCH_MODEL_CACHE are reused
 mkdir -p "$OUT" "$BENCH_MODEL_CACHE" /tmp/bench_logs
 ANCHOR=.bench/trl_anchor.py
 [ -f "$ANCHOR" ] || { echo "missing $ANCHOR: mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/ (and carry .bench)"; exit 2; }
@@ -70,13 +71,13 @@ ablation() {
       --tag project_0.5b_gpu_profiled $X ;;
     # DeepSpeed ZeRO-2 in one process: its per-step host work without the cross-GPU reduction, with DeepSpeed's
     # bf16 per-partition overflow check and as the gpu profile runs it (without)
-    zero2) run project_0.5b_gpu_zero2_1gpu_check 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
+    zero2) run project_0.5b_gpu_zero2_1gpu_overflow_check 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
         --set 'deepspeed={"check_grad_overflow": true}' --tag project_0.5b_gpu_zero2_1gpu_overflow_check $X
       run project_0.5b_gpu_zero2_1gpu 100 60 $Z --arch 0.5b --profile gpu --zero 2 \
         --tag project_0.5b_gpu_zero2_1gpu $X ;;
-    pad16_7b) run project_7b_pad16 200 130 $S7 --set 'extra_training_args={"pad_to_multiple_of": 16}' \
+    pad16_7b) [ "$RUN_7B" = 1 ] && run project_7b_pad16 200 130 $S7 --set 'extra_training_args={"pad_to_multiple_of": 16}' \
       --tag project_7b_lora_gpu_b32_pad16 $X ;;
-    profile_7b) run project_7b_profiled 200 130 $P --arch 7b --lora --profile gpu --batch 32 --steps 2 --warm 3 \
+    profile_7b) [ "$RUN_7B" = 1 ] && run project_7b_profiled 200 130 $P --arch 7b --lora --profile gpu --batch 32 --steps 2 --warm 3 \
       --torch-profile 2 --tag project_7b_lora_gpu_profiled $X ;;
     *) echo "unknown ablation $1" ;;
   esac
@@ -119,6 +120,7 @@ tar czf "$OUT/bench_logs.tgz" -C /tmp bench_logs
 # The device returns at most 8 files: profile reports and traces go back as one archive (reports only if too large).
 if ls "$OUT"/profile_* >/dev/null 2>&1; then
   (cd "$OUT" && tar cf profiles.tar profile_* \
-    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt; } && rm -f profile_*)
+    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt || rm -f profiles.tar; } \
+    ; rm -f profile_*)
 fi
 echo "total ${SECONDS}s"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 8, 2 GPUs: one GPU vs DDP vs DeepSpeed ZeRO-2, bare TRL (anchor) and the training stage, one call.
 # The one-GPU baselines run with CUDA_VISIBLE_DEVICES=0 (a process that sees two GPUs gets nn.DataParallel).
-# Kind nvidia-h100-x2; carry .whl and .bench (mkdir -p .bench && cp ../shared/bench/{trl_anchor.py,zero2.json} .bench/);
+# Kind nvidia-h100-x2 or nvidia-h200-x2; carry .whl and .bench (mkdir -p .bench && cp ../shared/bench/{trl_anchor.py,zero2.json} .bench/);
 # after the wheel install of docs/gpu_proof.md. The anchor cannot precompute under torchrun (TRL's cache of an
 # in-memory dataset); the stage's gpu profile does (file-backed datasets). Same summary as run_gpu_bench.sh.
 set -u
@@ -11,6 +11,7 @@ export KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 BUDGET_S=${BUDGET_S:-480}
 B=${BATCH:-32}
+rm -rf /tmp/bench_logs  # a warm machine keeps the last call's logs; the models in $BENCH_MODEL_CACHE are reused
 mkdir -p "$OUT" "$BENCH_MODEL_CACHE" /tmp/bench_logs
 [ -f .bench/trl_anchor.py ] || { echo "missing .bench/trl_anchor.py"; exit 2; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -40,6 +41,7 @@ for r in ${RUNS:-1gpu ddp zero2}; do
     1gpu) run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu ;;
     ddp) run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp ;;
     zero2) run project_zero2 60 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2 ;;
+    *) echo "unknown run $r" ;;
   esac
 done
 # REPEAT=1: the one-GPU baseline again, after the others (machine drift within the call).
@@ -97,6 +99,7 @@ tar czf "$OUT/bench_logs_2gpu.tgz" -C /tmp bench_logs
 # only, if the traces would make it too large).
 if ls "$OUT"/profile_* >/dev/null 2>&1; then
   (cd "$OUT" && tar cf profiles.tar profile_* \
-    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt; } && rm -f profile_*)
+    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt || rm -f profiles.tar; } \
+    ; rm -f profile_*)
 fi
 echo "total ${SECONDS}s"

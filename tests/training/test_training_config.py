@@ -119,6 +119,9 @@ def test_fingerprint_tracks_training_settings_only():
     assert cfg.fingerprint("d") == TrainingConfig(report_to="tensorboard").fingerprint("d")
     assert cfg.fingerprint("d") != TrainingConfig(learning_rate=1e-3).fingerprint("d")
     assert cfg.fingerprint("d") != cfg.fingerprint("other data")
+    # a setting written out at its default is the same run (and so is one a later release adds at its default)
+    assert cfg.fingerprint("d") == TrainingConfig(deepspeed={"check_grad_overflow": True}).fingerprint("d")
+    assert cfg.fingerprint("d") != TrainingConfig(deepspeed={"check_grad_overflow": False}).fingerprint("d")
 
 
 def test_every_field_is_documented():

@@ -117,5 +117,9 @@ def test_gpu_profile_drops_deepspeeds_bf16_overflow_check_and_keeps_it_under_oth
     assert deepspeed_config(gpu, "bf16")["bf16"] == {"enabled": "auto", "check_grad_overflow": False}
     back_on = resolve_training_config({"profile": "gpu", "deepspeed": {"check_grad_overflow": True}}, {})
     assert back_on.deepspeed.check_grad_overflow is True
+    # a null inside the group leaves the profile's value, as a null at the top level does
+    for unset in ({"deepspeed": {"check_grad_overflow": None}}, {"deepspeed": None}):
+        cfg = resolve_training_config({"profile": "gpu", **unset}, {})
+        assert cfg.deepspeed.check_grad_overflow is False
     for profile in ("default", "optimized"):  # DeepSpeed's own default elsewhere
         assert resolve_training_config({"profile": profile}, {}).deepspeed.check_grad_overflow is True

@@ -6,7 +6,8 @@ written as JSON for the launched process (`entry.py`), which never reads env var
 
 Precedence, lowest first:
 1. the named profile (`profile: default | optimized | gpu`, see `PROFILES`);
-2. every key set (not null) in `conf/<env>/parameters_training.yml` or `kedro run --params`;
+2. every key set (not null) in `conf/<env>/parameters_training.yml` or `kedro run --params`; inside a settings
+   group (`lora`, `deepspeed`, `launch`) key by key, so a profile's group keeps the keys you leave unset;
 3. the old scripts' env vars (`ENV_OVERRIDES`): `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS`,
    `OUTPUT_DIR`.
 
@@ -93,8 +94,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "use_liger_kernel": "auto",
         "torch_compile": False,
         "dataloader_num_workers": 4,
-        # DeepSpeed's bf16 overflow check synchronises once per gradient partition: +12% pairs/s without it
-        # (0.5B ZeRO-2, H200), and single/accelerate modes do not check either.
+        # DeepSpeed's bf16 overflow check costs small kernels per gradient tensor and a blocking all-reduce +
+        # .item() per step: +4.5-12% pairs/s without it (0.5B ZeRO-2, H200); single/accelerate never check.
         "deepspeed": {"check_grad_overflow": False},
         "eval_strategy": "steps",
         "eval_steps": 100,
@@ -150,11 +151,12 @@ class DeepSpeedSettings(_Strict):
     )
     check_grad_overflow: bool = Field(
         True,
-        description="ZeRO-1/2 in bf16: check every gradient partition for inf/NaN before the optimizer step "
-        "and skip the step if one is found (DeepSpeed's default; the `gpu` profile turns it off). The check "
-        "synchronises with the GPU once per partition; off, a bf16 run steps as `single` and `accelerate` "
-        "modes do, and the health check still reports a NaN loss. fp16 always checks (loss scaling needs "
-        "it).",
+        description="ZeRO-2 in bf16: check the gradients for inf/NaN before the optimizer step and skip the "
+        "step if one is found (on, as DeepSpeed 0.19.8 defaults; 0.18-0.19.7 defaulted to off; the `gpu` "
+        "profile turns it off). The check runs small kernels per gradient tensor, then an all-reduce and a "
+        "blocking `.item()` per step; off, a bf16 run steps as `single` and `accelerate` modes do, and the "
+        "health check still reports a NaN loss. ZeRO-3 never checks bf16 gradients; fp16 is always checked "
+        "(loss scaling needs it).",
     )
     offload_param: bool = Field(False, description="Offload parameters to CPU memory (ZeRO-3 only).")
     launcher: Literal["accelerate", "deepspeed"] = Field(
@@ -375,7 +377,11 @@ class TrainingConfig(_Strict):
 
     def fingerprint(self, *data_digests: str) -> str:
         """Identity of a training run: same config and same data → same fingerprint → resume allowed."""
-        payload = self.model_dump(mode="json", exclude={"resume", "report_to", "run_name", "wandb_project"})
+        # Fields at their default are left out, so a release that adds a setting does not make every
+        # interrupted run look like another configuration (which starts afresh and deletes its checkpoints).
+        payload = self.model_dump(
+            mode="json", exclude={"resume", "report_to", "run_name", "wandb_project"}, exclude_defaults=True
+        )
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         for item in data_digests:
             digest.update(item.encode())
@@ -390,6 +396,10 @@ def _format_validation_error(exc: ValidationError) -> str:
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"  training.{where}: {err['msg']}{shown}")
     return "invalid training configuration:\n" + "\n".join(lines)
+
+
+# Fields holding a settings model: a profile's value for one merges key by key with the parameters'.
+SETTINGS_GROUPS = ("lora", "deepspeed", "launch")
 
 
 def _drop_nulls(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -425,9 +435,9 @@ def resolve_training_config(
     # An unknown profile supplies nothing here and is reported by the `profile` validator below.
     profile = PROFILES.get(merged.get("profile", "default"), {})
     values = {**profile, **merged}
-    for key, group in profile.items():
-        if isinstance(group, dict) and isinstance(merged.get(key), Mapping):
-            values[key] = {**group, **merged[key]}
+    for key in SETTINGS_GROUPS:
+        if isinstance(profile.get(key), dict) and isinstance(merged.get(key), Mapping):
+            values[key] = {**profile[key], **_drop_nulls(merged[key])}
     try:
         config = TrainingConfig.model_validate(values)
     except ValidationError as exc:
