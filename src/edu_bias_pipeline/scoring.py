@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -369,11 +370,18 @@ class _Prefix:
     last_hidden: Any
 
 
+def _cache_keyword(decoder: Any) -> str:
+    # transformers 5.2x renamed the key/value cache from `past_key_values` to `cache` (the old name goes in
+    # 5.40); earlier 5.x releases know only the old one.
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def _run_prefix(decoder: Any, prompt: list[int], device: Any) -> _Prefix:
     import torch
 
     out = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
-    return _Prefix(list(prompt), out.past_key_values, out.last_hidden_state[:, -1:])
+    cache = out["cache"] if "cache" in out else out["past_key_values"]
+    return _Prefix(list(prompt), cache, out.last_hidden_state[:, -1:])
 
 
 def _prefix_for(model: Any, prompt: list[int] | None, device: Any) -> _Prefix | None:
@@ -440,7 +448,7 @@ def _completion_logps(
         hidden = decoder(
             input_ids=ids,
             attention_mask=attention,
-            past_key_values=cache,
+            **{_cache_keyword(decoder): cache},
             use_cache=True,
             position_ids=positions_ids.expand(len(batch), -1),
             cache_position=torch.arange(n_prompt, n_prompt + width, device=device),
