@@ -5,9 +5,11 @@
 #   - the anchor at .bench/trl_anchor.py (mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/; carried);
 #   - the project's wheels installed as in docs/gpu_proof.md, PYTHONPATH=/tmp/site:$PWD/src.
 # Prints every run's RESULT line, then a side-by-side summary (pairs/s, MFU, peak memory, speed-up over the best
-# anchor figure of this call, loss curves). Results: $OUT/anchor.jsonl, $OUT/project.jsonl, $OUT/bench_logs.tgz.
+# anchor figure of this call, loss curves) and the evaluation scoring figures. Results: $OUT/anchor.jsonl,
+# $OUT/project.jsonl, $OUT/eval.jsonl, $OUT/bench_logs.tgz.
 # Budget: BUDGET_S (480 s) of runs, leaving the rest of a 600 s device call for the wheel install; RUN_7B=0 skips 7B;
-# HEADLINE=0 skips the headline pairs, ABLATE="..." adds ablations (names in the `ablation` function below).
+# HEADLINE=0 skips the headline pairs, EVAL=0 the evaluation scoring, ABLATE="..." adds ablations (names in the
+# `ablation` function below).
 set -u
 export OUT=${OUT:-bench_out}
 export BENCH_MODEL_CACHE=${BENCH_MODEL_CACHE:-/tmp/bench_models}
@@ -91,6 +93,12 @@ if [ "${HEADLINE:-1}" = 1 ]; then
     run project_7b_lora_gpu_b32 240 150 $S7 --tag project_7b_lora_gpu_b32 $X
   fi
 fi
+# EVAL=1 (default): evaluation scoring for 0.5B (issue target >= 1,000 pairs/s), then as a second evaluation of
+# the same run scores it, with the reference log-probs from its cache.
+if [ "${EVAL:-1}" = 1 ]; then
+  run eval_0.5b 90 40 python3 benchmarks/eval_throughput.py --batch-sizes 256
+  run eval_0.5b_reused_reference 90 40 python3 benchmarks/eval_throughput.py --batch-sizes 256 --reuse-reference
+fi
 for name in ${ABLATE:-}; do ablation "$name"; done
 grep -h -A8 "^PROFILE" /tmp/bench_logs/*profiled*.log 2>/dev/null | cut -c1-160
 
@@ -115,6 +123,9 @@ for f in sorted(glob.glob(os.path.join(logs, "*.loss"))):
         print(" ", line)
 for r in project:
     print(f"  LOSS {r['tag']} {r['loss_curve']}")
+for r in load("eval.jsonl"):
+    print(f"EVAL {r['model']} | {r['reference']} | batch {r['batch_size']}: {r['pairs_per_s']} pairs/s, "
+          f"{r['tokens_per_s']} tokens/s, MFU {r['mfu'] * 100:.1f}%, peak {r['peak_memory_mib']:.0f} MiB")
 PY
 tar czf "$OUT/bench_logs.tgz" -C /tmp bench_logs
 # The device returns at most 8 files: profile reports and traces go back as one archive (reports only if too large).
