@@ -35,12 +35,16 @@ if [ "${ANCHORS:-1}" = 1 ]; then
   run anchor_1gpu 60 env CUDA_VISIBLE_DEVICES=0 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
   run anchor_ddp 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
 fi
-# RUNS: which of the stage's three runs, in that order (a run that no longer fits the budget is skipped).
+# RUNS: which of the stage's runs, in that order (a run that no longer fits the budget is skipped); the *_b128
+# runs double the per-GPU batch (DeepSpeed's per-parameter host work is paid per micro-batch, not per pair).
 for r in ${RUNS:-1gpu ddp zero2}; do
   case $r in
     1gpu) run project_1gpu 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu ;;
     ddp) run project_ddp 80 $T $P --tag project_0.5b_gpu_b${B}_ddp ;;
     zero2) run project_zero2 60 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2 ;;
+    1gpu_b128) run project_1gpu_b128 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --batch 128 \
+      --tag project_0.5b_gpu_b128_1gpu ;;
+    zero2_b128) run project_zero2_b128 60 $T $P --zero 2 --batch 128 --tag project_0.5b_gpu_b128_zero2 ;;
     *) echo "unknown run $r" ;;
   esac
 done
