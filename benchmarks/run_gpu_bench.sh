@@ -10,47 +10,13 @@
 # Budget: BUDGET_S (480 s) of runs, leaving the rest of a 600 s device call for the wheel install; RUN_7B=0 skips 7B;
 # HEADLINE=0 skips the headline pairs, EVAL=0 the evaluation scoring, ABLATE="..." adds ablations (names in the
 # `ablation` function below).
-set -u
-export OUT=${OUT:-bench_out}
-export BENCH_MODEL_CACHE=${BENCH_MODEL_CACHE:-/tmp/bench_models}
-export KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1
+source "$(dirname "$0")/bench_common.sh"
 RUN_7B=${RUN_7B:-1}
-BUDGET_S=${BUDGET_S:-480}
 STEPS=${STEPS:-25}
 WARM=${WARM:-5}
-rm -rf /tmp/bench_logs  # a warm machine keeps the last call's logs; the models in $BENCH_MODEL_CACHE are reused
-mkdir -p "$OUT" "$BENCH_MODEL_CACHE" /tmp/bench_logs
-ANCHOR=.bench/trl_anchor.py
-[ -f "$ANCHOR" ] || { echo "missing $ANCHOR: mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/ (and carry .bench)"; exit 2; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
-python3 -c 'import torch, transformers, trl; print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__)'
-
-# run NAME MAX_SECONDS MIN_SECONDS_LEFT CMD...: skipped when the budget cannot hold it; log kept, RESULT echoed
-run() {
-  local name=$1 limit=$2 need=$3; shift 3
-  local left=$(( BUDGET_S - SECONDS ))
-  if [ "$left" -lt "$need" ]; then echo "== $name skipped (${left}s left of the budget)"; return; fi
-  [ "$limit" -gt "$left" ] && limit=$left
-  local t0=$SECONDS
-  timeout "$limit" "$@" > "/tmp/bench_logs/$name.log" 2>&1
-  local rc=$?
-  echo "== $name rc=$rc $(( SECONDS - t0 ))s"
-  grep -h "^RESULT" "/tmp/bench_logs/$name.log" || tail -5 "/tmp/bench_logs/$name.log" | cut -c1-400
-  # the anchor prints its train logs as dicts: keep its loss curve for the comparison
-  case $name in anchor_*) ;; *) return ;; esac
-  grep -o "{'loss': '[0-9.e+-]*'" "/tmp/bench_logs/$name.log" | grep -o "[0-9][0-9.e+-]*" | tr '\n' ' ' \
-    | sed "s/^/LOSS $name /" > "/tmp/bench_logs/$name.loss"
-}
-
-A="python3 $ANCHOR --steps $STEPS --warm $WARM"
+A="python3 .bench/trl_anchor.py --steps $STEPS --warm $WARM"
 P="python3 benchmarks/train_throughput.py --steps $STEPS --warm $WARM"
 X=${BENCH_EXTRA:-}  # appended to the stage's runs (CPU dry run: BENCH_EXTRA=--tiny)
-
-# Liger's layer kernels (optional wheel in .bench/optional): the gpu profile turns them on when importable.
-if ls .bench/optional/liger_kernel-*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/liger .bench/optional/liger_kernel-*.whl \
-    && export PYTHONPATH="/tmp/liger:${PYTHONPATH:-}" && echo "liger-kernel: installed for the stage's runs"
-fi
 
 # HEADLINE=1 (default): the pairs the targets are read from, the anchor's best configuration then the stage's gpu
 # profile, 0.5B then (RUN_7B=1) 7B LoRA r16 all-linear, where the stage's batch-size probe picks the micro-batch.
@@ -127,11 +93,4 @@ for r in load("eval.jsonl"):
     print(f"EVAL {r['model']} | {r['reference']} | batch {r['batch_size']}: {r['pairs_per_s']} pairs/s, "
           f"{r['tokens_per_s']} tokens/s, MFU {r['mfu'] * 100:.1f}%, peak {r['peak_memory_mib']:.0f} MiB")
 PY
-tar czf "$OUT/bench_logs.tgz" -C /tmp bench_logs
-# The device returns at most 8 files: profile reports and traces go back as one archive (reports only if too large).
-if ls "$OUT"/profile_* >/dev/null 2>&1; then
-  (cd "$OUT" && tar cf profiles.tar profile_* \
-    && { [ "$(stat -c %s profiles.tar)" -lt 15000000 ] || tar cf profiles.tar profile_*.txt || rm -f profiles.tar; } \
-    ; rm -f profile_*)
-fi
-echo "total ${SECONDS}s"
+pack_results bench_logs.tgz

@@ -28,6 +28,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -258,9 +259,8 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
             if self.prof is not None and state.global_step == warm + profile_steps:
                 wall_us = (time.perf_counter() - self.prof_t0) * 1e6
                 self.prof.__exit__(None, None, None)
-                out = (profile_out or Path(tempfile.gettempdir()) / "profile.txt").with_name(
-                    f"{(profile_out or Path('profile')).stem}_rank{rank}.txt"
-                )
+                base = profile_out or Path(tempfile.gettempdir()) / "profile.txt"
+                out = base.with_name(f"{base.stem}_rank{rank}.txt")
                 trace = out.with_suffix(".trace.json")
                 self.prof.export_chrome_trace(str(trace))
                 report = profile_report(self.prof, wall_us, warm, profile_steps, timeline(trace, wall_us))
@@ -502,11 +502,10 @@ def _spread(values: list[float]) -> dict:
     """min / median / max of the timed steps (ms)."""
     if not values:
         return {}
-    ordered = sorted(values)
     return {
-        "min": round(ordered[0], 1),
-        "median": round(ordered[len(ordered) // 2], 1),
-        "max": round(ordered[-1], 1),
+        "min": round(min(values), 1),
+        "median": round(statistics.median(values), 1),
+        "max": round(max(values), 1),
     }
 
 

@@ -177,19 +177,8 @@ def test_scoring_routes_agree(ck, rows, which, monkeypatch):
         assert cached.chosen_tokens == other.chosen_tokens
 
 
-def _with_recorded_reference(ck, tmp_path, sha="ab" * 32):
-    """The full checkpoint, its metadata recording its reference's hash as training now writes it."""
-    out = tmp_path / "final"
-    shutil.copytree(ck.full, out)
-    meta = json.loads((out / "edu_bias_training.json").read_text(encoding="utf-8"))
-    (out / "edu_bias_training.json").write_text(
-        json.dumps({**meta, "reference_sha256": sha}), encoding="utf-8"
-    )
-    return out
-
-
 def test_cached_reference_log_probs_are_reused_without_running_the_reference(ck, rows, tmp_path):
-    checkpoint = _with_recorded_reference(ck, tmp_path)
+    checkpoint = tc.with_recorded_reference(ck.full, tmp_path / "final")
     cache = tmp_path / "reference_cache"
     models = scoring.load_scoring_models(checkpoint, dtype="float64")
 
@@ -222,7 +211,7 @@ def test_cached_reference_log_probs_are_reused_without_running_the_reference(ck,
 
 def test_reference_log_probs_are_not_cached_without_a_recorded_reference_hash(ck, rows, tmp_path):
     # no hash in the metadata, or a reference given by hand (the recorded hash describes another model)
-    overridden = _with_recorded_reference(ck, tmp_path)
+    overridden = tc.with_recorded_reference(ck.full, tmp_path / "final")
     for models in (
         scoring.load_scoring_models(ck.full, dtype="float64"),
         scoring.load_scoring_models(overridden, reference_model=str(ck.base), dtype="float64"),

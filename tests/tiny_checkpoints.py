@@ -11,6 +11,7 @@ Built once per test session (about 5 s) and shared by every test module through 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,15 @@ def build_checkpoints(root: Path) -> TinyCheckpoints:
 
 
 _CACHE: dict[str, TinyCheckpoints] = {}
+
+
+def with_recorded_reference(checkpoint: Path, dest: Path, sha: str = "ab" * 32) -> Path:
+    """A copy of `checkpoint` whose metadata records its reference's hash, as gpu-profile training does."""
+    shutil.copytree(checkpoint, dest)
+    meta_file = dest / "edu_bias_training.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    meta_file.write_text(json.dumps({**meta, "reference_sha256": sha}), encoding="utf-8")
+    return dest
 
 
 def get_checkpoints(tmp_path_factory) -> TinyCheckpoints:

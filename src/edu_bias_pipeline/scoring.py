@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -104,8 +105,7 @@ def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) 
     meta_file = find_metadata_file(checkpoint)
     if meta_file is not None:
         data = _read_json(meta_file)
-        keys = ("base_model", "is_adapter", "beta", "instruction", "max_length", "trust_remote_code")
-        for key in (*keys, "reference_sha256"):
+        for key in (f.name for f in fields(TrainingMetadata) if f.name != "source"):
             if data.get(key) is not None:
                 values[key] = data[key]
         sources.append(str(meta_file))
@@ -370,18 +370,18 @@ class _Prefix:
     last_hidden: Any
 
 
-def _cache_keyword(decoder: Any) -> str:
-    # transformers 5.2x renamed the key/value cache from `past_key_values` to `cache` (the old name goes in
-    # 5.40); earlier 5.x releases know only the old one.
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+@functools.cache
+def _cache_keyword(decoder_class: type) -> str:
+    # transformers 5.2x renamed the key/value cache, argument and output, from `past_key_values` to `cache`
+    # (the old name goes in 5.40); earlier 5.x releases know only the old one.
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
 
 
 def _run_prefix(decoder: Any, prompt: list[int], device: Any) -> _Prefix:
     import torch
 
     out = decoder(input_ids=torch.tensor([prompt], device=device), use_cache=True)
-    cache = out["cache"] if "cache" in out else out["past_key_values"]
-    return _Prefix(list(prompt), cache, out.last_hidden_state[:, -1:])
+    return _Prefix(list(prompt), out[_cache_keyword(type(decoder))], out.last_hidden_state[:, -1:])
 
 
 def _prefix_for(model: Any, prompt: list[int] | None, device: Any) -> _Prefix | None:
@@ -448,7 +448,7 @@ def _completion_logps(
         hidden = decoder(
             input_ids=ids,
             attention_mask=attention,
-            **{_cache_keyword(decoder): cache},
+            **{_cache_keyword(type(decoder)): cache},
             use_cache=True,
             position_ids=positions_ids.expand(len(batch), -1),
             cache_position=torch.arange(n_prompt, n_prompt + width, device=device),

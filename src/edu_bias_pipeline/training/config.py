@@ -7,7 +7,8 @@ written as JSON for the launched process (`entry.py`), which never reads env var
 Precedence, lowest first:
 1. the named profile (`profile: default | optimized | gpu`, see `PROFILES`);
 2. every key set (not null) in `conf/<env>/parameters_training.yml` or `kedro run --params`; inside a settings
-   group (`lora`, `deepspeed`, `launch`) key by key, so a profile's group keeps the keys you leave unset;
+   group (`lora`, `deepspeed`, `launch`, `health`) key by key, so a profile's group keeps the keys you leave
+   unset;
 3. the old scripts' env vars (`ENV_OVERRIDES`): `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS`,
    `OUTPUT_DIR`.
 
@@ -398,8 +399,13 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "invalid training configuration:\n" + "\n".join(lines)
 
 
-# Fields holding a settings model: a profile's value for one merges key by key with the parameters'.
-SETTINGS_GROUPS = ("lora", "deepspeed", "launch")
+# Fields holding a settings model (`lora`, `deepspeed`, `launch`, `health`): a profile's value for one merges
+# key by key with the parameters'.
+SETTINGS_GROUPS = tuple(
+    name
+    for name, info in TrainingConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, _Strict)
+)
 
 
 def _drop_nulls(params: Mapping[str, Any]) -> dict[str, Any]:

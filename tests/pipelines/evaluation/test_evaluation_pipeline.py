@@ -186,13 +186,7 @@ def test_checkpoint_step_with_default_dtype(project, ck):
 def test_a_second_evaluation_reuses_the_cached_reference_log_probs(project, ck, tmp_path):
     """A checkpoint whose training recorded its reference's hash (gpu profile): the first run writes the
     reference's log-probs to the cache, the next run on the same pairs reads them, with the same scores."""
-    import shutil
-
-    checkpoint = tmp_path / "final"
-    shutil.copytree(ck.full, checkpoint)
-    meta = json.loads((checkpoint / "edu_bias_training.json").read_text(encoding="utf-8"))
-    meta["reference_sha256"] = "cd" * 32
-    (checkpoint / "edu_bias_training.json").write_text(json.dumps(meta), encoding="utf-8")
+    checkpoint = tc.with_recorded_reference(ck.full, tmp_path / "final")
     write_jsonl(project / "data/05_model_input/test.jsonl", tc.pair_rows(with_long=False))
     report = project / "data/08_reporting/eval_report.md"
     scores_file = project / "data/07_model_output/eval_pair_scores.jsonl"
