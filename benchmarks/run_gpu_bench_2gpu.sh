@@ -15,18 +15,22 @@ if [ "${ANCHORS:-1}" = 1 ]; then
   run anchor_1gpu "$BUDGET_S" 60 env CUDA_VISIBLE_DEVICES=0 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
   run anchor_ddp "$BUDGET_S" 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
 fi
-# RUNS: which of the stage's runs, in that order (a run that no longer fits the budget is skipped); the *_b128
-# runs double the per-GPU batch (DeepSpeed's per-parameter host work is paid per micro-batch, not per pair).
+# RUNS: which of the stage's runs, in that order (a run that no longer fits the budget is skipped). A run is
+# MODE (1gpu, ddp or zero2), optionally prefixed 7b_ (7B LoRA r16 all-linear, per-GPU batch 32, 8 timed steps)
+# and suffixed _bN (per-GPU batch N instead of BATCH): DeepSpeed's per-parameter host work is paid per
+# micro-batch, not per pair, so larger per-GPU batches (or a 7B step) show how much of ZeRO-2's cost it is.
 for r in ${RUNS:-1gpu ddp zero2}; do
-  case $r in
-    1gpu) run project_1gpu "$BUDGET_S" 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu ;;
-    ddp) run project_ddp "$BUDGET_S" 80 $T $P --tag project_0.5b_gpu_b${B}_ddp ;;
-    zero2) run project_zero2 "$BUDGET_S" 60 $T $P --zero 2 --tag project_0.5b_gpu_b${B}_zero2 ;;
-    1gpu_b128) run project_1gpu_b128 "$BUDGET_S" 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --batch 128 \
-      --tag project_0.5b_gpu_b128_1gpu ;;
-    zero2_b128) run project_zero2_b128 "$BUDGET_S" 60 $T $P --zero 2 --batch 128 --tag project_0.5b_gpu_b128_zero2 ;;
-    *) echo "unknown run $r" ;;
+  arch=0.5b mode=$r b=$B need=80 extra=""
+  case $mode in 7b_*) arch=7b mode=${mode#7b_} b=32 need=150 extra="--lora --steps 8 --warm 3" ;; esac
+  case $mode in *_b[0-9]*) b=${mode##*_b} mode=${mode%_b*} ;; esac
+  case $mode in
+    1gpu) launcher="env CUDA_VISIBLE_DEVICES=0 python3" ;;
+    ddp) launcher=$T ;;
+    zero2) launcher=$T extra="$extra --zero 2" ;;
+    *) echo "unknown run $r"; continue ;;
   esac
+  run "project_$r" "$BUDGET_S" "$need" $launcher benchmarks/train_throughput.py --arch $arch --profile gpu \
+    --batch "$b" $extra ${BENCH_EXTRA:-} --tag "project_${arch}_gpu_b${b}_${mode}"
 done
 # REPEAT=1: the one-GPU baseline again, after the others (machine drift within the call).
 if [ "${REPEAT:-0}" = 1 ]; then
@@ -57,8 +61,8 @@ rows = []
 for name in ("anchor.jsonl", "project.jsonl"):
     path = os.path.join(sys.argv[1], name)
     rows += [json.loads(l) for l in open(path)] if os.path.exists(path) else []
-def key(r):
-    return r.get("what", "anchor"), r["arch"], r["lora"]
+def key(r):  # the same code, model and per-GPU batch
+    return r.get("what", "anchor"), r["arch"], r["lora"], r["batch"]
 one = {}
 for r in rows:
     if r.get("gpus", 1) == 1 and not r.get("torch_profile"):
