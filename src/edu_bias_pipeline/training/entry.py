@@ -170,6 +170,21 @@ def completion_lengths(dataset) -> list[int]:
     return pc.add(prompt, longest).to_pylist()
 
 
+def length_grouped_sampler(lengths: list[int], per_step: int, seed: int):
+    """transformers' LengthGroupedSampler, its length groups a whole number of optimizer steps of all ranks.
+
+    accelerate deals the sampler's batches to the ranks in turn, so the ranks' batches of one step are
+    neighbours in the sampler's order. Grouped by one rank's share, a group's end fell inside a step every
+    few steps: one rank then padded to the longest lengths of the next group while the other had the
+    shortest of the last, and waited for it at every gradient reduction. `per_step`: pairs per optimizer
+    step over all ranks (per-device batch x accumulation x ranks).
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    return LengthGroupedSampler(per_step, lengths=lengths, generator=torch.Generator().manual_seed(seed))
+
+
 def resolve_liger(config: TrainingConfig, runtime: RuntimeSpec) -> bool:
     if config.use_liger_kernel != "auto":
         return bool(config.use_liger_kernel)
@@ -357,15 +372,11 @@ def make_trainer_class():
                 return self._length_grouped(eval_dataset, self.args.eval_batch_size)
             return super()._get_eval_sampler(eval_dataset)
 
-        def _length_grouped(self, dataset, group_size: int):
+        def _length_grouped(self, dataset, per_process: int):
             # transformers looks for `input_ids` or a `length` column, which TRL's preference rows lack
             # (and a `length` column would be dropped as unused before the sampler is built).
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            return LengthGroupedSampler(
-                group_size,
-                lengths=completion_lengths(dataset),
-                generator=torch.Generator().manual_seed(self.args.seed),
+            return length_grouped_sampler(
+                completion_lengths(dataset), per_process * self.args.world_size, self.args.seed
             )
 
     return EduBiasDPOTrainer

@@ -21,7 +21,7 @@ from conftest import run_pipeline, write_jsonl
 from training_fixtures import SHORT_RUN, sample_rows, write_splits
 
 from edu_bias_pipeline.training.config import resolve_training_config
-from edu_bias_pipeline.training.entry import RuntimeSpec, completion_lengths, run
+from edu_bias_pipeline.training.entry import RuntimeSpec, completion_lengths, length_grouped_sampler, run
 
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
@@ -185,6 +185,38 @@ def test_completion_lengths_feed_the_length_grouped_sampler():
     )
     assert completion_lengths(ds) == [5, 4]
     assert completion_lengths(ds.select([1])) == [4]
+
+
+@pytest.mark.parametrize("world, accum", [(2, 1), (2, 2), (3, 1)])
+def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
+    """Every rank's batches of one optimizer step come from one length group, in its descending order.
+
+    The ranks' batches are dealt by accelerate's own BatchSamplerShard, as the Trainer's dataloader does.
+    Grouped by one rank's share (the sampler's former size), each of these cases had groups ending inside a
+    step.
+    """
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(20, 300) for _ in range(84)]
+    batch = 3
+    per_step = batch * accum * world
+    order = list(length_grouped_sampler(lengths, per_step, seed=0))
+    assert sorted(order) == list(range(len(lengths)))
+    shards = [
+        list(BatchSamplerShard(BatchSampler(order, batch, drop_last=False), world, rank))
+        for rank in range(world)
+    ]
+    steps = len(order) // per_step
+    assert steps >= 4
+    for step in range(steps):
+        dealt = {i for shard in shards for b in shard[step * accum : (step + 1) * accum] for i in b}
+        group = order[step * per_step : (step + 1) * per_step]
+        assert dealt == set(group)
+        # a group's first pair may be the one LengthGroupedSampler swapped for the longest of all
+        tail = [lengths[i] for i in group[1:]]
+        assert tail == sorted(tail, reverse=True), f"step {step} spans two length groups"
 
 
 def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
