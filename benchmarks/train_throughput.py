@@ -110,7 +110,7 @@ def synthetic_rows(n: int, prompt: int, completion: int, vocab_size: int, seed: 
     return rows
 
 
-def build_model_dir(arch: str, vocab_size: int, out: Path, device: str) -> Path:
+def build_model_dir(shape: dict, vocab_size: int, out: Path, device: str) -> Path:
     """Random-init model (torch.manual_seed(0), as the anchor) + tokenizer saved where the stage loads it."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
@@ -118,7 +118,7 @@ def build_model_dir(arch: str, vocab_size: int, out: Path, device: str) -> Path:
     if (out / "config.json").exists():
         return out
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=vocab_size, max_position_embeddings=4096, **ARCH[arch])
+    cfg = Qwen2Config(vocab_size=vocab_size, max_position_embeddings=4096, **shape)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):  # a 7B init on CPU takes minutes
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
@@ -324,6 +324,13 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="ablation: keep PEFT's float32 cast of every LoRA input (the stage turns it off in bf16/fp16)",
     )
+    ap.add_argument(
+        "--layers",
+        type=int,
+        default=None,
+        help="that many layers instead of the architecture's: with --tiny, a model whose step is nearly all "
+        "host work (--layers 24: the 0.5B's 290 parameter tensors, hence its per-parameter hooks, on CPU)",
+    )
     ap.add_argument("--tag", default="")
     a = ap.parse_args(argv)
 
@@ -347,6 +354,9 @@ def main(argv: list[str] | None = None) -> dict:
     if cuda:
         torch.cuda.set_device(local_rank)
     arch = "tiny" if a.tiny else a.arch
+    shape = ARCH[arch] | ({"num_hidden_layers": a.layers} if a.layers else {})
+    if a.layers:
+        arch = f"{arch}-{a.layers}l"
     vocab = TINY_VOCAB if a.tiny else VOCAB
     if world > 1:  # every rank must see the same run directory (TRL's shared reference cache)
         work = Path(tempfile.gettempdir()) / f"train_throughput_{os.environ.get('MASTER_PORT', '0')}"
@@ -357,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         Path(a.model_cache or os.environ.get("BENCH_MODEL_CACHE", tempfile.gettempdir())) / f"bench-{arch}"
     )
     if local_rank == 0:
-        model_dir = build_model_dir(arch, vocab, cache, f"cuda:{local_rank}" if cuda else "cpu")
+        model_dir = build_model_dir(shape, vocab, cache, f"cuda:{local_rank}" if cuda else "cpu")
     else:
         model_dir = cache
         while not (cache / "config.json").exists():

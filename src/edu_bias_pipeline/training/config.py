@@ -294,8 +294,9 @@ class TrainingConfig(_Strict):
     train_sampling_strategy: Literal["random", "group_by_length"] = Field(
         "random",
         description="`group_by_length`: batches of similar length (transformers' LengthGroupedSampler, "
-        "lengths from TRL's token ids), so little padding is computed. Weighted sampling wins when sample "
-        "weights differ.",
+        "lengths from TRL's token ids), so little padding is computed. Its groups hold whole optimizer "
+        "steps of all ranks, so the ranks of one step get pairs of similar length. Weighted sampling wins "
+        "when sample weights differ.",
     )
     auto_find_batch_size: bool = Field(
         False,
