@@ -176,8 +176,8 @@ def length_grouped_sampler(lengths: list[int], per_step: int, seed: int):
     accelerate deals the sampler's batches to the ranks in turn, so the ranks' batches of one step are
     neighbours in the sampler's order. Grouped by one rank's share, a group's end fell inside a step every
     few steps: one rank then padded to the longest lengths of the next group while the other had the
-    shortest of the last, and waited for it at every gradient reduction. `per_step`: pairs per optimizer
-    step over all ranks (per-device batch x accumulation x ranks).
+    shortest of the last, and waited for it at every gradient reduction. `per_step`: pairs per step over
+    all ranks (training: per-device batch x accumulation x ranks; evaluation: eval batch x ranks).
     """
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
