@@ -4,7 +4,8 @@
 # Kind nvidia-h100-x2 or nvidia-h200-x2; carry .whl and .bench (mkdir -p .bench && cp ../shared/bench/{trl_anchor.py,zero2.json} .bench/);
 # after the wheel install of docs/gpu_proof.md. The anchor cannot precompute under torchrun (TRL's cache of an
 # in-memory dataset); the stage's gpu profile does (file-backed datasets). The summary sets each run against the
-# same code on one GPU. The 7B LoRA pair on such a machine: CUDA_VISIBLE_DEVICES=0 bash benchmarks/run_gpu_bench.sh.
+# same code on one GPU. The 7B LoRA anchor-against-stage pair on such a machine: CUDA_VISIBLE_DEVICES=0 bash
+# benchmarks/run_gpu_bench.sh.
 source "$(dirname "$0")/bench_common.sh"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 B=${BATCH:-32}
@@ -19,10 +20,12 @@ fi
 # MODE (1gpu, ddp or zero2), optionally prefixed 7b_ (7B LoRA r16 all-linear, per-GPU batch 32, 8 timed steps)
 # and suffixed _bN (per-GPU batch N instead of BATCH): DeepSpeed's per-parameter host work is paid per
 # micro-batch, not per pair, so larger per-GPU batches (or a 7B step) show how much of ZeRO-2's cost it is.
+# RUNS=" " runs none of them (an empty RUNS means the default).
 for r in ${RUNS:-1gpu ddp zero2}; do
-  arch=0.5b mode=$r b=$B need=80 extra=""
-  case $mode in 7b_*) arch=7b mode=${mode#7b_} b=32 need=150 extra="--lora --steps 8 --warm 3" ;; esac
-  case $mode in *_b[0-9]*) b=${mode##*_b} mode=${mode%_b*} ;; esac
+  # need: seconds of budget a run must find left; a 7B run also builds or loads 15 GB and its reference pass
+  arch=0.5b name=0.5b mode=$r b=$B need=80 extra=""
+  case $mode in 7b_*) arch=7b name=7b_lora mode=${mode#7b_} b=32 need=150 extra="--lora --steps 8 --warm 3" ;; esac
+  if [[ $mode =~ ^(.+)_b([0-9]+)$ ]]; then mode=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}; fi
   case $mode in
     1gpu) launcher="env CUDA_VISIBLE_DEVICES=0 python3" ;;
     ddp) launcher=$T ;;
@@ -30,7 +33,7 @@ for r in ${RUNS:-1gpu ddp zero2}; do
     *) echo "unknown run $r"; continue ;;
   esac
   run "project_$r" "$BUDGET_S" "$need" $launcher benchmarks/train_throughput.py --arch $arch --profile gpu \
-    --batch "$b" $extra ${BENCH_EXTRA:-} --tag "project_${arch}_gpu_b${b}_${mode}"
+    --batch "$b" $extra ${BENCH_EXTRA:-} --tag "project_${name}_gpu_b${b}_${mode}"
 done
 # REPEAT=1: the one-GPU baseline again, after the others (machine drift within the call).
 if [ "${REPEAT:-0}" = 1 ]; then
@@ -61,8 +64,9 @@ rows = []
 for name in ("anchor.jsonl", "project.jsonl"):
     path = os.path.join(sys.argv[1], name)
     rows += [json.loads(l) for l in open(path)] if os.path.exists(path) else []
-def key(r):  # the same code, model and per-GPU batch
-    return r.get("what", "anchor"), r["arch"], r["lora"], r["batch"]
+def key(r):  # a ratio is only meaningful against the one-GPU run that differs in the GPU count alone
+    return (r.get("what", "anchor"), r["arch"], r["lora"], r.get("pairs_per_gpu_step", r["batch"]),
+            r.get("sampling"))
 one = {}
 for r in rows:
     if r.get("gpus", 1) == 1 and not r.get("torch_profile"):

@@ -119,7 +119,7 @@ def build_model_dir(shape: dict, vocab_size: int, out: Path, device: str) -> Pat
         return out
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=vocab_size, max_position_embeddings=4096, **shape)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     with torch.device(device):  # a 7B init on CPU takes minutes
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
     tmp = out.with_name(out.name + ".tmp")
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.cuda.set_device(local_rank)
     arch = "tiny" if a.tiny else a.arch
     shape = ARCH[arch] | ({"num_hidden_layers": a.layers} if a.layers else {})
-    if a.layers:
+    if a.layers:  # its own model cache, and a row never compared with the architecture's
         arch = f"{arch}-{a.layers}l"
     vocab = TINY_VOCAB if a.tiny else VOCAB
     if world > 1:  # every rank must see the same run directory (TRL's shared reference cache)
@@ -475,6 +475,8 @@ def main(argv: list[str] | None = None) -> dict:
         lora=a.lora,
         batch=clock.batch or batch,
         accum=accum,
+        # as asked, before the batch-size probe splits it: what a multi-GPU run is compared by
+        pairs_per_gpu_step=batch * accum,
         precompute=precomputed,
         sampling=config.train_sampling_strategy,
         gc=a.gc,

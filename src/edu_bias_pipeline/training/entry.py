@@ -171,13 +171,14 @@ def completion_lengths(dataset) -> list[int]:
 
 
 def length_grouped_sampler(lengths: list[int], per_step: int, seed: int):
-    """transformers' LengthGroupedSampler, its length groups a whole number of optimizer steps of all ranks.
+    """transformers' LengthGroupedSampler with `per_step` as its batch: pairs per step over all ranks.
 
-    accelerate deals the sampler's batches to the ranks in turn, so the ranks' batches of one step are
-    neighbours in the sampler's order. Grouped by one rank's share, a group's end fell inside a step every
-    few steps: one rank then padded to the longest lengths of the next group while the other had the
-    shortest of the last, and waited for it at every gradient reduction. `per_step`: pairs per step over
-    all ranks (training: per-device batch x accumulation x ranks; evaluation: eval batch x ranks).
+    Its length groups are a whole number of its batch (min(n // (4 x batch), 50) of them), and accelerate
+    deals the sampler's batches to the ranks in turn, so with `per_step` = per-device batch x accumulation x
+    ranks (evaluation: eval batch x ranks) one step of all ranks never spans two groups. Sized to one rank's
+    share, a group ended inside a step whenever that multiplier was not a multiple of the rank count (with
+    the sample data at batch 64, every step): one rank padded to the next group's longest pairs while the
+    other had the last group's shortest, and waited for it at every gradient reduction.
     """
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler

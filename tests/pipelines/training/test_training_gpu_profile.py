@@ -21,7 +21,7 @@ from conftest import run_pipeline, write_jsonl
 from training_fixtures import SHORT_RUN, sample_rows, write_splits
 
 from edu_bias_pipeline.training.config import resolve_training_config
-from edu_bias_pipeline.training.entry import RuntimeSpec, completion_lengths, length_grouped_sampler, run
+from edu_bias_pipeline.training.entry import RuntimeSpec, completion_lengths, run
 
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
@@ -191,23 +191,45 @@ def test_completion_lengths_feed_the_length_grouped_sampler():
 def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
     """Every rank's batches of one optimizer step come from one length group, in its descending order.
 
-    The ranks' batches are dealt by accelerate's own BatchSamplerShard, as the Trainer's dataloader does.
-    Grouped by one rank's share (the sampler's former size), each of these cases had groups ending inside a
-    step.
+    The sampler is the trainer's own choice for these arguments; the ranks' batches are dealt by accelerate's
+    BatchSamplerShard, as the Trainer's dataloader does. Grouped by one rank's share (the former size), each
+    of these cases had groups ending inside a step.
     """
+    from types import SimpleNamespace
+
     from accelerate.data_loader import BatchSamplerShard
+    from datasets import Dataset
     from torch.utils.data import BatchSampler
+
+    from edu_bias_pipeline.training.entry import make_trainer_class
 
     rng = random.Random(0)
     lengths = [rng.randint(20, 300) for _ in range(84)]
-    batch = 3
-    per_step = batch * accum * world
-    order = list(length_grouped_sampler(lengths, per_step, seed=0))
+    batch, eval_batch = 3, 2
+    # only these arguments are read to choose a sampler: no model is needed
+    trainer = object.__new__(make_trainer_class())
+    trainer.args = SimpleNamespace(
+        train_sampling_strategy="group_by_length",
+        train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        eval_batch_size=eval_batch,
+        world_size=world,
+        seed=0,
+    )
+    trainer.train_dataset = Dataset.from_dict(
+        {
+            "prompt_ids": [[1] * (n - 1) for n in lengths],
+            "chosen_ids": [[2]] * len(lengths),
+            "rejected_ids": [[3]] * len(lengths),
+        }
+    )
+    order = list(trainer._get_train_sampler())
     assert sorted(order) == list(range(len(lengths)))
     shards = [
         list(BatchSamplerShard(BatchSampler(order, batch, drop_last=False), world, rank))
         for rank in range(world)
     ]
+    per_step = batch * accum * world
     steps = len(order) // per_step
     assert steps >= 4
     for step in range(steps):
@@ -217,6 +239,8 @@ def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
         # a group's first pair may be the one LengthGroupedSampler swapped for the longest of all
         tail = [lengths[i] for i in group[1:]]
         assert tail == sorted(tail, reverse=True), f"step {step} spans two length groups"
+    # evaluation batches are dealt the same way: its groups are one evaluation step of all ranks
+    assert trainer._get_eval_sampler(trainer.train_dataset).batch_size == eval_batch * world
 
 
 def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
