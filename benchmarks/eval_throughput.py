@@ -32,12 +32,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edu_bias_pipeline import scoring  # noqa: E402
-from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE  # noqa: E402
+from edu_bias_pipeline.training.architectures import (  # noqa: E402
+    PEAK_BF16_FLOPS,
+    QWEN2_ARCHITECTURES,
+    QWEN2_VOCAB_SIZE,
+)
 from edu_bias_pipeline.training.tiny_model import TinyModelSpec  # noqa: E402
 
 QWEN2_0_5B = dict(QWEN2_ARCHITECTURES["0.5b"], vocab_size=QWEN2_VOCAB_SIZE, max_position_embeddings=32768)
 _SPEC = TinyModelSpec()
-PEAK_FLOPS = 989e12
 TINY = dict(
     QWEN2_ARCHITECTURES["tiny"],
     vocab_size=_SPEC.vocab_size,
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             # every pass reads the chosen and the rejected sequences: policy + reference, or policy alone
             "tokens_per_s": round(passes * seq_tokens / best, 1),
             "completion_tokens_per_s": round(passes * completion_tokens / best, 1),
-            "mfu": round(2 * n_params * passes * seq_tokens / best / PEAK_FLOPS, 4),
+            "mfu": round(2 * n_params * passes * seq_tokens / best / PEAK_BF16_FLOPS, 4),
             "peak_memory_mib": round(peak_memory_mib(device), 1),
         }
         results.append(row)

@@ -36,13 +36,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE  # noqa: E402
+from edu_bias_pipeline.training.architectures import (  # noqa: E402
+    PEAK_BF16_FLOPS,
+    QWEN2_ARCHITECTURES,
+    QWEN2_VOCAB_SIZE,
+)
 from edu_bias_pipeline.training.tiny_model import TinyModelSpec  # noqa: E402
 
 ARCH = QWEN2_ARCHITECTURES  # the anchor's architectures (trl_anchor.py) and the tiny one
 VOCAB = QWEN2_VOCAB_SIZE
 TINY_VOCAB = TinyModelSpec().vocab_size
-PEAK_FLOPS = 989e12  # H100 SXM dense bf16, as in the anchor
 
 
 def _words(vocab_size: int) -> list[str]:
@@ -490,7 +493,7 @@ def main(argv: list[str] | None = None) -> dict:
         # profiled steps and the trace export fall inside the clock: such a row is not a throughput
         torch_profile=a.torch_profile,
         tokens_per_s=round(toks / dt),
-        mfu=round(flops / dt / PEAK_FLOPS / world, 4),
+        mfu=round(flops / dt / PEAK_BF16_FLOPS / world, 4),
         gpus=world,
         zero=a.zero,
         peak_mem_gib=round(peak, 1),

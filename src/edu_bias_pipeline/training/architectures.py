@@ -10,6 +10,8 @@ from dataclasses import asdict
 from edu_bias_pipeline.training.tiny_model import TinyModelSpec
 
 QWEN2_VOCAB_SIZE = 151936
+# dense bf16 of an H100/H200 SXM: the bare-TRL anchor's MFU denominator, which the benchmarks share
+PEAK_BF16_FLOPS = 989e12
 
 _tiny = asdict(TinyModelSpec())
 _SHAPE = (

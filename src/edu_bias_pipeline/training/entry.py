@@ -170,22 +170,6 @@ def completion_lengths(dataset) -> list[int]:
     return pc.add(prompt, longest).to_pylist()
 
 
-def length_grouped_sampler(lengths: list[int], per_step: int, seed: int):
-    """transformers' LengthGroupedSampler with `per_step` as its batch: pairs per step over all ranks.
-
-    Its length groups are a whole number of its batch (min(n // (4 x batch), 50) of them), and accelerate
-    deals the sampler's batches to the ranks in turn, so with `per_step` = per-device batch x accumulation x
-    ranks (evaluation: eval batch x ranks) one step of all ranks never spans two groups. Sized to one rank's
-    share, a group ended inside a step whenever that multiplier was not a multiple of the rank count (with
-    the sample data at batch 64, every step): one rank padded to the next group's longest pairs while the
-    other had the last group's shortest, and waited for it at every gradient reduction.
-    """
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    return LengthGroupedSampler(per_step, lengths=lengths, generator=torch.Generator().manual_seed(seed))
-
-
 def resolve_liger(config: TrainingConfig, runtime: RuntimeSpec) -> bool:
     if config.use_liger_kernel != "auto":
         return bool(config.use_liger_kernel)
@@ -374,10 +358,24 @@ def make_trainer_class():
             return super()._get_eval_sampler(eval_dataset)
 
         def _length_grouped(self, dataset, per_process: int):
+            """transformers' LengthGroupedSampler with a step of all ranks as its batch.
+
+            Its length groups are a whole number of its batch (min(n // (4 x batch), 50) of them), and
+            accelerate deals the sampler's batches to the ranks in turn, so with the per-process pairs of a
+            step (per-device batch x accumulation; evaluation: eval batch) times the ranks, one step of all
+            ranks never spans two groups. Sized to one rank's share, a group ended inside a step whenever
+            that multiplier was not a multiple of the rank count (with the sample data at batch 64, every
+            step): one rank padded to the next group's longest pairs while the other had the last group's
+            shortest, and waited for it at every gradient reduction.
+            """
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
             # transformers looks for `input_ids` or a `length` column, which TRL's preference rows lack
             # (and a `length` column would be dropped as unused before the sampler is built).
-            return length_grouped_sampler(
-                completion_lengths(dataset), per_process * self.args.world_size, self.args.seed
+            return LengthGroupedSampler(
+                per_process * self.args.world_size,
+                lengths=completion_lengths(dataset),
+                generator=torch.Generator().manual_seed(self.args.seed),
             )
 
     return EduBiasDPOTrainer
