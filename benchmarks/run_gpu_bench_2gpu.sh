@@ -20,11 +20,14 @@ fi
 # MODE (1gpu, ddp or zero2), optionally prefixed 7b_ (7B LoRA r16 all-linear, per-GPU batch 32, 8 timed steps)
 # and suffixed _bN (per-GPU batch N instead of BATCH): DeepSpeed's per-parameter host work is paid per
 # micro-batch, not per pair, so larger per-GPU batches (or a 7B step) show how much of ZeRO-2's cost it is.
+# A final _gathered: TRL's metric all-gathers in every micro-batch (gather_step_metrics: true), the gpu
+# profile's setting before it kept them on each rank until a logging step.
 # RUNS=" " runs none of them (an empty RUNS means the default).
 for r in ${RUNS:-1gpu ddp zero2}; do
   # need: seconds of budget a run must find left; a 7B run also builds or loads 15 GB and its reference pass
-  arch=0.5b name=0.5b mode=$r b=$B need=80 extra=""
+  arch=0.5b name=0.5b mode=$r b=$B need=80 extra="" suffix=""
   case $mode in 7b_*) arch=7b name=7b_lora mode=${mode#7b_} b=32 need=150 extra="--lora --steps 8 --warm 3" ;; esac
+  if [[ $mode =~ ^(.+)_gathered$ ]]; then mode=${BASH_REMATCH[1]} suffix=_gathered extra="$extra --set gather_step_metrics=true"; fi
   if [[ $mode =~ ^(.+)_b([0-9]+)$ ]]; then mode=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}; fi
   case $mode in
     1gpu) launcher="env CUDA_VISIBLE_DEVICES=0 python3" ;;
@@ -33,7 +36,7 @@ for r in ${RUNS:-1gpu ddp zero2}; do
     *) echo "unknown run $r"; continue ;;
   esac
   run "project_$r" "$BUDGET_S" "$need" $launcher benchmarks/train_throughput.py --arch $arch --profile gpu \
-    --batch "$b" $extra ${BENCH_EXTRA:-} --tag "project_${name}_gpu_b${b}_${mode}"
+    --batch "$b" $extra ${BENCH_EXTRA:-} --tag "project_${name}_gpu_b${b}_${mode}${suffix}"
 done
 # REPEAT=1: the one-GPU baseline again, after the others (machine drift within the call).
 if [ "${REPEAT:-0}" = 1 ]; then

@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> dict:
         peft_input_casts=a.peft_input_casts if a.lora else None,
         liger=resolve_liger(config, runtime),
         precision=precision,
+        gather_step_metrics=config.gather_step_metrics,
         steps=clock.steps,
         pairs_per_s=round(pairs / dt, 2),
         step_ms=_spread(clock.step_ms),

@@ -98,6 +98,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         # DeepSpeed's bf16 overflow check costs small kernels per gradient tensor and a blocking all-reduce +
         # .item() per step: +4.5-12% pairs/s without it (0.5B ZeRO-2, H200); single/accelerate never check.
         "deepspeed": {"check_grad_overflow": False},
+        # TRL's per-micro-batch metric all-gathers stop every rank's CPU until the slowest arrives, 15 times
+        # a step; with a host-bound step that is lost time on each rank (profile of 2 x H200, 0.5B).
+        "gather_step_metrics": False,
         "eval_strategy": "steps",
         "eval_steps": 100,
         "save_strategy": "steps",
@@ -320,6 +323,15 @@ class TrainingConfig(_Strict):
         "log-probs). `auto` = on when CUDA is used and `liger-kernel` is importable.",
     )
     torch_compile: bool = Field(False, description="torch.compile the model (transformers `torch_compile`).")
+    gather_step_metrics: bool = Field(
+        True,
+        description="Gather TRL's logging metrics (rewards, log-probs, logits, entropy, token counts) across "
+        "ranks in every training micro-batch, as TRL does: 15 all-gathers, each read by a blocking sync. "
+        "False: each rank keeps its own until a logging step, where one all-reduce averages them (token "
+        "counts summed); the loss and gradients are the same, and the reward and log-prob metrics too "
+        "(equal batches per rank); entropy, mean logits and token accuracy become the mean of each rank's "
+        "token-weighted figure. One process: no difference.",
+    )
 
     report_to: Literal["none", "tensorboard", "wandb"] = Field(
         "none", description="Experiment tracking: wandb (offline unless WANDB_API_KEY), tensorboard or none."

@@ -215,6 +215,10 @@ def reference_cache_key(dataset, model_hash: str, salt: str) -> str:
     return digest.hexdigest()[:24]
 
 
+def _this_rank(data, *args, **kwargs):
+    return data
+
+
 def make_trainer_class():
     import torch
     from transformers import Trainer
@@ -229,6 +233,7 @@ def make_trainer_class():
 
         reference_cache: Path | None = None
         reference_cache_salt = ""
+        gather_step_metrics = True
 
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
             # TRL's own cache is keyed by a fingerprint that hashes the run's whole DPOConfig (output_dir
@@ -273,11 +278,41 @@ def make_trainer_class():
                 prepared[key] = value.to(self.args.device, dtype=torch.float32)
             return prepared
 
+        def _rank_local_metrics(self, model) -> bool:
+            return not self.gather_step_metrics and model.training and self.accelerator.num_processes > 1
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self._rank_local_metrics(model):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # TRL's _compute_loss gathers each logging value across ranks and reads it with .item(): every
+            # rank's CPU stops there until the slowest rank arrives, 15 times a micro-batch. These gathers
+            # are its only uses of the accelerator's gathers during a training step, so for the step they
+            # return this rank's values; log() averages them over the ranks once per logging step.
+            accelerator = self.accelerator
+            accelerator.gather = accelerator.gather_for_metrics = _this_rank
+            try:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                del accelerator.gather, accelerator.gather_for_metrics
+
+        def _average_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
+            keys = sorted(metrics)
+            values = torch.tensor(
+                [float(metrics[k]) for k in keys], dtype=torch.float64, device=self.accelerator.device
+            )
+            values = self.accelerator.reduce(values, reduction="sum").tolist()
+            ranks = self.accelerator.num_processes
+            # num_tokens is this rank's running count (TRL's, fed by the local gather): the ranks' sum
+            return {k: v if k == "num_tokens" else v / ranks for k, v in zip(keys, values, strict=True)}
+
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             # Mirrors DPOTrainer.log (average TRL's buffered metrics into the entry), then adds the old names.
             # During per-category evaluation nothing is logged: the caller reads the returned dict.
             mode = "train" if self.model.training else "eval"
             metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items()}
+            if metrics and self._rank_local_metrics(self.model):
+                # every rank logs at the same steps with the same keys (the Trainer gathers the loss here too)
+                metrics = self._average_over_ranks(metrics)
             if mode == "eval":
                 metrics = {f"eval_{key}": val for key, val in metrics.items()}
             logs.update(metrics)
@@ -636,7 +671,8 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         eval_dataset = {ALL_VAL: val_ds, **category_datasets}
     logger.info(
         "throughput settings: batch %d x accum %d, precompute_ref_log_probs=%s, sampling=%s, attention=%s "
-        "(sdpa kernels %s), liger=%s, torch_compile=%s, auto_find_batch_size=%s, precision=%s",
+        "(sdpa kernels %s), liger=%s, torch_compile=%s, auto_find_batch_size=%s, precision=%s, "
+        "gather_step_metrics=%s",
         config.per_device_train_batch_size,
         config.gradient_accumulation_steps,
         config.precompute_ref_log_probs,
@@ -647,6 +683,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         config.torch_compile,
         config.auto_find_batch_size,
         runtime.precision,
+        config.gather_step_metrics,
     )
     trainer_cls = make_trainer_class()
     if config.precompute_ref_log_probs and config.reference_cache_dir:
@@ -657,6 +694,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
             f"|ld_alpha={args.ld_alpha}"
         )
         trainer_cls.reference_cache.mkdir(parents=True, exist_ok=True)
+    trainer_cls.gather_step_metrics = config.gather_step_metrics
     health_callback, throughput_callback = make_callbacks(config)
     trainer = trainer_cls(
         model=model,

@@ -156,7 +156,8 @@ def _torchrun_entry(inputs: Path, tmp_path: Path, nproc: int, params: dict, **ru
 
 def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_path):
     """Two ranks (torchrun, gloo on CPU): bare TRL's precompute fails here on an in-memory dataset
-    (`FileNotFoundError` on a cache file in another rank's temporary directory); the stage's does not."""
+    (`FileNotFoundError` on a cache file in another rank's temporary directory); the stage's does not. The
+    logged step metrics are the same whether gathered every micro-batch or once per logging step."""
     params = {
         "profile": "gpu",
         "output_dir": str(tmp_path / "ddp"),
@@ -175,6 +176,25 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
     assert (out / "final/model.safetensors").exists()
     metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
     assert metrics["num_processes"] == 2 and metrics["per_category"]
+
+    # The gpu profile keeps TRL's step metrics on each rank until a logging step. The log must still be the
+    # ranks' figures, as TRL's gathers in every micro-batch give them.
+    assert "gather_step_metrics=False" in proc.stderr
+    gathered_params = {**params, "output_dir": str(tmp_path / "ddp_gathered"), "gather_step_metrics": True}
+    _, gathered_out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, gathered_params)
+    gathered = json.loads((gathered_out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
+    train_logs = [[h for h in m["history"] if "num_tokens" in h] for m in (metrics, gathered)]
+    assert [h["step"] for h in train_logs[0]] == [h["step"] for h in train_logs[1]] == [1, 2]
+    assert train_logs[0][-1]["rewards/margins"] != 0.0  # the policy moved by then
+    for local, gather in zip(*train_logs, strict=True):
+        assert local["num_tokens"] == gather["num_tokens"]  # both ranks' tokens, not one rank's
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+            assert local[key] == pytest.approx(gather[key], rel=1e-5, abs=1e-7), (local["step"], key)
+        for key in ("logps/chosen", "logps/rejected"):
+            assert local[key] == pytest.approx(gather[key], rel=1e-5), (local["step"], key)
+        # token-weighted over both ranks there, each rank's token-weighted figure averaged here
+        for key in ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy"):
+            assert local[key] == pytest.approx(gather[key], rel=0.05, abs=1e-3), (local["step"], key)
 
 
 def test_completion_lengths_feed_the_length_grouped_sampler():
