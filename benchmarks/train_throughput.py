@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"note: {note}", file=sys.stderr)
 
     batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    asked_per_gpu_step = batch * accum
     n_train = (a.steps + a.warm) * batch * accum
     train_file, val_file = work / "train.jsonl", work / "val.jsonl"
     n_train *= world  # per-device batch on every rank, as the anchor
@@ -479,7 +480,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch=clock.batch or batch,
         accum=accum,
         # as asked, before the batch-size probe splits it: what a multi-GPU run is compared by
-        pairs_per_gpu_step=batch * accum,
+        pairs_per_gpu_step=asked_per_gpu_step,
         precompute=precomputed,
         sampling=config.train_sampling_strategy,
         gc=a.gc,

@@ -42,6 +42,7 @@ def test_train_throughput_tiny_run_prints_one_result(tmp_path):
     result = json.loads(lines[0][len("RESULT ") :])
     assert result["tag"] == "smoke" and result["profile"] == "gpu" and result["precision"] == "fp32"
     assert result["steps"] == 2 and result["batch"] == 8 and result["precompute"] is True
+    assert result["pairs_per_gpu_step"] == 8 and result["gather_step_metrics"] is False
     assert result["sampling"] == "group_by_length"
     assert result["pairs_per_s"] > 0 and result["tokens_per_s"] > 0 and result["mfu"] >= 0
     # the loss curve of every step, starting at ln 2 (policy == reference at step 1)
