@@ -284,10 +284,10 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not self._rank_local_metrics(model):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            # TRL's _compute_loss gathers each logging value across ranks and reads it with .item(): every
-            # rank's CPU stops there until the slowest rank arrives, 15 times a micro-batch. These gathers
-            # are its only uses of the accelerator's gathers during a training step, so for the step they
-            # return this rank's values; log() averages them over the ranks once per logging step.
+            # TRL 1.16's _compute_loss gathers each logging value across ranks and reads it with .item():
+            # every rank's CPU stops there until the slowest rank arrives, 15 times a micro-batch. These are
+            # its only uses of the accelerator's gathers in a training step (none feeds the loss), so for the
+            # step they return this rank's values; log() averages them over the ranks once per logging step.
             accelerator = self.accelerator
             accelerator.gather = accelerator.gather_for_metrics = _this_rank
             try:
