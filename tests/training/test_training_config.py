@@ -117,6 +117,7 @@ def test_shipped_parameter_files_validate():
 def test_fingerprint_tracks_training_settings_only():
     cfg = TrainingConfig()
     assert cfg.fingerprint("d") == TrainingConfig(report_to="tensorboard").fingerprint("d")
+    assert cfg.fingerprint("d") == TrainingConfig(gather_step_metrics=False).fingerprint("d")  # logging only
     assert cfg.fingerprint("d") != TrainingConfig(learning_rate=1e-3).fingerprint("d")
     assert cfg.fingerprint("d") != cfg.fingerprint("other data")
     # a setting written out at its default is the same run (and so is one a later release adds at its default)

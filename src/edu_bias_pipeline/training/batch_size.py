@@ -110,6 +110,8 @@ def _probe(trainer, model, dataset, indices: list[int], peak_bytes: Callable[[],
         inputs = loss = None
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-        trainer._metrics["train"].clear()  # the probe is not a training step
+        # the probe is not a training step: neither its metrics nor its tokens count
+        trainer._metrics["train"].clear()
+        trainer._total_train_tokens = 0
         if cuda:
             torch.cuda.empty_cache()

@@ -219,6 +219,19 @@ def _this_rank(data, *args, **kwargs):
     return data
 
 
+def _keeps_step_metrics_local() -> bool:
+    """Whether this TRL's training loss can run with rank-local gathers: checked against TRL 1.16 only,
+    where every gather in `_compute_loss` feeds a logged metric and none the loss."""
+    import trl
+
+    if trl.__version__.startswith("1.16."):
+        return True
+    logger.warning(
+        "gather_step_metrics: false is checked against TRL 1.16 only; TRL %s gathers", trl.__version__
+    )
+    return False
+
+
 def make_trainer_class():
     import torch
     from transformers import Trainer
@@ -234,6 +247,7 @@ def make_trainer_class():
         reference_cache: Path | None = None
         reference_cache_salt = ""
         gather_step_metrics = True
+        _local_metrics_logged = False
 
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
             # TRL's own cache is keyed by a fingerprint that hashes the run's whole DPOConfig (output_dir
@@ -278,16 +292,19 @@ def make_trainer_class():
                 prepared[key] = value.to(self.args.device, dtype=torch.float32)
             return prepared
 
-        def _rank_local_metrics(self, model) -> bool:
-            return not self.gather_step_metrics and model.training and self.accelerator.num_processes > 1
+        def _step_metrics_stay_local(self) -> bool:
+            return not self.gather_step_metrics and self.accelerator.num_processes > 1
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not self._rank_local_metrics(model):
+            if not (model.training and self._step_metrics_stay_local()):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            # TRL 1.16's _compute_loss gathers each logging value across ranks and reads it with .item():
-            # every rank's CPU stops there until the slowest rank arrives, 15 times a micro-batch. These are
-            # its only uses of the accelerator's gathers in a training step (none feeds the loss), so for the
-            # step they return this rank's values; log() averages them over the ranks once per logging step.
+            # TRL 1.16's _compute_loss gathers 15 logging values across ranks and reads them with 13 .item()
+            # calls: every rank's CPU stops there until the slowest rank arrives. These are its only uses of
+            # the accelerator's gathers in a training step (none feeds the loss), so for the step they
+            # return this rank's values; log() averages them over the ranks once per logging step.
+            if not self._local_metrics_logged:
+                self._local_metrics_logged = True
+                logger.info("step metrics: kept on each rank, averaged over the ranks at each logging step")
             accelerator = self.accelerator
             accelerator.gather = accelerator.gather_for_metrics = _this_rank
             try:
@@ -295,24 +312,28 @@ def make_trainer_class():
             finally:
                 del accelerator.gather, accelerator.gather_for_metrics
 
-        def _average_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
-            keys = sorted(metrics)
+        def _over_ranks(self, metrics: dict[str, float], average: bool) -> dict[str, float]:
+            """Training metrics averaged over the ranks (`average`), and TRL's running `num_tokens`, which
+            evaluation logs too and which counts this rank's training tokens only, summed."""
+            keys = sorted(metrics) if average else [k for k in metrics if k == "num_tokens"]
+            if not keys:
+                return metrics
             values = torch.tensor(
                 [float(metrics[k]) for k in keys], dtype=torch.float64, device=self.accelerator.device
             )
             values = self.accelerator.reduce(values, reduction="sum").tolist()
             ranks = self.accelerator.num_processes
-            # num_tokens is this rank's running count (TRL's, fed by the local gather): the ranks' sum
-            return {k: v if k == "num_tokens" else v / ranks for k, v in zip(keys, values, strict=True)}
+            reduced = {k: v if k == "num_tokens" else v / ranks for k, v in zip(keys, values, strict=True)}
+            return {**metrics, **reduced}
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             # Mirrors DPOTrainer.log (average TRL's buffered metrics into the entry), then adds the old names.
             # During per-category evaluation nothing is logged: the caller reads the returned dict.
             mode = "train" if self.model.training else "eval"
             metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items()}
-            if metrics and self._rank_local_metrics(self.model):
-                # every rank logs at the same steps with the same keys (the Trainer gathers the loss here too)
-                metrics = self._average_over_ranks(metrics)
+            if metrics and self._step_metrics_stay_local():
+                # every rank logs at the same points with the same keys (the Trainer gathers its loss there)
+                metrics = self._over_ranks(metrics, average=mode == "train")
             if mode == "eval":
                 metrics = {f"eval_{key}": val for key, val in metrics.items()}
             logs.update(metrics)
@@ -694,7 +715,9 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
             f"|ld_alpha={args.ld_alpha}"
         )
         trainer_cls.reference_cache.mkdir(parents=True, exist_ok=True)
-    trainer_cls.gather_step_metrics = config.gather_step_metrics
+    trainer_cls.gather_step_metrics = config.gather_step_metrics or (
+        state.num_processes > 1 and not _keeps_step_metrics_local()
+    )
     health_callback, throughput_callback = make_callbacks(config)
     trainer = trainer_cls(
         model=model,

@@ -100,6 +100,7 @@ def test_probe_halves_until_the_longest_batch_fits_and_moves_no_weight(tiny, tmp
         assert torch.equal(value, before[name]), name
     assert all(p.grad is None for p in trainer.model.parameters())
     assert not trainer._metrics["train"]  # the probe logs nothing as a training step
+    assert trainer._total_train_tokens == 0  # nor counts its tokens as trained on
 
     seen.clear()
     trainer.train()

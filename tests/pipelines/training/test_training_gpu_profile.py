@@ -179,10 +179,15 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
 
     # The gpu profile keeps TRL's step metrics on each rank until a logging step. The log must still be the
     # ranks' figures, as TRL's gathers in every micro-batch give them.
-    assert "gather_step_metrics=False" in proc.stderr
+    kept_local = "step metrics: kept on each rank"
+    assert kept_local in proc.stderr
     gathered_params = {**params, "output_dir": str(tmp_path / "ddp_gathered"), "gather_step_metrics": True}
-    _, gathered_out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, gathered_params)
+    gathered_proc, gathered_out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, gathered_params)
+    assert kept_local not in gathered_proc.stderr
     gathered = json.loads((gathered_out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
+    # evaluation gathers as TRL does either way; its log carries the running token count of both ranks too
+    assert metrics["eval"]["num_tokens"] == gathered["eval"]["num_tokens"] > 0
+    _close(metrics["eval"], gathered["eval"], tol=1e-6)
     train_logs = [[h for h in m["history"] if "num_tokens" in h] for m in (metrics, gathered)]
     assert [h["step"] for h in train_logs[0]] == [h["step"] for h in train_logs[1]] == [1, 2]
     assert train_logs[0][-1]["rewards/margins"] != 0.0  # the policy moved by then
