@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     batch, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
     asked_per_gpu_step = batch * accum
-    n_train = (a.steps + a.warm) * batch * accum
+    n_train = (a.steps + a.warm) * asked_per_gpu_step
     train_file, val_file = work / "train.jsonl", work / "val.jsonl"
     n_train *= world  # per-device batch on every rank, as the anchor
     rows = synthetic_rows(n_train + 64, a.prompt, a.completion, vocab)

@@ -246,7 +246,7 @@ def make_trainer_class():
 
         reference_cache: Path | None = None
         reference_cache_salt = ""
-        gather_step_metrics = True
+        local_step_metrics = False  # TRL's step metrics kept on each rank until a logging step
         _local_metrics_logged = False
 
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
@@ -292,11 +292,8 @@ def make_trainer_class():
                 prepared[key] = value.to(self.args.device, dtype=torch.float32)
             return prepared
 
-        def _step_metrics_stay_local(self) -> bool:
-            return not self.gather_step_metrics and self.accelerator.num_processes > 1
-
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not (model.training and self._step_metrics_stay_local()):
+            if not (model.training and self.local_step_metrics):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # TRL 1.16's _compute_loss gathers 15 logging values across ranks and reads them with 13 .item()
             # calls: every rank's CPU stops there until the slowest rank arrives. These are its only uses of
@@ -331,7 +328,7 @@ def make_trainer_class():
             # During per-category evaluation nothing is logged: the caller reads the returned dict.
             mode = "train" if self.model.training else "eval"
             metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items()}
-            if metrics and self._step_metrics_stay_local():
+            if metrics and self.local_step_metrics:
                 # every rank logs at the same points with the same keys (the Trainer gathers its loss there)
                 metrics = self._over_ranks(metrics, average=mode == "train")
             if mode == "eval":
@@ -715,8 +712,9 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
             f"|ld_alpha={args.ld_alpha}"
         )
         trainer_cls.reference_cache.mkdir(parents=True, exist_ok=True)
-    trainer_cls.gather_step_metrics = config.gather_step_metrics or (
-        state.num_processes > 1 and not _keeps_step_metrics_local()
+    # only where ranks meet at all, and only on the TRL this was checked against
+    trainer_cls.local_step_metrics = (
+        not config.gather_step_metrics and state.num_processes > 1 and _keeps_step_metrics_local()
     )
     health_callback, throughput_callback = make_callbacks(config)
     trainer = trainer_cls(
