@@ -147,6 +147,12 @@ class DeepSpeedSettings(_Strict):
         "`overlap_comm`). Costs a second bucket buffer: reduce_bucket_size elements, 1 GB in bf16 at the "
         "ZeRO-2 default.",
     )
+    contiguous_gradients: bool = Field(
+        True,
+        description="Copy each gradient into the reduction bucket as it is produced (DeepSpeed "
+        "`contiguous_gradients`, its default). Off, the bucket keeps the gradients where autograd put them "
+        "and flattens them once when it is reduced.",
+    )
     reduce_bucket_size: int | Literal["auto"] | None = Field(
         None,
         description="Elements per gradient-reduction bucket. Unset: DeepSpeed's 5e8 under ZeRO-2 and the "

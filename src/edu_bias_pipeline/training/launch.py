@@ -130,7 +130,7 @@ def deepspeed_config(config: TrainingConfig, precision: str) -> dict[str, Any]:
     zero: dict[str, Any] = {
         "stage": ds.zero_stage,
         "overlap_comm": ds.overlap_comm,
-        "contiguous_gradients": True,
+        "contiguous_gradients": ds.contiguous_gradients,
         "reduce_bucket_size": bucket,
     }
     if ds.zero_stage == 2 and isinstance(bucket, int):
