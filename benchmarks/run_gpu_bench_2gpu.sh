@@ -22,8 +22,8 @@ fi
 # micro-batch, not per pair, so larger per-GPU batches (or a 7B step) show how much of ZeRO-2's cost it is.
 # A final _gathered: TRL's metric all-gathers in every micro-batch (gather_step_metrics: true), the gpu
 # profile's setting before it kept them on each rank until a logging step.
-# A ZeRO-2 run may also end in _nc (deepspeed.contiguous_gradients: false) and/or _serial (overlap_comm: false),
-# in that order, before any _gathered: e.g. zero2_b128_nc_serial.
+# A ZeRO-2 run may also end in _contiguous (deepspeed.contiguous_gradients: true, the gpu profile's setting before
+# calls W-Z) and/or _serial (overlap_comm: false), in that order, before any _gathered: e.g. zero2_b128_contiguous.
 # RUNS=" " runs none of them (an empty RUNS means the default).
 for r in ${RUNS:-1gpu ddp zero2}; do
   # need: seconds of budget a run must find left; a 7B run also builds or loads 15 GB and its reference pass
@@ -31,8 +31,8 @@ for r in ${RUNS:-1gpu ddp zero2}; do
   case $mode in 7b_*) arch=7b name=7b_lora mode=${mode#7b_} b=32 need=150 extra="--lora --steps 8 --warm 3" ;; esac
   if [[ $mode =~ ^(.+)_gathered$ ]]; then mode=${BASH_REMATCH[1]} suffix=_gathered extra="$extra --set gather_step_metrics=true"; fi
   if [[ $mode =~ ^(.+)_serial$ ]]; then mode=${BASH_REMATCH[1]} suffix=_serial$suffix ds='"overlap_comm":false'; fi
-  if [[ $mode =~ ^(.+)_nc$ ]]; then
-    mode=${BASH_REMATCH[1]} suffix=_nc$suffix ds='"contiguous_gradients":false'${ds:+,$ds}
+  if [[ $mode =~ ^(.+)_contiguous$ ]]; then
+    mode=${BASH_REMATCH[1]} suffix=_contiguous$suffix ds='"contiguous_gradients":true'${ds:+,$ds}
   fi
   [ -n "$ds" ] && extra="$extra --set deepspeed={$ds}"  # no spaces: $extra is split into words
   if [[ $mode =~ ^(.+)_b([0-9]+)$ ]]; then mode=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}; fi

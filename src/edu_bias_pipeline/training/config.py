@@ -97,7 +97,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataloader_num_workers": 4,
         # DeepSpeed's bf16 overflow check costs small kernels per gradient tensor and a blocking all-reduce +
         # .item() per step: +4.5-12% pairs/s without it (0.5B ZeRO-2, H200); single/accelerate never check.
-        "deepspeed": {"check_grad_overflow": False},
+        # contiguous_gradients off: each of ZeRO's per-parameter gradient hooks then only files the gradient
+        # (7 vs 30 us of host time on CPU) and the bucket is flattened once; +5.5% pairs/s for 0.5B ZeRO-2 on
+        # 2 x H200 at batch 64 (alternating runs), no change at 128, 1.3 GiB less.
+        "deepspeed": {"check_grad_overflow": False, "contiguous_gradients": False},
         # TRL's per-micro-batch metric all-gathers stop every rank's CPU until the slowest arrives; with a
         # host-bound step that is lost time on each rank (0.5B on 2 x H200: +4% DDP, +7% ZeRO-2, one call).
         "gather_step_metrics": False,
@@ -400,12 +403,20 @@ class TrainingConfig(_Strict):
         """Identity of a training run: same config and same data → same fingerprint → resume allowed."""
         # Fields at their default are left out, so a release that adds a setting does not make every
         # interrupted run look like another configuration (which starts afresh and deletes its checkpoints).
-        # What is only logged (where, under which name, how step metrics meet across ranks) is left out too.
+        # What is only logged (where, under which name, how step metrics meet across ranks) is left out too,
+        # and so is where DeepSpeed stages the gradients before reducing them.
         payload = self.model_dump(
             mode="json",
-            exclude={"resume", "report_to", "run_name", "wandb_project", "gather_step_metrics"},
+            exclude={
+                **dict.fromkeys(
+                    ("resume", "report_to", "run_name", "wandb_project", "gather_step_metrics"), True
+                ),
+                "deepspeed": {"contiguous_gradients": True},
+            },
             exclude_defaults=True,
         )
+        # a group left with nothing but what is excluded is a group at its defaults
+        payload = {key: value for key, value in payload.items() if value != {}}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         for item in data_digests:
             digest.update(item.encode())

@@ -288,9 +288,10 @@ def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
 
 
 def _deepspeed_in_one_cpu_process(
-    inputs: Path, tmp_path: Path, stage: int, precision: str, **params
+    inputs: Path, tmp_path: Path, stage: int, precision: str, nproc: int = 1, **params
 ) -> tuple:
-    """One step of the gpu profile under DeepSpeed ZeRO-`stage`: one process, DeepSpeed's CPU accelerator."""
+    """One step of the gpu profile under DeepSpeed ZeRO-`stage`: one process (or `nproc`), DeepSpeed's CPU
+    accelerator."""
     from edu_bias_pipeline.training.launch import deepspeed_config
 
     params = {
@@ -314,7 +315,7 @@ def _deepspeed_in_one_cpu_process(
     return _torchrun_entry(
         inputs,
         tmp_path,
-        1,
+        nproc,
         params,
         val_file=str(tmp_path / "no_val.jsonl"),
         precision=precision,
@@ -335,6 +336,47 @@ def test_deepspeed_keeps_cached_reference_log_probs_in_float32(tiny_run_inputs, 
     first = next(h for h in metrics["history"] if h.get("step") == 1 and "loss" in h)
     assert first["loss"] == pytest.approx(0.6931, abs=2e-3)
     assert abs(first["rewards/chosen"]) < 0.01 and abs(first["rewards/rejected"]) < 0.01
+
+
+@pytest.mark.slow
+def test_zero2_without_the_contiguous_gradient_buffer_trains_the_same(tiny_run_inputs, tmp_path):
+    """The gpu profile turns DeepSpeed's `contiguous_gradients` off (each gradient hook then only files the
+    gradient; the bucket is flattened once when reduced). Two ZeRO-2 ranks on CPU, three steps, with it off
+    and on: the same logged losses and the same trained weights, so the gradients were reduced alike."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for contiguous in (False, True):
+        (tmp_path / f"contiguous_{contiguous}").mkdir()
+        extra = {} if not contiguous else {"deepspeed": {"zero_stage": 2, "contiguous_gradients": True}}
+        proc, out = _deepspeed_in_one_cpu_process(
+            tiny_run_inputs,
+            tmp_path / f"contiguous_{contiguous}",
+            2,
+            "fp32",
+            nproc=2,
+            max_steps=3,
+            logging_steps=1,
+            per_device_train_batch_size=4,
+            **extra,
+        )
+        assert "training process 1/2" in proc.stderr
+        config = json.loads(
+            (tmp_path / f"contiguous_{contiguous}" / "zero2.json").read_text(encoding="utf-8")
+        )
+        assert config["zero_optimization"]["contiguous_gradients"] is contiguous
+        metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
+        runs[contiguous] = (
+            [h["loss"] for h in metrics["history"] if "loss" in h],
+            load_file(str(out / "final/model.safetensors")),
+        )
+    (losses_off, weights_off), (losses_on, weights_on) = runs[False], runs[True]
+    assert len(losses_off) == 3 and losses_off == pytest.approx(losses_on, rel=1e-6)
+    initial = load_file(str(tiny_run_inputs / "model/model.safetensors"))
+    moved = [name for name in initial if not initial[name].equal(weights_off[name])]
+    assert moved  # the comparison below is about trained weights
+    for name, tensor in weights_off.items():
+        assert (tensor - weights_on[name]).abs().max().item() <= 1e-6, name
 
 
 @pytest.mark.slow
