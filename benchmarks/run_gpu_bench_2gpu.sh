@@ -36,6 +36,7 @@ for r in ${RUNS:-1gpu ddp zero2}; do
   fi
   [ -n "$ds" ] && extra="$extra --set deepspeed={$ds}"  # no spaces: $extra is split into words
   if [[ $mode =~ ^(.+)_b([0-9]+)$ ]]; then mode=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}; fi
+  if [ -n "$ds" ] && [ "$mode" != zero2 ]; then echo "unknown run $r (_contiguous and _serial are ZeRO-2's)"; continue; fi
   case $mode in
     1gpu) launcher="env CUDA_VISIBLE_DEVICES=0 python3" ;;
     ddp) launcher=$T ;;

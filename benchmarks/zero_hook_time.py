@@ -5,10 +5,13 @@ benchmarks/train_throughput.py) in this process and prints one line per method a
 
     python -m torch.distributed.run --nproc_per_node 1 benchmarks/zero_hook_time.py \
         benchmarks/train_throughput.py --tiny --layers 24 --batch 1 --steps 30 --warm 3 --zero 2 \
-        --set 'deepspeed={"contiguous_gradients": false}'
+        --set 'deepspeed={"contiguous_gradients": true}'
 
-`process_gradients` is what each parameter's gradient hook runs. With a 24-layer tiny model on a CPU the step
-is nearly all host work, so the figures are DeepSpeed's own Python and bookkeeping (docs/performance.md, W-Z).
+and the same with `false` (the gpu profile's setting under ZeRO-2). `process_gradients` is what each
+parameter's gradient hook runs. With a 24-layer tiny model on a CPU the step is nearly all host work, so the
+figures are DeepSpeed's own Python and bookkeeping (docs/performance.md, W-Z). A hook that fills a bucket
+reduces it from inside: with more than one bucket a step, that reduction counts in both `process_gradients`
+and `reduce_ipg_grads` (a model in one bucket, as measured, reduces it once, after the backward).
 """
 
 from __future__ import annotations

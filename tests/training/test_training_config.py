@@ -134,6 +134,22 @@ def test_fingerprint_tracks_training_settings_only():
     assert TrainingConfig(deepspeed=ds3).fingerprint("d") != cfg.fingerprint("d")
 
 
+@pytest.mark.parametrize(
+    ("profile", "plain", "zero3"),
+    [
+        ("default", "c697fa6280ce0c4c", "9949c903fdbafc4a"),
+        ("optimized", "56cd4cd99cd145c8", "4751dcaa93153c0d"),
+        ("gpu", "22e1e6007802f403", "56927cc56b126b24"),
+    ],
+)
+def test_fingerprints_of_earlier_releases_still_match(profile, plain, zero3):
+    """Computed at commit 1d61650: a release that adds a setting, or changes a profile's value of one left out
+    of the fingerprint, must not make interrupted runs another configuration (they would start afresh)."""
+    assert resolve_training_config({"profile": profile}, {}).fingerprint("d") == plain
+    deepspeed3 = {"profile": profile, "mode": "deepspeed", "deepspeed": {"zero_stage": 3}}
+    assert resolve_training_config(deepspeed3, {}).fingerprint("d") == zero3
+
+
 def test_every_field_is_documented():
     def walk(model):
         for name, field in model.model_fields.items():

@@ -125,15 +125,21 @@ def test_gpu_profile_drops_deepspeeds_bf16_overflow_check_and_keeps_it_under_oth
         assert resolve_training_config({"profile": profile}, {}).deepspeed.check_grad_overflow is True
 
 
-def test_gpu_profile_stages_zero_gradients_without_the_contiguous_buffer():
+def test_gpu_profile_stages_zero2_gradients_without_the_contiguous_buffer():
+    """`auto`, the profile's value: off only where it was measured (ZeRO-2 without optimizer offload)."""
     from edu_bias_pipeline.training.launch import deepspeed_config
 
-    gpu = resolve_training_config({"profile": "gpu", "mode": "deepspeed"}, {})
-    assert deepspeed_config(gpu, "bf16")["zero_optimization"]["contiguous_gradients"] is False
+    def zero(**deepspeed):
+        cfg = resolve_training_config({"profile": "gpu", "mode": "deepspeed", "deepspeed": deepspeed}, {})
+        return deepspeed_config(cfg, "bf16")["zero_optimization"]
+
+    assert zero()["contiguous_gradients"] is False
     # overlap_comm stays on: it is what a model of more than one bucket needs
-    assert deepspeed_config(gpu, "bf16")["zero_optimization"]["overlap_comm"] is True
-    own = resolve_training_config({"profile": "gpu", "deepspeed": {"contiguous_gradients": True}}, {})
-    assert deepspeed_config(own, "bf16")["zero_optimization"]["contiguous_gradients"] is True
+    assert zero()["overlap_comm"] is True
+    assert zero(zero_stage=3)["contiguous_gradients"] is True  # large models need it against fragmentation
+    assert zero(offload_optimizer=True)["contiguous_gradients"] is True  # DeepSpeed would force it anyway
+    assert zero(contiguous_gradients=True)["contiguous_gradients"] is True
+    assert zero(zero_stage=3, contiguous_gradients=False)["contiguous_gradients"] is False  # asked for
     for profile in ("default", "optimized"):  # DeepSpeed's own default elsewhere
         cfg = resolve_training_config({"profile": profile}, {})
         assert deepspeed_config(cfg, "fp32")["zero_optimization"]["contiguous_gradients"] is True

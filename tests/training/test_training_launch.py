@@ -82,6 +82,16 @@ def test_zero2_reduces_gradients_in_large_overlapped_buckets():
     assert "allgather_bucket_size" not in own
 
 
+def test_unbuffered_gradients_with_zero2_offload_are_reported_as_ignored():
+    ignored = "contiguous_gradients: false has no effect"
+    asked = {"contiguous_gradients": False, "offload_optimizer": True}
+    p = plan(mode="deepspeed", launch={"num_processes": 2}, deepspeed=asked)
+    assert any(ignored in w for w in p.warnings)
+    for fine in ({"contiguous_gradients": False}, {**asked, "zero_stage": 3}):
+        p = plan(mode="deepspeed", launch={"num_processes": 2}, deepspeed=fine)
+        assert not any(ignored in w for w in p.warnings)
+
+
 def test_deepspeed_launcher_multi_node_with_hostfile():
     p = plan(
         mode="deepspeed",

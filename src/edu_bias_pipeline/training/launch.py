@@ -105,6 +105,13 @@ def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]
                 f"training.launch.num_processes={config.launch.num_processes} but this machine has only "
                 f"{hw.cuda_device_count} CUDA device(s)"
             )
+    ds = config.deepspeed
+    if config.mode == "deepspeed" and ds.contiguous_gradients is False and ds.offload_optimizer:
+        if ds.zero_stage == 2:
+            notes.append(
+                "deepspeed.contiguous_gradients: false has no effect under ZeRO-2 with offload_optimizer: "
+                "DeepSpeed keeps the contiguous gradient buffer"
+            )
     if config.lora.qlora and config.mode == "deepspeed" and config.deepspeed.zero_stage == 3:
         notes.append(
             "QLoRA under ZeRO-3 needs bnb_4bit_quant_storage support; ZeRO-2 is the tested combination"
@@ -127,10 +134,13 @@ def deepspeed_config(config: TrainingConfig, precision: str) -> dict[str, Any]:
     bucket = ds.reduce_bucket_size
     if bucket is None:
         bucket = ZERO2_BUCKET_ELEMENTS if ds.zero_stage == 2 else "auto"
+    contiguous = ds.contiguous_gradients
+    if contiguous == "auto":
+        contiguous = not (ds.zero_stage == 2 and not ds.offload_optimizer)
     zero: dict[str, Any] = {
         "stage": ds.zero_stage,
         "overlap_comm": ds.overlap_comm,
-        "contiguous_gradients": ds.contiguous_gradients,
+        "contiguous_gradients": contiguous,
         "reduce_bucket_size": bucket,
     }
     if ds.zero_stage == 2 and isinstance(bucket, int):

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -52,6 +54,7 @@ def test_train_throughput_tiny_run_prints_one_result(tmp_path):
     assert json.loads((tmp_path / "project.jsonl").read_text().splitlines()[-1]) == result
 
 
+@pytest.mark.slow
 def test_zero_hook_time_clocks_the_gradient_hooks_of_a_zero2_run(tmp_path):
     """benchmarks/zero_hook_time.py around a one-process ZeRO-2 run: one hook call per parameter tensor and
     step, and the step's reduction and optimizer step, each printed with its host time."""
