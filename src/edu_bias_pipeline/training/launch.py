@@ -106,12 +106,16 @@ def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]
                 f"{hw.cuda_device_count} CUDA device(s)"
             )
     ds = config.deepspeed
-    if config.mode == "deepspeed" and ds.contiguous_gradients is False and ds.offload_optimizer:
-        if ds.zero_stage == 2:
-            notes.append(
-                "deepspeed.contiguous_gradients: false has no effect under ZeRO-2 with offload_optimizer: "
-                "DeepSpeed keeps the contiguous gradient buffer"
-            )
+    if (
+        config.mode == "deepspeed"
+        and ds.zero_stage == 2
+        and ds.offload_optimizer
+        and ds.contiguous_gradients is False
+    ):
+        notes.append(
+            "deepspeed.contiguous_gradients: false has no effect under ZeRO-2 with offload_optimizer: "
+            "DeepSpeed keeps the contiguous gradient buffer"
+        )
     if config.lora.qlora and config.mode == "deepspeed" and config.deepspeed.zero_stage == 3:
         notes.append(
             "QLoRA under ZeRO-3 needs bnb_4bit_quant_storage support; ZeRO-2 is the tested combination"
@@ -135,8 +139,8 @@ def deepspeed_config(config: TrainingConfig, precision: str) -> dict[str, Any]:
     if bucket is None:
         bucket = ZERO2_BUCKET_ELEMENTS if ds.zero_stage == 2 else "auto"
     contiguous = ds.contiguous_gradients
-    if contiguous == "auto":
-        contiguous = not (ds.zero_stage == 2 and not ds.offload_optimizer)
+    if contiguous == "auto":  # off only where measured: ZeRO-2 without offload
+        contiguous = ds.zero_stage == 3 or ds.offload_optimizer
     zero: dict[str, Any] = {
         "stage": ds.zero_stage,
         "overlap_comm": ds.overlap_comm,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from training_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -58,11 +58,8 @@ def test_train_throughput_tiny_run_prints_one_result(tmp_path):
 def test_zero_hook_time_clocks_the_gradient_hooks_of_a_zero2_run(tmp_path):
     """benchmarks/zero_hook_time.py around a one-process ZeRO-2 run: one hook call per parameter tensor and
     step, and the step's reduction and optimizer step, each printed with its host time."""
-    with socket.socket() as sock:  # torchrun's rendezvous port: other test runs share the machine
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", port]
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", free_port()]
         + [str(ROOT / "benchmarks/zero_hook_time.py"), str(ROOT / "benchmarks/train_throughput.py")]
         + ["--tiny", "--steps", "2", "--warm", "1", "--batch", "2", "--zero", "2"]
         + ["--model-cache", str(tmp_path / "models"), "--tag", "hooks"],

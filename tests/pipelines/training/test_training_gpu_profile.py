@@ -11,14 +11,13 @@ import json
 import logging
 import os
 import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_pipeline, write_jsonl
-from training_fixtures import SHORT_RUN, sample_rows, write_splits
+from training_fixtures import SHORT_RUN, free_port, sample_rows, write_splits
 
 from edu_bias_pipeline.training.config import resolve_training_config
 from edu_bias_pipeline.training.entry import RuntimeSpec, completion_lengths, run
@@ -139,12 +138,9 @@ def _torchrun_entry(inputs: Path, tmp_path: Path, nproc: int, params: dict, **ru
     }
     spec_file = tmp_path / "run.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    with socket.socket() as sock:  # a free rendezvous port: other test runs share the machine
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-        + ["--master_port", port, "-m", "edu_bias_pipeline.training.entry", str(spec_file)],
+        + ["--master_port", free_port(), "-m", "edu_bias_pipeline.training.entry", str(spec_file)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -348,11 +344,13 @@ def test_zero2_without_the_contiguous_gradient_buffer_trains_the_same(tiny_run_i
 
     runs = {}
     for contiguous in (False, True):
-        (tmp_path / f"contiguous_{contiguous}").mkdir()
-        extra = {} if not contiguous else {"deepspeed": {"zero_stage": 2, "contiguous_gradients": True}}
+        run_dir = tmp_path / f"contiguous_{contiguous}"
+        run_dir.mkdir()
+        # off: the profile's `auto`; on: asked for
+        extra = {"deepspeed": {"zero_stage": 2, "contiguous_gradients": True}} if contiguous else {}
         proc, out = _deepspeed_in_one_cpu_process(
             tiny_run_inputs,
-            tmp_path / f"contiguous_{contiguous}",
+            run_dir,
             2,
             "fp32",
             nproc=2,
@@ -362,9 +360,7 @@ def test_zero2_without_the_contiguous_gradient_buffer_trains_the_same(tiny_run_i
             **extra,
         )
         assert "training process 1/2" in proc.stderr
-        config = json.loads(
-            (tmp_path / f"contiguous_{contiguous}" / "zero2.json").read_text(encoding="utf-8")
-        )
+        config = json.loads((run_dir / "zero2.json").read_text(encoding="utf-8"))
         assert config["zero_optimization"]["contiguous_gradients"] is contiguous
         metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
         logged = [h for h in metrics["history"] if "loss" in h]

@@ -1,8 +1,9 @@
-"""Split-format train/val files for the training tests, written into a project copy."""
+"""Split-format train/val files for the training tests, written into a project copy; a free torchrun port."""
 
 from __future__ import annotations
 
 import random
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,10 @@ SHORT_RUN = {
     "eval_steps": 2,
     "per_device_train_batch_size": 4,
 }
+
+
+def free_port() -> str:
+    """A free rendezvous port for torchrun: other test runs share the machine."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
