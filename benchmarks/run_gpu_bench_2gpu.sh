@@ -23,20 +23,27 @@ fi
 # A final _gathered: TRL's metric all-gathers in every micro-batch (gather_step_metrics: true), the gpu
 # profile's setting before it kept them on each rank until a logging step.
 # A ZeRO-2 run may also end in _contiguous (deepspeed.contiguous_gradients: true, the gpu profile's setting before
-# calls W-Z) and/or _serial (overlap_comm: false), in that order, before any _gathered: e.g. zero2_b128_contiguous.
+# calls W-Z), _serial (overlap_comm: false) and/or _tensornorm (deepspeed.foreach_grad_norm: false, DeepSpeed's
+# norm tensor by tensor, the gpu profile's setting before the seventh session), in that order, before any
+# _gathered: e.g. zero2_b128_contiguous, zero2_serial_tensornorm.
 # RUNS=" " runs none of them (an empty RUNS means the default).
 for r in ${RUNS:-1gpu ddp zero2}; do
   # need: seconds of budget a run must find left; a 7B run also builds or loads 15 GB and its reference pass
   arch=0.5b name=0.5b mode=$r b=$B need=80 extra="" suffix="" ds=""
   case $mode in 7b_*) arch=7b name=7b_lora mode=${mode#7b_} b=32 need=150 extra="--lora --steps 8 --warm 3" ;; esac
   if [[ $mode =~ ^(.+)_gathered$ ]]; then mode=${BASH_REMATCH[1]} suffix=_gathered extra="$extra --set gather_step_metrics=true"; fi
-  if [[ $mode =~ ^(.+)_serial$ ]]; then mode=${BASH_REMATCH[1]} suffix=_serial$suffix ds='"overlap_comm":false'; fi
+  if [[ $mode =~ ^(.+)_tensornorm$ ]]; then mode=${BASH_REMATCH[1]} suffix=_tensornorm$suffix ds='"foreach_grad_norm":false'; fi
+  if [[ $mode =~ ^(.+)_serial$ ]]; then
+    mode=${BASH_REMATCH[1]} suffix=_serial$suffix ds='"overlap_comm":false'${ds:+,$ds}
+  fi
   if [[ $mode =~ ^(.+)_contiguous$ ]]; then
     mode=${BASH_REMATCH[1]} suffix=_contiguous$suffix ds='"contiguous_gradients":true'${ds:+,$ds}
   fi
   [ -n "$ds" ] && extra="$extra --set deepspeed={$ds}"  # no spaces: $extra is split into words
   if [[ $mode =~ ^(.+)_b([0-9]+)$ ]]; then mode=${BASH_REMATCH[1]} b=${BASH_REMATCH[2]}; fi
-  if [ -n "$ds" ] && [ "$mode" != zero2 ]; then echo "unknown run $r (_contiguous and _serial are ZeRO-2's)"; continue; fi
+  if [ -n "$ds" ] && [ "$mode" != zero2 ]; then
+    echo "unknown run $r (_contiguous, _serial and _tensornorm are ZeRO-2's)"; continue
+  fi
   case $mode in
     1gpu) launcher="env CUDA_VISIBLE_DEVICES=0 python3" ;;
     ddp) launcher=$T ;;
@@ -50,12 +57,20 @@ done
 if [ "${REPEAT:-0}" = 1 ]; then
   run project_1gpu_again "$BUDGET_S" 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --tag project_0.5b_gpu_b${B}_1gpu_again
 fi
-# PROFILE=1: torch.profiler over 3 steps on every rank (reports and Chrome traces per rank in $OUT).
-if [ "${PROFILE:-0}" = 1 ]; then
-  run profiled_ddp "$BUDGET_S" 80 $T $P --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_ddp
-  run profiled_1gpu "$BUDGET_S" 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_1gpu
-  run profiled_zero2 "$BUDGET_S" 80 $T $P --zero 2 --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_zero2
-fi
+# PROFILE=1: torch.profiler over 3 steps on every rank (reports and Chrome traces per rank in $OUT) of DDP, one GPU
+# and ZeRO-2; or PROFILE="zero2 ddp": those modes only, in that order.
+PROFILE=${PROFILE:-0}
+[ "$PROFILE" = 1 ] && PROFILE="ddp 1gpu zero2"
+[ "$PROFILE" = 0 ] && PROFILE=""
+for p in $PROFILE; do
+  case $p in
+    ddp) run profiled_ddp "$BUDGET_S" 80 $T $P --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_ddp ;;
+    1gpu) run profiled_1gpu "$BUDGET_S" 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --torch-profile 3 \
+      --tag profiled_0.5b_gpu_b${B}_1gpu ;;
+    zero2) run profiled_zero2 "$BUDGET_S" 80 $T $P --zero 2 --torch-profile 3 --tag profiled_0.5b_gpu_b${B}_zero2 ;;
+    *) echo "unknown profile $p" ;;
+  esac
+done
 # ABLATE=1: the ZeRO-2 settings generated before (Trainer's hidden_size² buckets, no overlap), and the anchor's
 # random order on one and two GPUs (do length-grouped batches, a different length on each rank, make one rank
 # wait for the other?).
