@@ -4,9 +4,9 @@ DeepSpeed 0.19.8's `DeepSpeedZeroOptimizer.get_grad_norm_direct` takes the norm 
 tensor at a time: a float64 copy and a norm kernel per parameter tensor, 580 launches a step for a 0.5B Qwen2
 (290 tensors). Where the step is bound by the host issuing kernels, as 0.5B on an H200 is, those launches are
 wall time. This computes the same L2 norm with `torch._foreach_norm` (the kernels `clip_grad_norm_` uses),
-accumulating in float32, and combines the per-tensor norms in DeepSpeed's float64: the norm differs from
-DeepSpeed's by float32 rounding. Anything else (another norm type, model or pipeline parallelism) goes to
-DeepSpeed's own method.
+in DeepSpeed's norm precision (float64 where the device has it): on a GPU a few launches for all tensors, on
+a CPU one C++ loop instead of a Python one. Anything else (another norm type, model or pipeline parallelism)
+goes to DeepSpeed's own method.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def install(optimizer) -> bool:
     from deepspeed.runtime.constants import PIPE_REPLICATED
     from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 
-    zero = getattr(optimizer, "optimizer", optimizer)
+    # accelerate's wrapper holds the ZeRO optimizer as `.optimizer`, and that holds the torch one the same way
+    zero = optimizer
+    if not isinstance(zero, DeepSpeedZeroOptimizer):
+        zero = getattr(optimizer, "optimizer", None)
     if not isinstance(zero, DeepSpeedZeroOptimizer):
         return False
     if zero.cpu_offload or zero.mpu is not None or pg_utils.is_parallel(zero.model_parallel_group):
@@ -50,8 +53,8 @@ def _foreach_grad_norm(deepspeed_norm):
         # DeepSpeed pairs the partition's gradients, padding left out, with its parameters in order
         grads = [g for g in gradients if not getattr(g, "_zero_padding", False)][: len(params)]
         if grads:
-            norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
-            total = torch.stack(norms).to(get_norm_dtype()).square().sum().float()
+            norms = torch._foreach_norm(grads, 2, dtype=get_norm_dtype())
+            total = torch.stack(norms).square().sum().float()
         else:
             total = torch.zeros((), dtype=torch.float32, device=self.device)
         dist.all_reduce(total, op=dist.ReduceOp.SUM, group=self.dp_process_group)

@@ -381,6 +381,58 @@ def test_zero2_without_the_contiguous_gradient_buffer_trains_the_same(tiny_run_i
 
 
 @pytest.mark.slow
+def test_zero2_with_the_foreach_grad_norm_trains_the_same(tiny_run_inputs, tmp_path):
+    """The gpu profile's `deepspeed.foreach_grad_norm` replaces ZeRO-2's gradient norm (which clips the
+    gradients and is logged as grad_norm) and leaves it on the device until a logging step. Two ZeRO-2 ranks
+    on CPU, three steps, with it off and on: the same logged losses and gradient norms (one rank's partition
+    alone, without the all_reduce, gives a smaller norm and clips otherwise) and the same trained weights."""
+    from safetensors.torch import load_file
+
+    installed = "ZeRO gradient norm: multi-tensor kernels (deepspeed.foreach_grad_norm)"
+    runs = {}
+    for foreach in (False, True):
+        run_dir = tmp_path / f"foreach_{foreach}"
+        run_dir.mkdir()
+        # on: the profile's default; off: asked for
+        extra = {} if foreach else {"deepspeed": {"zero_stage": 2, "foreach_grad_norm": False}}
+        proc, out = _deepspeed_in_one_cpu_process(
+            tiny_run_inputs,
+            run_dir,
+            2,
+            "fp32",
+            nproc=2,
+            max_steps=3,
+            logging_steps=1,
+            per_device_train_batch_size=4,
+            **extra,
+        )
+        assert "training process 1/2" in proc.stderr
+        spec = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        assert spec["config"]["deepspeed"]["foreach_grad_norm"] is foreach
+        # both ranks took the multi-tensor norm, or neither did
+        assert proc.stderr.count(installed) == (2 if foreach else 0)
+        metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
+        logged = [h for h in metrics["history"] if "loss" in h]
+        runs[foreach] = (
+            [(h["loss"], h["grad_norm"]) for h in logged],
+            load_file(str(out / "final/model.safetensors")),
+        )
+    (logged_off, weights_off), (logged_on, weights_on) = runs[False], runs[True]
+    # the deferred read still logs a number (the Trainer's conversion of the tensor at logging)
+    assert len(logged_on) == 3 and all(isinstance(norm, float) and norm > 0 for _, norm in logged_on)
+    # Both take the norm in float64 (a float32 sum came to 3.5e-5 off on the 142k-element embedding partition
+    # here and moved step 2's loss by 1.7e-6). A rank's own norm, without the all_reduce, is 19% off.
+    for (loss_off, norm_off), (loss_on, norm_on) in zip(logged_off, logged_on, strict=True):
+        assert loss_off == pytest.approx(loss_on, rel=1e-6)
+        assert norm_off == pytest.approx(norm_on, rel=1e-5)
+    initial = load_file(str(tiny_run_inputs / "model/model.safetensors"))
+    moved = [name for name in initial if not initial[name].equal(weights_on[name])]
+    assert moved  # the comparison below is about trained weights
+    for name, tensor in weights_off.items():
+        assert (tensor - weights_on[name]).abs().max().item() <= 1e-6, name
+
+
+@pytest.mark.slow
 def test_zero3_records_no_reference_hash_and_caches_nothing(tiny_run_inputs, tmp_path):
     """ZeRO-3 partitions the model as it loads, so TRL's weight hash covers empty tensors: two base models of
     one architecture would share it. No cache entry is keyed by it, and the contract records none."""
