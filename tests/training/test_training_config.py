@@ -123,8 +123,9 @@ def test_fingerprint_tracks_training_settings_only():
     # a setting written out at its default is the same run (and so is one a later release adds at its default)
     assert cfg.fingerprint("d") == TrainingConfig(deepspeed={"check_grad_overflow": True}).fingerprint("d")
     assert cfg.fingerprint("d") != TrainingConfig(deepspeed={"check_grad_overflow": False}).fingerprint("d")
-    # where DeepSpeed stages gradients before reducing them changes no result (the gpu profile's change of it
-    # must not restart interrupted runs)
+    # where DeepSpeed stages gradients before reducing them, and which kernels take their norm, change no
+    # result (the gpu profile's change of them must not restart interrupted runs)
+    assert cfg.fingerprint("d") == TrainingConfig(deepspeed={"foreach_grad_norm": True}).fingerprint("d")
     staged = {"contiguous_gradients": False}
     assert cfg.fingerprint("d") == TrainingConfig(deepspeed=staged).fingerprint("d")
     ds3 = {"zero_stage": 3}

@@ -2,15 +2,18 @@
 
 Two gloo ranks on CPU (`torchrun --standalone`, this file as the script): with one rank the norm's all_reduce
 over the data-parallel group would do nothing, and no parameter would straddle two partitions. The ranks run
-in a process of their own so that no process group outlives them in the pytest process. Both norms are taken
-in DeepSpeed's float64, so they agree to rounding (rel 1e-5 leaves room for the bf16 setups' summation order).
+in a process of their own so that no process group outlives them in the pytest process. A float32 norm would
+agree with DeepSpeed's float64 one within these tolerances as well, so the ranks also record the precision the
+multi-tensor norm was asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,15 +42,21 @@ def test_install_refuses_what_is_not_a_zero_1_2_optimizer():
 def two_ranks(tmp_path_factory) -> list[dict]:
     """What each rank measured (see `_rank_main`), run once for the tests below."""
     out = tmp_path_factory.mktemp("zero_grad_norm")
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(RANKS)]
         + [__file__, str(out)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu"},
+        start_new_session=True,  # a timeout then stops the ranks too, not only torchrun
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, stderr[-4000:]
     return [json.loads((out / f"rank{rank}.json").read_text(encoding="utf-8")) for rank in range(RANKS)]
 
 
@@ -70,8 +79,9 @@ def test_install_takes_the_bare_zero_optimizer_too(two_ranks):
 @pytest.mark.parametrize("setup", SETUPS)
 def test_the_norm_of_each_partition_group_equals_deepspeeds_own(two_ranks, setup):
     """Both methods on each rank's partition of each parameter group (tensors split between the ranks): the
-    norm over both ranks, equal up to rounding."""
+    norm over both ranks, equal up to rounding, taken in DeepSpeed's norm precision."""
     for rank in two_ranks:
+        assert rank[setup]["foreach_dtypes"] == ["torch.float64"]
         assert rank[setup]["replaced"] and len(rank[setup]["groups"]) == 2
         for group in rank[setup]["groups"]:
             assert group["foreach"] == pytest.approx(group["deepspeed"], rel=1e-5)
@@ -211,6 +221,24 @@ def _partition_group(zero, grads, params) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _recording_foreach_norm_dtypes():
+    import torch
+
+    dtypes: list[str] = []
+    foreach_norm = torch._foreach_norm
+
+    def recording(tensors, *args, dtype=None, **kwargs):
+        dtypes.append(str(dtype))
+        return foreach_norm(tensors, *args, dtype=dtype, **kwargs)
+
+    torch._foreach_norm = recording
+    try:
+        yield dtypes
+    finally:
+        torch._foreach_norm = foreach_norm
+
+
 def _measure(precision: str, zero_settings: dict, rank: int) -> dict:
     from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 
@@ -226,16 +254,18 @@ def _measure(precision: str, zero_settings: dict, rank: int) -> dict:
     # what the step calls; were it still DeepSpeed's, every comparison below would hold trivially
     replaced = zero.get_grad_norm_direct.__func__ is not DeepSpeedZeroOptimizer.get_grad_norm_direct
     _backward(engine, rank)
-    groups = [
-        _partition_group(zero, grads, params)
-        for grads, params in zip(zero.averaged_gradients.values(), zero.params_in_partition, strict=True)
-    ]
+    with _recording_foreach_norm_dtypes() as dtypes:
+        groups = [
+            _partition_group(zero, grads, params)
+            for grads, params in zip(zero.averaged_gradients.values(), zero.params_in_partition, strict=True)
+        ]
     engine.step()
     return {
         "installed": installed,
         "replaced": replaced,
         "installed_bare": installed_bare,
         "groups": groups,
+        "foreach_dtypes": sorted(set(dtypes)),
         "step": float(engine.get_global_grad_norm()),
         "step_deepspeed": float(plain.get_global_grad_norm()),
         "reference": _reference_norm(),

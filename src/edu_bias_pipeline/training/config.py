@@ -101,8 +101,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         # (7.2 vs 31.6 us of host time on CPU) and the bucket is flattened once; 0.5B on 2 x H200 at batch 64:
         # +5.5% pairs/s in alternating runs (+6.5% on the means of all runs), 1.3 GiB less.
         # foreach_grad_norm: ZeRO-2's gradient norm in a few multi-tensor kernels instead of two per parameter
-        # tensor (580 launches a step for 0.5B), read by the host only when logged: +5.9% pairs/s (0.5B on
-        # 2 x H200 at batch 64, alternating runs), the same loss curve.
+        # tensor (about 580 launches a step over both ranks of 0.5B): +4-6% pairs/s (0.5B on 2 x H200 at batch
+        # 64, alternating runs), the same loss curve.
         "deepspeed": {
             "check_grad_overflow": False,
             "contiguous_gradients": "auto",
@@ -169,10 +169,9 @@ class DeepSpeedSettings(_Strict):
     foreach_grad_norm: bool = Field(
         False,
         description="ZeRO-2: take the gradient norm (for clipping and the logged grad_norm) with "
-        "multi-tensor kernels instead of DeepSpeed's float64 copy and norm kernel per parameter tensor, and "
-        "leave it on the device until a logging step instead of the Trainer's blocking read after every "
-        "DeepSpeed step. The same float64 norm, summed in another order (off: DeepSpeed's own). The `gpu` "
-        "profile turns it on (0.5B on two H200s: +5.9% pairs/s). Not used with optimizer offload or model "
+        "multi-tensor kernels instead of DeepSpeed's float64 copy and norm kernel per tensor of the rank's "
+        "partition. The same float64 norm, summed in another order (off: DeepSpeed's own). The `gpu` profile "
+        "turns it on (0.5B on two H200s: +4-6% pairs/s). Not used with optimizer offload or model "
         "parallelism: DeepSpeed's norm runs there.",
     )
     reduce_bucket_size: int | Literal["auto"] | None = Field(

@@ -247,7 +247,6 @@ def make_trainer_class():
         reference_cache: Path | None = None
         reference_cache_salt = ""
         local_step_metrics = False  # TRL's step metrics kept on each rank until a logging step
-        defer_grad_norm_read = False  # DeepSpeed's gradient norm read by the host only when logged
         _local_metrics_logged = False
 
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
@@ -309,13 +308,6 @@ def make_trainer_class():
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             finally:
                 del accelerator.gather, accelerator.gather_for_metrics
-
-        def _get_grad_norm(self, model, grad_norm=None):
-            # Under DeepSpeed the Trainer reads the engine's norm with .item() after every step, a blocking
-            # sync that drains the GPU queue; without DeepSpeed it keeps the tensor and reads it when it logs.
-            if self.defer_grad_norm_read and self.is_deepspeed_enabled and grad_norm is not None:
-                return grad_norm
-            return super()._get_grad_norm(model, grad_norm)
 
         def _over_ranks(self, metrics: dict[str, float], average: bool) -> dict[str, float]:
             """Training metrics averaged over the ranks (`average`), and TRL's running `num_tokens`, which
@@ -724,7 +716,6 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
     trainer_cls.local_step_metrics = (
         not config.gather_step_metrics and state.num_processes > 1 and _keeps_step_metrics_local()
     )
-    trainer_cls.defer_grad_norm_read = config.deepspeed.foreach_grad_norm
     health_callback, throughput_callback = make_callbacks(config)
     if runtime.deepspeed_config is not None and config.deepspeed.foreach_grad_norm:
         extra_callbacks = (*extra_callbacks, zero_grad_norm.callback())

@@ -1,12 +1,13 @@
 """ZeRO-1/2's gradient norm in a few multi-tensor kernels (`deepspeed.foreach_grad_norm`).
 
 DeepSpeed 0.19.8's `DeepSpeedZeroOptimizer.get_grad_norm_direct` takes the norm of its gradient partition one
-tensor at a time: a float64 copy and a norm kernel per parameter tensor, 580 launches a step for a 0.5B Qwen2
-(290 tensors). Where the step is bound by the host issuing kernels, as 0.5B on an H200 is, those launches are
-wall time. This computes the same L2 norm with `torch._foreach_norm` (the kernels `clip_grad_norm_` uses),
-in DeepSpeed's norm precision (float64 where the device has it): on a GPU a few launches for all tensors, on
-a CPU one C++ loop instead of a Python one. Anything else (another norm type, model or pipeline parallelism)
-goes to DeepSpeed's own method.
+tensor at a time: a float64 copy and a norm kernel per tensor of the rank's partition, about 580 launches a
+step over both ranks of a 0.5B Qwen2 (290 tensors). Where the step is bound by the host issuing kernels, as
+0.5B on an H200 is, those launches are wall time. This computes the same L2 norm with `torch._foreach_norm`
+(the kernels `clip_grad_norm_` uses) in DeepSpeed's norm precision (float64 where the device has it): on a GPU
+a few launches for all tensors, on a CPU one C++ loop instead of a Python one. Anything else (another norm
+type, model or pipeline parallelism) goes to DeepSpeed's own method. The norm is still read by the host every
+step: DeepSpeed's clipping checks it for inf/NaN, and accelerate hands it to the Trainer as a float.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ logger = logging.getLogger("edu_bias_pipeline.training")
 def install(optimizer) -> bool:
     """Give this ZeRO-1/2 optimizer (or the accelerate wrapper around it) the multi-tensor norm.
 
-    Returns whether it was installed: not for ZeRO-3, offload (DeepSpeed takes that norm elsewhere) or a
-    model-parallel setup.
+    Returns whether it was installed: not for ZeRO-3, offload (DeepSpeed takes that norm elsewhere), a
+    model-parallel setup or a DeepSpeed without the parts read here (0.19.8's).
     """
-    from deepspeed.comm import pg_utils
-    from deepspeed.runtime.constants import PIPE_REPLICATED
-    from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+    try:
+        from deepspeed import comm as dist
+        from deepspeed.comm import pg_utils
+        from deepspeed.runtime.constants import PIPE_REPLICATED
+        from deepspeed.runtime.utils import mask_nan_or_inf_with_val_inplace
+        from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+        from deepspeed.runtime.zero.utils import get_norm_dtype
+    except ImportError as exc:
+        logger.warning("deepspeed.foreach_grad_norm: not used with this DeepSpeed (%s)", exc)
+        return False
 
     # accelerate's wrapper holds the ZeRO optimizer as `.optimizer`, and that holds the torch one the same way
     zero = optimizer
@@ -37,17 +45,11 @@ def install(optimizer) -> bool:
         return False
     if any(getattr(p, PIPE_REPLICATED, False) for group in zero.bit16_groups for p in group):
         return False
-    zero.get_grad_norm_direct = types.MethodType(_foreach_grad_norm(type(zero).get_grad_norm_direct), zero)
-    return True
-
-
-def _foreach_grad_norm(deepspeed_norm):
-    import torch
-    from deepspeed import comm as dist
-    from deepspeed.runtime.utils import mask_nan_or_inf_with_val_inplace
-    from deepspeed.runtime.zero.utils import get_norm_dtype
+    deepspeed_norm = type(zero).get_grad_norm_direct
 
     def get_grad_norm_direct(self, gradients, params, norm_type=2):
+        import torch
+
         if float(norm_type) != 2.0:
             return deepspeed_norm(self, gradients, params, norm_type)
         # DeepSpeed pairs the partition's gradients, padding left out, with its parameters in order
@@ -62,7 +64,8 @@ def _foreach_grad_norm(deepspeed_norm):
         mask_nan_or_inf_with_val_inplace(total, device=self.device)
         return total
 
-    return get_grad_norm_direct
+    zero.get_grad_norm_direct = types.MethodType(get_grad_norm_direct, zero)
+    return True
 
 
 def callback():
