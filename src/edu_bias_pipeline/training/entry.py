@@ -247,7 +247,6 @@ def make_trainer_class():
         reference_cache: Path | None = None
         reference_cache_salt = ""
         local_step_metrics = False  # TRL's step metrics kept on each rank until a logging step
-        _local_metrics_logged = False
 
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
             # TRL's own cache is keyed by a fingerprint that hashes the run's whole DPOConfig (output_dir
@@ -299,9 +298,6 @@ def make_trainer_class():
             # calls: every rank's CPU stops there until the slowest rank arrives. These are its only uses of
             # the accelerator's gathers in a training step (none feeds the loss), so for the step they
             # return this rank's values; log() averages them over the ranks once per logging step.
-            if not self._local_metrics_logged:
-                self._local_metrics_logged = True
-                logger.info("step metrics: kept on each rank, averaged over the ranks at each logging step")
             accelerator = self.accelerator
             accelerator.gather = accelerator.gather_for_metrics = _this_rank
             try:
@@ -716,6 +712,8 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
     trainer_cls.local_step_metrics = (
         not config.gather_step_metrics and state.num_processes > 1 and _keeps_step_metrics_local()
     )
+    if trainer_cls.local_step_metrics:
+        logger.info("step metrics: kept on each rank, averaged over the ranks at each logging step")
     health_callback, throughput_callback = make_callbacks(config)
     if runtime.deepspeed_config is not None and config.deepspeed.foreach_grad_norm:
         extra_callbacks = (*extra_callbacks, zero_grad_norm.callback())

@@ -24,6 +24,8 @@ def install(optimizer) -> bool:
     Returns whether it was installed: not for ZeRO-3, offload (DeepSpeed takes that norm elsewhere), a
     model-parallel setup or a DeepSpeed without the parts read here (0.19.8's).
     """
+    import torch
+
     try:
         from deepspeed import comm as dist
         from deepspeed.comm import pg_utils
@@ -48,8 +50,6 @@ def install(optimizer) -> bool:
     deepspeed_norm = type(zero).get_grad_norm_direct
 
     def get_grad_norm_direct(self, gradients, params, norm_type=2):
-        import torch
-
         if float(norm_type) != 2.0:
             return deepspeed_norm(self, gradients, params, norm_type)
         # DeepSpeed pairs the partition's gradients, padding left out, with its parameters in order
@@ -78,8 +78,8 @@ def callback():
                 logger.info("ZeRO gradient norm: multi-tensor kernels (deepspeed.foreach_grad_norm)")
             else:
                 logger.info(
-                    "deepspeed.foreach_grad_norm: not used with ZeRO-3, optimizer offload or model "
-                    "parallelism; DeepSpeed's own norm runs"
+                    "deepspeed.foreach_grad_norm: not used with ZeRO-3, optimizer offload, model "
+                    "parallelism or another DeepSpeed release; DeepSpeed's own norm runs"
                 )
 
     return ForeachGradNorm()
