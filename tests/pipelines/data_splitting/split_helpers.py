@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def distinct_rows(counts: dict[str, int], start_line: int = 1, **kwargs: Any) ->
                     f"{category} pupils of that background cannot learn, case {i}",
                     category,
                     line,
-                    prompt=kwargs.get("prompt") if "prompt" in kwargs else (None if i % 2 else f"Q{i}?"),
+                    prompt=kwargs.get("prompt") if "prompt" in kwargs else (None if i % 2 else f"{category} Q{i}?"),
                 )
             )
             line += 1
@@ -69,18 +70,31 @@ def read_splits(project: Path) -> dict[str, list[dict[str, Any]]]:
 def text_keys(row: dict[str, Any]) -> set[tuple[str, str]]:
     """Every form under which a row's texts count as 'the same text' (the no-leakage definition)."""
     keys = set()
-    for text in (row["chosen"], row["rejected"]):
+    for text in (row.get("prompt"), row["chosen"], row["rejected"]):
+        if not isinstance(text, str) or not text.strip():
+            continue
         keys.add(("exact", normalize_text(text)))
         if near_duplicate_key(text):
             keys.add(("near", near_duplicate_key(text)))
     return keys
 
 
-def leaked_keys(splits: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], set[str]]:
-    """Text keys found in more than one split, with the splits they appear in."""
+def common_keys(rows: list[dict[str, Any]], common_text_pairs: int | None) -> set[tuple[str, str]]:
+    """Keys held by more than `common_text_pairs` input rows: boilerplate the split may spread (the rule,
+    recomputed here independently of the code under test)."""
+    if common_text_pairs is None:
+        return set()
+    held = Counter(key for row in rows for key in text_keys(row))
+    return {k for k, n in held.items() if n > common_text_pairs}
+
+
+def leaked_keys(
+    splits: dict[str, list[dict[str, Any]]], common: set[tuple[str, str]] = frozenset()
+) -> dict[tuple[str, str], set[str]]:
+    """Text keys, other than the `common` ones, found in more than one split, with the splits they are in."""
     seen: dict[tuple[str, str], set[str]] = {}
     for split, rows in splits.items():
         for row in rows:
-            for key in text_keys(row):
+            for key in text_keys(row) - common:
                 seen.setdefault(key, set()).add(split)
     return {k: v for k, v in seen.items() if len(v) > 1}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from split_helpers import distinct_rows, leaked_keys, validated_row
+from split_helpers import common_keys, distinct_rows, leaked_keys, validated_row
 
 from edu_bias_pipeline.pipelines.data_splitting import splitting as S
 from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig, parse_split_config
@@ -58,9 +58,16 @@ def datasets(draw):
     return rows
 
 
+# ratio_tolerance=1 switches the ratio check off: these datasets share texts so densely that many of them
+# cannot be split as configured; the check itself has its own property below.
 configs = st.builds(
-    lambda seed, balancing, min_pairs, ratios: SplitConfig(
-        seed=seed, balancing=balancing, min_pairs_per_category=min_pairs, ratios=ratios
+    lambda seed, balancing, min_pairs, ratios, common: SplitConfig(
+        seed=seed,
+        balancing=balancing,
+        min_pairs_per_category=min_pairs,
+        ratios=ratios,
+        common_text_pairs=common,
+        ratio_tolerance=1.0,
     ),
     st.integers(0, 2**31),
     st.sampled_from(["none", "downsample", "upsample", "weights"]),
@@ -72,6 +79,7 @@ configs = st.builds(
             {"train": 0.7, "val": 0.0, "test": 0.3},
         ]
     ),
+    st.sampled_from([None, 2, 5, 20]),
 )
 
 
@@ -85,8 +93,9 @@ def _run(rows, config):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=datasets(), config=configs)
 def test_no_text_is_shared_across_splits(rows, config):
+    """No text except the common ones (held by more than common_text_pairs pairs) is in two splits."""
     _, _, out, _ = _run(rows, config)
-    assert leaked_keys(out) == {}
+    assert leaked_keys(out, common_keys(rows, config.common_text_pairs)) == {}
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -46,6 +46,10 @@ class SplitConfig(BaseModel):
     max_per_category: PositiveInt | None = None
     min_pairs_per_category: PositiveInt = 10
     group_near_duplicates: bool = True
+    # A text held by more than this many pairs is boilerplate and does not group pairs (None: every one does).
+    common_text_pairs: PositiveInt | None = 20
+    # Largest allowed |realised - configured| ratio per category and split (one pair is always allowed).
+    ratio_tolerance: float = Field(0.02, ge=0.0, le=1.0)
 
 
 def parse_split_config(params: SplitConfig | dict[str, Any] | None) -> SplitConfig:

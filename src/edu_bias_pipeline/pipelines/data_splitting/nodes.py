@@ -65,16 +65,154 @@ def _is_eval_only(row: dict[str, Any]) -> bool:
     return row[P.META].get(P.EVAL_ONLY) is True
 
 
+def _max_deviation(counts: dict[str, Counter], ratios: dict[str, float]) -> dict[str, Any] | None:
+    """The category and split whose realised ratio is furthest from the configured one."""
+    worst = None
+    for category, by_split in sorted(counts.items()):
+        n = sum(by_split.values())
+        for split in S.SPLITS:
+            deviation = abs(by_split[split] / n - ratios[split])
+            if worst is None or deviation > worst["deviation"] + 1e-12:
+                worst = {"category": category, "split": split, "deviation": round(deviation, 4)}
+    return worst
+
+
+class SplitRatioError(ValueError):
+    """The placed groups miss the configured ratios by more than `ratio_tolerance`."""
+
+
+# The report lists this many common texts and largest groups; the counts cover all of them.
+LISTED_COMMON_TEXTS = 20
+LISTED_LARGEST_GROUPS = 5
+
+GROUPING_RULE = (
+    "pairs sharing a text (prompt, chosen or rejected, in any role; compared after normalize_text and, with "
+    "group_near_duplicates, also as near-duplicates) are in one group, transitively; a text held by more "
+    "than common_text_pairs pairs is common boilerplate and links nothing"
+)
+
+
+def _common_texts(grouping: S.Grouping) -> dict[str, Any]:
+    """The common texts (most-held first), merged over their exact and near-duplicate forms."""
+    merged: dict[str, dict[str, Any]] = {}
+    for key in grouping.common:
+        text = grouping.shown[key]
+        entry = merged.setdefault(text, {"text": S.preview(text), "pairs": 0, "forms": []})
+        entry["pairs"] = max(entry["pairs"], grouping.pairs_per_key[key])
+        entry["forms"].append("exact" if key[0] == "exact" else "near_duplicate")
+    listed = sorted(merged.items(), key=lambda kv: (-kv[1]["pairs"], kv[0]))
+    return {
+        "count": len(listed),
+        "listed": [dict(entry, forms=sorted(entry["forms"])) for _, entry in listed[:LISTED_COMMON_TEXTS]],
+        "truncated": len(listed) > LISTED_COMMON_TEXTS,
+    }
+
+
+def _describe_group(
+    g: int, members: list[int], labels: list[str], links: dict[int, tuple[int, S.Key]], grouping: S.Grouping
+) -> dict[str, Any]:
+    n_links, key = links.get(g, (0, None))
+    return {
+        "pairs": len(members),
+        "bias_types": dict(sorted(Counter(labels[i] for i in members).items())),
+        "linking_texts": n_links,
+        "most_shared_text": S.preview(grouping.shown[key]) if key else None,
+        "most_shared_text_pairs": grouping.pairs_per_key[key] if key else None,
+    }
+
+
+def _ratio_error(
+    misses: list[dict[str, Any]],
+    realised: dict[str, Counter],
+    config: SplitConfig,
+    grouping: S.Grouping,
+    members: dict[int, list[int]],
+    labels: list[str],
+    links: dict[int, tuple[int, S.Key]],
+    split_of_group: dict[int, str],
+    pulled: Counter,
+) -> str:
+    """Names the failing categories, the group behind each (size, the text that formed it) and the fixes."""
+    ratios = config.ratios.as_dict()
+    failing = list(dict.fromkeys(m["category"] for m in misses))
+    configured = " / ".join(f"{ratios[s]:g}" for s in S.SPLITS)
+    lines = [
+        f"data_splitting: the split misses the configured ratios ({configured}"
+        f" train / val / test) by more than ratio_tolerance={config.ratio_tolerance:g} in {len(failing)} "
+        f"bias_type(s): {', '.join(failing)}."
+    ]
+    group_of_pair = grouping.group_of
+    described: dict[int, str] = {}
+    advice: list[tuple[int, S.Key]] = []
+    for category in failing[:3]:
+        by_split = realised[category]
+        n = sum(by_split.values())
+        shares = " / ".join(f"{by_split[s] / n:.3f}" for s in S.SPLITS)
+        text = f"- {category!r} ({n} pairs) got {shares}"
+        own_groups = {group_of_pair[i] for i, label in enumerate(labels) if label == category}
+        g = max(own_groups, key=lambda x: (len(members[x]), -x))
+        if g in described:
+            text += f"; its largest leakage group is the one named for {described[g]!r}"
+        elif len(members[g]) > 1:
+            described[g] = category
+            info = _describe_group(g, members[g], labels, links, grouping)
+            kinds = info["bias_types"]
+            text += (
+                f". Its largest leakage group holds {info['pairs']} pairs ({kinds.get(category, 0)} of them "
+                f"{category!r}" + (f", spanning {len(kinds)} bias_types" if len(kinds) > 1 else "")
+            )
+            text += (
+                f"), placed whole in {split_of_group[g]}; it is linked through {info['linking_texts']} "
+                f"shared text(s), the most shared being {info['most_shared_text']!r} (held by "
+                f"{info['most_shared_text_pairs']} pairs)"
+            )
+            advice.append((info["most_shared_text_pairs"], links[g][1]))
+        if pulled[category]:
+            text += (
+                f"; {pulled[category]} of its pairs share a text with eval_only pairs and were moved to test "
+                "with them"
+            )
+        lines.append(text + ".")
+    threshold = config.common_text_pairs
+    if threshold is None:
+        lines.append(
+            "What to do: data_splitting.common_text_pairs is null, so every shared text groups pairs; set it "
+            "(the shipped default is 20) so that a text held by more pairs than that counts as boilerplate "
+            "and links nothing;"
+        )
+    else:
+        lines.append(
+            f"What to do: a text held by more than data_splitting.common_text_pairs={threshold} pairs counts "
+            "as boilerplate and links nothing;"
+        )
+        if advice:
+            k_pairs, key = max(advice)
+            lines.append(
+                f"  set it below {k_pairs} (--params data_splitting.common_text_pairs={k_pairs - 1}) so that "
+                f"{S.preview(grouping.shown[key])!r} stops grouping pairs (pairs sharing rarer texts stay "
+                "together);"
+            )
+    lines.append(
+        "  or make the repeated text distinct in the data; or, to accept the skew, raise "
+        f"data_splitting.ratio_tolerance (now {config.ratio_tolerance:g}). This run wrote no split file."
+    )
+    return "\n".join(lines)
+
+
 def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame, dict]:
     """Give every validated pair a `split`, keeping leakage groups whole and stratifying by bias_type.
 
-    Grouping: pairs sharing a chosen/rejected text (after `normalize_text`, in either role) or, when
-    `group_near_duplicates`, a `near_duplicate_key`, are joined transitively (union-find). Prompts do not
-    group pairs: a shared instruction or question is context, not the preference being learned.
+    Grouping: pairs sharing a prompt, chosen or rejected text (after `normalize_text`, in any role) or,
+    when `group_near_duplicates`, a `near_duplicate_key`, are joined transitively (union-find). A text held
+    by more than `common_text_pairs` pairs (a stock prompt, a generic "cannot be determined" answer) is
+    boilerplate and joins nothing: it would chain the whole corpus into one group.
 
     A group whose pairs carry different bias_types is stratified under its majority bias_type (ties: the
     alphabetically first); each pair keeps its own bias_type. A group containing an eval_only pair goes to
     test whole, so its trainable group-mates cannot leak the eval-only texts into training.
+
+    Raises `SplitRatioError` when a category's realised ratios miss the configured ones by more than
+    `ratio_tolerance`, naming the group (and the text) that caused it.
     """
     config = parse_split_config(config)
     if config.max_per_category is not None and config.balancing != "downsample":
@@ -85,8 +223,11 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
             config.balancing,
         )
     rows = _clean_rows(validated_pairs)
-    texts = [(r[P.CHOSEN], r[P.REJECTED]) for r in rows]
-    group_of = S.leakage_groups(texts, near_duplicates=config.group_near_duplicates)
+    texts = [(r.get(P.PROMPT), r[P.CHOSEN], r[P.REJECTED]) for r in rows]
+    grouping = S.group_pairs(
+        texts, near_duplicates=config.group_near_duplicates, common_text_pairs=config.common_text_pairs
+    )
+    group_of = grouping.group_of
 
     members = S.group_by(group_of, range(len(group_of)))
     labels = [r[P.BIAS_TYPE] for r in rows]
@@ -114,6 +255,36 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
         rng = S.category_rng(config.seed, "split", category)
         split_of_group.update(S.assign_groups(groups, targets[category], rng, order_key))
 
+    # Realised per pair's own bias_type, without eval_only pairs: what the report's realised_ratios say.
+    realised: dict[str, Counter] = defaultdict(Counter)
+    pulled_per_category: Counter = Counter()
+    for i, g in enumerate(group_of):
+        if not _is_eval_only(rows[i]):
+            realised[labels[i]][split_of_group[g]] += 1
+            if g in eval_groups:
+                pulled_per_category[labels[i]] += 1
+    checked = {
+        c: v
+        for c, v in realised.items()
+        if c not in train_only and sum(v.values()) >= config.min_pairs_per_category
+    }
+    links = S.group_links(grouping)
+    misses = S.ratio_misses(checked, config.ratios.as_dict(), config.ratio_tolerance)
+    if misses:
+        raise SplitRatioError(
+            _ratio_error(
+                misses,
+                realised,
+                config,
+                grouping,
+                members,
+                labels,
+                links,
+                split_of_group,
+                pulled_per_category,
+            )
+        )
+
     columns = list(validated_pairs.columns) + ([P.META] if P.META not in validated_pairs.columns else [])
     out = pd.DataFrame(rows, columns=columns)
     out[P.SPLIT] = [split_of_group[g] for g in group_of]
@@ -121,16 +292,34 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
     cross = {
         g: sorted({labels[i] for i in idx}) for g, idx in members.items() if len({labels[i] for i in idx}) > 1
     }
-    pulled = sum(1 for g in eval_groups for i in members[g] if not _is_eval_only(rows[i]))
+    pulled = sum(pulled_per_category.values())
     sizes = [len(idx) for idx in members.values()]
+    largest = sorted(
+        (g for g, idx in members.items() if len(idx) > 1), key=lambda g: (-len(members[g]), order_key[g])
+    )
     notes = {
         "groups": {
+            "rule": GROUPING_RULE,
+            "texts_compared": [P.PROMPT, P.CHOSEN, P.REJECTED],
+            "near_duplicates_grouped": config.group_near_duplicates,
+            "common_text_pairs": config.common_text_pairs,
+            "common_texts": _common_texts(grouping),
             "count": len(members),
             "multi_pair": sum(1 for s in sizes if s > 1),
             "pairs_in_multi_pair_groups": sum(s for s in sizes if s > 1),
             "largest": max(sizes),
             "cross_category": len(cross),
-            "near_duplicates_grouped": config.group_near_duplicates,
+            "sizes": S.size_distribution(sizes),
+            "largest_groups": [
+                {**_describe_group(g, members[g], labels, links, grouping), "split": split_of_group[g]}
+                for g in largest[:LISTED_LARGEST_GROUPS]
+            ],
+        },
+        "ratio_check": {
+            "tolerance": config.ratio_tolerance,
+            "categories_checked": sorted(checked),
+            "max_deviation": _max_deviation(checked, config.ratios.as_dict()),
+            "passed": True,
         },
         "eval_only": {
             "pairs": sum(1 for r in rows if _is_eval_only(r)),
@@ -141,6 +330,14 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
         "targets_by_group_category": targets,
         "warnings": [],
     }
+    logger.info(
+        "data_splitting: %d leakage groups (largest %d pairs); %d common text(s) held by more than %s pairs "
+        "link nothing",
+        len(members),
+        max(sizes),
+        notes["groups"]["common_texts"]["count"],
+        config.common_text_pairs,
+    )
     warn = notes["warnings"].append
     for category, n in train_only.items():
         warn(
@@ -318,6 +515,7 @@ def build_split_report(
         "per_category": per_category,
         "pairs_with_prompt": with_prompt,
         "groups": split_notes.get("groups", {}),
+        "ratio_check": split_notes.get("ratio_check", {}),
         "eval_only": split_notes.get("eval_only", {}),
         "train_only_categories": sorted(train_only),
         "absent_from_val": absent["val"],

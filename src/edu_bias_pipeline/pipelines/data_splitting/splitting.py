@@ -8,9 +8,11 @@ category gains or loses pairs.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from edu_bias_pipeline.pairs import near_duplicate_key, normalize_text
@@ -41,14 +43,27 @@ class UnionFind:
             self.parent[hi] = lo
 
 
-def text_keys(texts: Iterable[str], near_duplicates: bool) -> set[tuple[str, str]]:
-    """The keys under which two pairs count as sharing a text, whatever role (chosen/rejected) it plays.
+Key = tuple[str, str]
 
-    An empty near-duplicate key (a text of only punctuation/symbols) is skipped: it would glue together
-    every such text although they share nothing; the exact normalised key still catches true repeats.
+# A text is shown in the report and in messages cut to this many characters.
+TEXT_PREVIEW_CHARS = 80
+
+
+def preview(text: str) -> str:
+    return text if len(text) <= TEXT_PREVIEW_CHARS else text[: TEXT_PREVIEW_CHARS - 1] + "…"
+
+
+def text_keys(texts: Iterable[str | None], near_duplicates: bool) -> set[Key]:
+    """The keys under which two pairs count as sharing a text, whatever role (prompt, chosen, rejected).
+
+    A missing or blank text (a pair without prompt) has no key. An empty near-duplicate key (a text of only
+    punctuation/symbols) is skipped: it would glue together every such text although they share nothing;
+    the exact normalised key still catches true repeats.
     """
-    keys: set[tuple[str, str]] = set()
+    keys: set[Key] = set()
     for text in texts:
+        if not text or not text.strip():
+            continue
         keys.add(("exact", normalize_text(text)))
         if near_duplicates:
             folded = near_duplicate_key(text)
@@ -57,19 +72,141 @@ def text_keys(texts: Iterable[str], near_duplicates: bool) -> set[tuple[str, str
     return keys
 
 
-def leakage_groups(texts_per_pair: Sequence[Sequence[str]], near_duplicates: bool = True) -> list[int]:
-    """Group id per pair such that pairs sharing a key (directly or through a chain) share the group.
+@dataclass
+class Grouping:
+    """Leakage groups and how they were formed.
 
-    The id of a group is the index of its first pair.
+    `group_of[i]` is the id of pair i's group (the index of its first pair). `pairs_per_key` counts the
+    pairs holding each text key; `common` are the keys held by more than the threshold's pairs, which do
+    not link pairs. `shown[key]` is the text a key is reported under (its smallest normalised form, so the
+    report does not depend on input order).
     """
+
+    group_of: list[int]
+    pairs_per_key: dict[Key, int]
+    common: set[Key]
+    shown: dict[Key, str]
+    common_text_pairs: int | None
+    first_pair: dict[Key, int]
+
+    def linking_keys(self) -> list[Key]:
+        """Keys that joined two or more pairs (shared, not common), sorted for deterministic reports."""
+        return sorted(k for k, n in self.pairs_per_key.items() if n > 1 and k not in self.common)
+
+
+def group_pairs(
+    texts_per_pair: Sequence[Sequence[str | None]],
+    near_duplicates: bool = True,
+    common_text_pairs: int | None = None,
+) -> Grouping:
+    """Group pairs that share a text key, directly or through a chain (union-find), ignoring common keys.
+
+    A key held by more than `common_text_pairs` pairs is boilerplate (a stock prompt, a generic "cannot be
+    determined" answer): it says nothing about which pairs belong together, and letting it link would
+    chain the whole corpus into one group. `None` lets every shared key link.
+    """
+    keys_per_pair = [text_keys(texts, near_duplicates) for texts in texts_per_pair]
+    pairs_per_key: Counter[Key] = Counter()
+    shown: dict[Key, str] = {}
+    for texts, keys in zip(texts_per_pair, keys_per_pair, strict=True):
+        pairs_per_key.update(keys)
+        for text in texts:
+            if not text or not text.strip():
+                continue
+            norm = normalize_text(text)
+            shown[("exact", norm)] = norm
+            if near_duplicates and (folded := near_duplicate_key(text)):
+                key = ("near", folded)
+                shown[key] = min(shown.get(key, norm), norm)
+    common = (
+        set() if common_text_pairs is None else {k for k, n in pairs_per_key.items() if n > common_text_pairs}
+    )
     uf = UnionFind(len(texts_per_pair))
-    first_with_key: dict[tuple[str, str], int] = {}
-    for i, texts in enumerate(texts_per_pair):
-        for key in text_keys(texts, near_duplicates):
+    first_with_key: dict[Key, int] = {}
+    for i, keys in enumerate(keys_per_pair):
+        for key in keys:
+            if key in common:
+                continue
             j = first_with_key.setdefault(key, i)
             if j != i:
                 uf.union(i, j)
-    return [uf.find(i) for i in range(len(texts_per_pair))]
+    group_of = [uf.find(i) for i in range(len(texts_per_pair))]
+    return Grouping(group_of, dict(pairs_per_key), common, shown, common_text_pairs, first_with_key)
+
+
+def leakage_groups(
+    texts_per_pair: Sequence[Sequence[str | None]],
+    near_duplicates: bool = True,
+    common_text_pairs: int | None = None,
+) -> list[int]:
+    """Group id per pair (see `group_pairs`); the id of a group is the index of its first pair."""
+    return group_pairs(texts_per_pair, near_duplicates, common_text_pairs).group_of
+
+
+def group_links(grouping: Grouping) -> dict[int, tuple[int, Key]]:
+    """Per multi-pair group: (number of shared texts linking it, the most-shared one of them).
+
+    The most-shared linking text is what a person looks at to see why a group is large. Ties go to the
+    smallest key, so the choice does not depend on input order.
+    """
+    out: dict[int, tuple[int, Key]] = {}
+    for key in grouping.linking_keys():
+        g = grouping.group_of[grouping.first_pair[key]]
+        links, best = out.get(g, (0, key))
+        if grouping.pairs_per_key[key] > grouping.pairs_per_key[best]:
+            best = key
+        out[g] = (links + 1, best)
+    return out
+
+
+def size_distribution(sizes: Sequence[int]) -> dict[str, object]:
+    """Group sizes: count, max, mean, nearest-rank percentiles, and the pairs in groups of each size."""
+    ordered = sorted(sizes)
+    if not ordered:
+        return {"count": 0}
+
+    def percentile(q: float) -> int:
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    buckets = {"1": (1, 1), "2-5": (2, 5), "6-20": (6, 20), "21-100": (21, 100), "101+": (101, math.inf)}
+    return {
+        "count": len(ordered),
+        "max": ordered[-1],
+        "mean": round(sum(ordered) / len(ordered), 3),
+        "percentiles": {"p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99)},
+        "pairs_by_group_size": {
+            label: sum(n for n in ordered if lo <= n <= hi) for label, (lo, hi) in buckets.items()
+        },
+    }
+
+
+def ratio_misses(
+    counts: Mapping[str, Mapping[str, int]], ratios: Mapping[str, float], tolerance: float
+) -> list[dict[str, object]]:
+    """Splits whose realised share of a category misses the configured ratio by more than `tolerance`.
+
+    One pair of deviation is always allowed: it is the rounding of ratio x n to whole pairs.
+    """
+    misses: list[dict[str, object]] = []
+    for category, by_split in sorted(counts.items()):
+        n = sum(by_split.values())
+        if n == 0:
+            continue
+        allowed = max(1.0, tolerance * n)
+        for split in SPLITS:
+            got = by_split.get(split, 0)
+            if abs(got - ratios[split] * n) > allowed + 1e-9:
+                misses.append(
+                    {
+                        "category": category,
+                        "split": split,
+                        "pairs": got,
+                        "of": n,
+                        "realised": round(got / n, 4),
+                        "configured": ratios[split],
+                    }
+                )
+    return misses
 
 
 def majority_label(labels: Iterable[str]) -> str:
