@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pandas as pd
@@ -12,7 +13,7 @@ from split_helpers import common_keys, distinct_rows, leaked_keys, validated_row
 
 from edu_bias_pipeline.pipelines.data_splitting import splitting as S
 from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig, parse_split_config
-from edu_bias_pipeline.pipelines.data_splitting.nodes import assign_splits, balance_splits
+from edu_bias_pipeline.pipelines.data_splitting.nodes import SplitRatioError, assign_splits, balance_splits
 
 CATEGORIES = ("age", "region", "religion", "disability")
 WORDS = ("girls", "boys", "rural", "urban", "pupils", "teachers", "cannot", "excel", "at", "maths", "art")
@@ -227,3 +228,29 @@ def test_eval_only_must_be_boolean_and_errors_name_the_line():
     rows[2]["chosen"] = None
     with pytest.raises(ValueError, match=r"line 2 \(source_line 2\).*meta.eval_only.*line 3 .*'chosen'"):
         assign_splits(pd.DataFrame(rows), SplitConfig())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=datasets(), seed=st.integers(0, 2**31), common=st.sampled_from([None, 3, 20]))
+def test_split_meets_the_ratios_or_fails_naming_the_group(rows, seed, common):
+    """With the ratio check on, a split is either within tolerance in every checked category, or the run
+    fails naming a multi-pair group, its size and the text linking it."""
+    config = SplitConfig(seed=seed, common_text_pairs=common, min_pairs_per_category=5)
+    try:
+        split_pairs, notes = assign_splits(pd.DataFrame(rows), config)
+    except SplitRatioError as exc:
+        message = str(exc)
+        assert re.search(r"misses the configured ratios \(.*\) by more than ratio_tolerance=0.02", message)
+        assert "What to do:" in message
+        # Every failure involves a multi-pair group: singletons alone always meet the targets.
+        assert re.search(r"largest leakage group holds \d+ pairs", message)
+        assert re.search(r"the most shared being '.+' \(held by \d+ pairs\)", message)
+        return
+    checked = notes["ratio_check"]["categories_checked"]
+    stratified = split_pairs[[m.get("eval_only") is not True for m in split_pairs["meta"]]]
+    for category in checked:
+        part = stratified[stratified["bias_type"] == category]
+        for split, ratio in config.ratios.as_dict().items():
+            got = int((part["split"] == split).sum())
+            assert abs(got - ratio * len(part)) <= max(1.0, 0.02 * len(part)), (category, split, got)
+    assert notes["ratio_check"]["passed"] is True

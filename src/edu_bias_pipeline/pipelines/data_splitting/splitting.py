@@ -146,17 +146,18 @@ def leakage_groups(
 def group_links(grouping: Grouping) -> dict[int, tuple[int, Key]]:
     """Per multi-pair group: (number of shared texts linking it, the most-shared one of them).
 
-    The most-shared linking text is what a person looks at to see why a group is large. Ties go to the
-    smallest key, so the choice does not depend on input order.
+    A text's exact and near-duplicate forms count as one text. The most-shared linking text is what a
+    person looks at to see why a group is large; ties go to the smallest key, so the choice does not
+    depend on input order.
     """
-    out: dict[int, tuple[int, Key]] = {}
+    texts: dict[int, set[str]] = defaultdict(set)
+    best: dict[int, Key] = {}
     for key in grouping.linking_keys():
         g = grouping.group_of[grouping.first_pair[key]]
-        links, best = out.get(g, (0, key))
-        if grouping.pairs_per_key[key] > grouping.pairs_per_key[best]:
-            best = key
-        out[g] = (links + 1, best)
-    return out
+        texts[g].add(grouping.shown[key])
+        if g not in best or grouping.pairs_per_key[key] > grouping.pairs_per_key[best[g]]:
+            best[g] = key
+    return {g: (len(texts[g]), best[g]) for g in best}
 
 
 def size_distribution(sizes: Sequence[int]) -> dict[str, object]:
