@@ -215,6 +215,8 @@ def test_allocate_targets_sum_and_rounding():
         ({"balancing": "smote"}, "balancing"),
         ({"min_pairs_per_category": 0}, "min_pairs_per_category"),
         ({"seeed": 1}, "seeed"),
+        ({"common_text_pairs": 0}, "common_text_pairs"),
+        ({"ratio_tolerance": 1.5}, "ratio_tolerance"),
     ],
 )
 def test_bad_parameters_are_clear_errors(params, needle):

@@ -175,9 +175,10 @@ def _ratio_error(
         lines.append(text + ".")
     threshold = config.common_text_pairs
     if threshold is None:
+        default = SplitConfig.model_fields["common_text_pairs"].default
         lines.append(
             "What to do: data_splitting.common_text_pairs is null, so every shared text groups pairs; set it "
-            "(the shipped default is 20) so that a text held by more pairs than that counts as boilerplate "
+            f"(the default is {default}) so that a text held by more pairs than that counts as boilerplate "
             "and links nothing;"
         )
     else:
