@@ -394,6 +394,22 @@ def build_summary(
     }
 
 
+def seal_summary(summary: dict[str, Any], validated_fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The summary plus the fingerprint of the validated_pairs file as saved (lines, bytes, sha256).
+
+    Runs after `partition_pairs` has saved validated_pairs (its `summary` input is that node's output),
+    and the summary is saved after it: whatever point a run is killed at, validation_summary.json either
+    describes the validated_pairs.jsonl beside it byte for byte or it does not match, and data_splitting
+    refuses the pair (see data_splitting/gate.py). Every save is atomic (edu_bias_pipeline.datasets).
+    """
+    if validated_fingerprint["lines"] != summary["rows_kept"]:
+        raise AssertionError(  # the file on disk is not the frame this run kept: never describe it
+            f"{validated_fingerprint['path']} has {validated_fingerprint['lines']} lines after saving, "
+            f"but {summary['rows_kept']} rows were kept"
+        )
+    return {**summary, "validated_pairs": validated_fingerprint}
+
+
 def build_data_docs(
     checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
