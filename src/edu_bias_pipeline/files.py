@@ -32,6 +32,9 @@ _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 class OutputNotWritableError(OSError):
     """An output could not be written; the message names the path, the reason and what to do."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, without OSError's "[Errno N]" prefix
+
 
 def temporary_path(target: Path, pid: int | None = None) -> Path:
     """The name `target` is written under before it is renamed into place."""
@@ -99,12 +102,17 @@ def not_writable_error(target: Path, exc: OSError) -> OutputNotWritableError:
         # The first existing directory on the way is the one that refused the new entry.
         while not where.exists() and where != where.parent:
             where = where.parent
-        what = "a read-only file system" if exc.errno == errno.EROFS else "not writable by this user"
-        return OutputNotWritableError(
-            exc.errno,
-            f"Cannot write output {target}: {where} is {what} ({exc.strerror}). Make it writable "
-            f"(e.g. `chmod -R u+w {where}`), or run the project from a copy you can write to.",
-        )
+        if exc.errno == errno.EROFS:
+            advice = (
+                f"{where} is on a read-only file system. Remount it read-write, or run the project from "
+                "a copy on a writable disk."
+            )
+        else:
+            advice = (
+                f"{where} is not writable by this user ({exc.strerror}). Make it writable (e.g. "
+                f"`chmod -R u+w {where}`), or run the project from a copy you can write to."
+            )
+        return OutputNotWritableError(exc.errno, f"Cannot write output {target}: {advice}")
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
         return OutputNotWritableError(
             exc.errno,

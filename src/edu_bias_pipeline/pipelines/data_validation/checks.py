@@ -263,7 +263,7 @@ def nearest_labels(label: str, taxonomy: dict[str, Sequence[str] | None], n: int
         spellings.setdefault(label_key(canonical), canonical)
         for alias in aliases or ():
             spellings.setdefault(label_key(str(alias)), f"{alias} (-> {canonical})")
-    close = difflib.get_close_matches(label_key(label), list(spellings), n=n, cutoff=0.5)
+    close = difflib.get_close_matches(label_key(label), list(spellings), n=n, cutoff=0.6)
     return [spellings[key] for key in close]
 
 
@@ -348,10 +348,11 @@ def explain_length(frame: pd.DataFrame, ctx: CheckContext, positions: np.ndarray
         parts = []
         for column, low, high, low_name, high_name in bounds:
             n = int(lengths[column][pos])
+            chars = f"{n} character{'s' if n != 1 else ''}"
             if n > high:
-                parts.append(f"field '{column}' has {n} characters, above {high_name}={high}")
+                parts.append(f"field '{column}' has {chars}, above {high_name}={high}")
             elif 0 < n < low:
-                parts.append(f"field '{column}' has {n} characters, below {low_name}={low}")
+                parts.append(f"field '{column}' has {chars}, below {low_name}={low}")
         out.append("; ".join(parts) or "a text is out of the configured bounds")
     return out
 
