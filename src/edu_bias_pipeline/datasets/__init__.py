@@ -1,6 +1,23 @@
-"""Custom Kedro datasets."""
+"""Custom Kedro datasets. Every file output of the catalog is one of these: saves are atomic."""
 
+from edu_bias_pipeline.datasets.atomic import (
+    AtomicSaveMixin,
+    CSVDataset,
+    JSONDataset,
+    MatplotlibDataset,
+    TextDataset,
+)
+from edu_bias_pipeline.datasets.fingerprint import FileFingerprintDataset
 from edu_bias_pipeline.datasets.jsonl import JSONLinesDataset
 from edu_bias_pipeline.datasets.raw_lines import RawLinesDataset
 
-__all__ = ["JSONLinesDataset", "RawLinesDataset"]
+__all__ = [
+    "AtomicSaveMixin",
+    "CSVDataset",
+    "FileFingerprintDataset",
+    "JSONDataset",
+    "JSONLinesDataset",
+    "MatplotlibDataset",
+    "RawLinesDataset",
+    "TextDataset",
+]

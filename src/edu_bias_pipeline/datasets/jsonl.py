@@ -1,22 +1,22 @@
-"""pandas JSON Lines, written in chunks."""
+"""pandas JSON Lines: written in chunks and atomically, read with the fingerprint of the bytes parsed."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pandas as pd
 from kedro.io.core import get_filepath_str
 from kedro_datasets.pandas import JSONDataset
 
+from edu_bias_pipeline.datasets.atomic import AtomicSaveMixin
+from edu_bias_pipeline.files import display_path, fingerprint_bytes
 
-class JSONLinesDataset(JSONDataset):
-    """`pandas.JSONDataset` for JSON Lines that saves `chunk_rows` rows at a time.
+# `DataFrame.attrs` key of a loaded frame: {"path", "lines", "bytes", "sha256"} of the file it came from.
+SOURCE_ATTR = "source_file"
 
-    `DataFrame.to_json(lines=True)` renders the whole file as one string and then splits it into lines,
-    which for a million pairs costs about 2 GiB of peak memory; chunks of rows keep that bounded. Loading
-    (and therefore every reader of the file) is exactly `pandas.JSONDataset`'s.
-    """
 
+class _ChunkedJSONLines(JSONDataset):
     def __init__(self, *, chunk_rows: int = 100_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self._save_args.get("lines") is not True or self._save_args.get("orient") != "records":
@@ -29,3 +29,26 @@ class JSONLinesDataset(JSONDataset):
             for start in range(0, max(len(data), 1), self._chunk_rows):  # an empty frame still writes
                 fs_file.write(data.iloc[start : start + self._chunk_rows].to_json(**self._save_args))
         self._invalidate_cache()
+
+    def load(self) -> pd.DataFrame:
+        load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(load_path, mode="rb") as fs_file:
+            content = fs_file.read()
+        frame = pd.read_json(io.BytesIO(content), **self._load_args)
+        shown = display_path(load_path) if self._protocol == "file" else load_path
+        frame.attrs[SOURCE_ATTR] = {"path": shown, **fingerprint_bytes(content)}
+        return frame
+
+
+class JSONLinesDataset(AtomicSaveMixin, _ChunkedJSONLines):
+    """`pandas.JSONDataset` for JSON Lines: saves `chunk_rows` rows at a time, atomically.
+
+    `DataFrame.to_json(lines=True)` renders the whole file as one string and then splits it into lines,
+    which for a million pairs costs about 2 GiB of peak memory; chunks of rows keep that bounded. The
+    chunks go to a temporary file that is renamed into place once complete (`AtomicSaveMixin`), so a
+    killed run never leaves a file cut at a chunk boundary.
+
+    Loading parses exactly what `pandas.JSONDataset` parses, from the bytes read once; the frame's
+    `attrs[SOURCE_ATTR]` holds their fingerprint (`files.fingerprint_bytes`), so a consumer can check
+    that the rows it got are the ones a report describes (see data_splitting's gate).
+    """

@@ -7,6 +7,8 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from edu_bias_pipeline.files import atomic_open
+
 
 class RawLinesDataset(AbstractDataset[list[bytes], list[bytes]]):
     """Loads a text file as a list of raw `bytes` lines, line terminators removed.
@@ -23,17 +25,29 @@ class RawLinesDataset(AbstractDataset[list[bytes], list[bytes]]):
 
     def load(self) -> list[bytes]:
         path = Path(self._filepath)
-        if not path.is_file():
+        if path.is_dir():
+            raise DatasetError(
+                f"Raw pairs file '{path}' is a directory; give a file: one JSON object per line (JSONL), "
+                "e.g. `kedro run --pipelines data_validation --params raw_pairs_path=PATH/pairs.jsonl`. "
+                "Several files can be joined into one first (`cat DIR/*.jsonl > pairs.jsonl`)."
+            )
+        if not path.exists():
             raise DatasetError(
                 f"Raw pairs file '{path}' does not exist. Put the JSONL there, or point the run at another "
                 "file with `kedro run --pipelines data_validation --params raw_pairs_path=PATH`."
             )
-        return split_lines(path.read_bytes())
+        try:
+            return split_lines(path.read_bytes())
+        except OSError as exc:
+            raise DatasetError(f"Cannot read raw pairs file '{path}': {exc.strerror or exc}") from exc
 
     def save(self, data: list[bytes]) -> None:
         path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"".join(line + b"\n" for line in data))
+        try:
+            with atomic_open(path, "wb") as fh:
+                fh.writelines(line + b"\n" for line in data)
+        except OSError as exc:
+            raise DatasetError(str(exc)) from exc
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Any
 
 from conftest import read_jsonl, write_jsonl
 
+from edu_bias_pipeline.files import fingerprint_file
 from edu_bias_pipeline.pairs import near_duplicate_key, normalize_text, pair_id
 
 VALIDATED = Path("data/02_intermediate/validated_pairs.jsonl")
+SUMMARY = Path("data/08_reporting/validation_summary.json")
 SPLIT_FILES = {s: Path(f"data/05_model_input/{s}.jsonl") for s in ("train", "val", "test")}
 REPORT = Path("data/08_reporting/split_report.json")
 CHART = Path("data/08_reporting/split_per_category.png")
@@ -62,7 +65,15 @@ def distinct_rows(counts: dict[str, int], start_line: int = 1, **kwargs: Any) ->
 
 
 def write_validated(project: Path, rows: Iterable[dict[str, Any]]) -> Path:
-    return write_jsonl(project / VALIDATED, list(rows))
+    """The file plus the passed validation_summary.json that describes it (data_splitting's gate)."""
+    path = write_jsonl(project / VALIDATED, list(rows))
+    summary = {
+        "passed": True,
+        "reports": {"summary": SUMMARY.as_posix()},
+        "validated_pairs": {"path": VALIDATED.as_posix(), **fingerprint_file(path)},
+    }
+    (project / SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
+    return path
 
 
 def read_splits(project: Path) -> dict[str, list[dict[str, Any]]]:

@@ -141,3 +141,77 @@ def test_cli_run_on_another_file_does_not_import_torch(project: Path, tmp_path: 
     assert summary["input"] == str(other)
     assert len(validated) == 40 and quarantined == [] and summary["passed"] is True
     assert "Data validation passed" in done.stderr + done.stdout
+
+
+def test_min_chars_above_max_chars_fails_before_any_node_runs(project: Path) -> None:
+    from kedro.validation.exceptions import ParameterValidationError
+
+    params = {"data_validation": {"min_chars": 50, "max_chars": 10}}
+    with pytest.raises(ParameterValidationError) as failure:
+        run_pipeline(project, "data_validation", params=params)
+    message = str(failure.value)
+    assert "data_validation.min_chars (50) is greater than data_validation.max_chars (10)" in message
+    assert "parameters_data_validation.yml" in message
+    assert not (project / VALIDATED).exists() and not (project / SUMMARY).exists()
+
+
+def test_utf16_input_gets_a_save_as_utf8_hint(project: Path) -> None:
+    text = (project / RAW).read_text(encoding="utf-8")
+    (project / RAW).write_bytes(text.encode("utf-16"))  # with its byte-order mark, as Windows tools write
+    with pytest.raises(DataValidationError) as failure:
+        run_pipeline(project, "data_validation")
+    message = str(failure.value)
+    assert f"Hint: {RAW}: the file looks like UTF-16" in message
+    assert "Save it as UTF-8, e.g. `iconv -f UTF-16 -t UTF-8" in message
+    assert outputs(project)[2]["input_hints"][0].startswith("the file looks like UTF-16")
+
+
+def test_json_array_input_gets_a_convert_to_jsonl_hint(project: Path) -> None:
+    rows = clean_pairs(30)
+    (project / RAW).write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    with pytest.raises(DataValidationError) as failure:
+        run_pipeline(project, "data_validation")
+    message = str(failure.value)
+    assert "it looks like one JSON array, not JSON Lines" in message
+    assert "jq -c '.[]' FILE > FILE.jsonl" in message
+
+
+def test_clean_input_gets_no_hints(project: Path) -> None:
+    run_pipeline(project, "data_validation")
+    assert outputs(project)[2]["input_hints"] == []
+
+
+def test_quarantine_details_name_field_length_bound_and_nearest_labels(project: Path) -> None:
+    long_text = "长" * 1001
+    rows = [
+        *clean_pairs(40),
+        {"chosen": "好", "rejected": "女生天生学不好数学，老师不必费心", "meta": {"bias_type": "gender"}},
+        {"chosen": long_text, "rejected": "农村学生学不好英语", "meta": {"bias_type": "region"}},
+        {"chosen": "女生也能学好物理", "rejected": "女生学不好物理", "meta": {"bias_type": "gendr"}},
+        {"chosen": "外地考生同样优秀", "rejected": "外地考生都不行", "meta": {"bias_type": "astrology"}},
+    ]
+    write_jsonl(project / RAW, rows)
+    run_pipeline(project, "data_validation", params=LENIENT)
+    _, quarantined, _ = outputs(project)
+    details = {r["source_line"]: r["details"] for r in quarantined}
+    assert details[41] == [
+        f"{RAW}:41: length_out_of_bounds: field 'chosen' has 1 character, below min_chars=2"
+    ]
+    assert details[42] == [
+        f"{RAW}:42: length_out_of_bounds: field 'chosen' has 1001 characters, above max_chars=1000"
+    ]
+    (gendr,) = details[43]
+    assert gendr.startswith(f"{RAW}:43: unknown_bias_type: meta.bias_type 'gendr' is not in the taxonomy")
+    assert "nearest allowed: gender (-> gender_sexuality)" in gendr
+    assert "add it as an alias under `taxonomy` in conf/base/parameters_data_validation.yml" in gendr
+    (astrology,) = details[44]
+    assert "'astrology' is not in the taxonomy" in astrology
+    assert "allowed: gender_sexuality, region, socioeconomic" in astrology  # nothing close: the full list
+
+
+def test_a_directory_as_the_raw_file_is_reported_as_a_directory(project: Path) -> None:
+    from kedro.io import DatasetError
+
+    folder = project / "data" / "01_raw"
+    with pytest.raises(DatasetError, match=r"01_raw' is a directory; give a file"):
+        run_pipeline(project, "data_validation", params={"raw_pairs_path": str(folder)})

@@ -6,6 +6,7 @@ fails with the offending key) when the run starts, before any node loads data.
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from edu_bias_pipeline.pipelines.data_splitting.gate import check_validated_pairs
 from edu_bias_pipeline.pipelines.data_splitting.nodes import (
     assign_splits,
     balance_splits,
@@ -19,9 +20,17 @@ PARAMS = "params:data_splitting"
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
+            # First: refuse a validated_pairs file whose validation failed or that the summary does not
+            # describe (a run killed between the two saves); nothing is split from such a file.
+            node(
+                check_validated_pairs,
+                ["validated_pairs", "validation_summary"],
+                "gated_validated_pairs",
+                name="check_validated_pairs",
+            ),
             node(
                 assign_splits,
-                ["validated_pairs", PARAMS],
+                ["gated_validated_pairs", PARAMS],
                 ["split_assignments", "split_notes"],
                 name="assign_splits",
             ),

@@ -13,6 +13,7 @@ compute (RE2) so a million pairs take seconds, not minutes.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -24,9 +25,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edu_bias_pipeline.pairs import near_duplicate_key
+from edu_bias_pipeline.params import validate_params
+from edu_bias_pipeline.taxonomy import label_key
+
+PARAMS_HINT = "conf/base/parameters_data_validation.yml (or --params data_validation.<key>=...)"
 
 Severity = Literal["error", "warning"]
 SeveritySetting = Literal["error", "warning", "off"]
@@ -51,11 +56,35 @@ class ValidationConfig(BaseModel):
     summary_path: str = "data/08_reporting/validation_summary.json"
     quarantine_path: str = "data/02_intermediate/quarantined_pairs.jsonl"
 
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ValidationConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(
+                f"data_validation.min_chars ({self.min_chars}) is greater than data_validation.max_chars "
+                f"({self.max_chars}): every text would be out of bounds and quarantined. Set min_chars <= "
+                f"max_chars in {PARAMS_HINT}"
+            )
+        return self
+
+    # Kedro hands nodes typed as ValidationConfig the validated model; nodes that still take the parameter
+    # group as a dict and unpack it (`ValidationConfig(**params)`) get the same values through these two.
+    def keys(self) -> Any:
+        return type(self).model_fields.keys()
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+def parse_validation_config(params: ValidationConfig | dict[str, Any] | None) -> ValidationConfig:
+    """The typed `data_validation` parameters, from the model Kedro validated or from a plain dict."""
+    return validate_params(ValidationConfig, params, "data_validation", PARAMS_HINT)
+
 
 @dataclass
 class CheckContext:
     config: ValidationConfig
     kept: pd.Series  # bool, rows not quarantined by an earlier check
+    taxonomy: dict[str, Sequence[str] | None] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -66,6 +95,9 @@ class CheckContext:
 
 
 CheckFunc = Callable[[pd.DataFrame, CheckContext], pd.Series]
+# Given the frame, the context and the row positions a check flagged: one detail text per position, saying
+# what exactly is wrong in that row (the field, its value, the bound). Checks without one use description.
+ExplainFunc = Callable[[pd.DataFrame, CheckContext, np.ndarray], list[str]]
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,7 @@ class Check:
     severity: Severity
     func: CheckFunc
     description: str
+    explain: ExplainFunc | None = None
 
 
 # Checks applied while reading a line, before a pair exists (see nodes.ingest_lines).
@@ -223,6 +256,30 @@ def unknown_bias_type(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     return frame["bias_type"].isna() & ~missing_bias_type(frame, ctx)
 
 
+def nearest_labels(label: str, taxonomy: dict[str, Sequence[str] | None], n: int = 3) -> list[str]:
+    """Up to `n` allowed spellings closest to `label` ("canonical" or "alias (-> canonical)")."""
+    spellings: dict[str, str] = {}
+    for canonical, aliases in taxonomy.items():
+        spellings.setdefault(label_key(canonical), canonical)
+        for alias in aliases or ():
+            spellings.setdefault(label_key(str(alias)), f"{alias} (-> {canonical})")
+    close = difflib.get_close_matches(label_key(label), list(spellings), n=n, cutoff=0.6)
+    return [spellings[key] for key in close]
+
+
+def explain_unknown_bias_type(frame: pd.DataFrame, ctx: CheckContext, positions: np.ndarray) -> list[str]:
+    allowed = ", ".join(ctx.taxonomy) or "(the taxonomy is empty)"
+    out = []
+    for label in frame["bias_label"].to_numpy()[positions]:
+        near = nearest_labels(str(label), ctx.taxonomy)
+        hint = f"nearest allowed: {', '.join(near)}" if near else f"allowed: {allowed}"
+        out.append(
+            f"meta.bias_type {label!r} is not in the taxonomy or its aliases; {hint}. Fix the label, or add "
+            "it as an alias under `taxonomy` in conf/base/parameters_data_validation.yml"
+        )
+    return out
+
+
 def conflicting_bias_type(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """The same text carries different bias types in different pairs."""
     chosen, rejected = _text_codes(frame, ctx)
@@ -276,6 +333,28 @@ def length_out_of_bounds(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     prompt_len = pc.utf8_length(_column(frame, ctx, "prompt")).fill_null(0).to_numpy(zero_copy_only=False)
     bad |= prompt_len > cfg.max_prompt_chars
     return pd.Series(bad, index=frame.index)
+
+
+def explain_length(frame: pd.DataFrame, ctx: CheckContext, positions: np.ndarray) -> list[str]:
+    cfg = ctx.config
+    bounds = [(c, cfg.min_chars, cfg.max_chars, "min_chars", "max_chars") for c in PAIR_COLUMNS]
+    bounds.append(("prompt", 0, cfg.max_prompt_chars, None, "max_prompt_chars"))
+    lengths = {
+        column: pc.utf8_length(_column(frame, ctx, column)).fill_null(0).to_numpy(zero_copy_only=False)
+        for column, *_ in bounds
+    }
+    out = []
+    for pos in positions:
+        parts = []
+        for column, low, high, low_name, high_name in bounds:
+            n = int(lengths[column][pos])
+            chars = f"{n} character{'s' if n != 1 else ''}"
+            if n > high:
+                parts.append(f"field '{column}' has {chars}, above {high_name}={high}")
+            elif 0 < n < low:
+                parts.append(f"field '{column}' has {chars}, below {low_name}={low}")
+        out.append("; ".join(parts) or "a text is out of the configured bounds")
+    return out
 
 
 def truncated_text(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
@@ -471,6 +550,7 @@ ROW_CHECKS: tuple[Check, ...] = (
         "error",
         unknown_bias_type,
         "meta.bias_type is not in the taxonomy (after aliases)",
+        explain_unknown_bias_type,
     ),
     Check("empty_text", "error", empty_text, "chosen or rejected is empty or whitespace only"),
     Check("identical_pair", "error", identical_pair, "chosen equals rejected after normalisation"),
@@ -479,6 +559,7 @@ ROW_CHECKS: tuple[Check, ...] = (
         "error",
         length_out_of_bounds,
         "a text is shorter/longer than the configured bounds",
+        explain_length,
     ),
     Check("truncated_text", "error", truncated_text, "a text ends in an ellipsis (…, ..., 。。。): cut off"),
     Check("mojibake", "error", mojibake, "UTF-8 decoded as Latin-1/cp1252 upstream (e.g. æ•™è‚²)"),
@@ -537,7 +618,7 @@ def configured_checks(config: ValidationConfig) -> list[Check]:
         setting = config.severity.get(check.name, check.severity)
         if setting == "off":
             continue
-        checks.append(Check(check.name, setting, check.func, check.description))
+        checks.append(Check(check.name, setting, check.func, check.description, check.explain))
     return checks
 
 

@@ -24,6 +24,7 @@ from edu_bias_pipeline.pipelines.data_validation.checks import (
     ValidationConfig,
     check_descriptions,
     configured_checks,
+    parse_validation_config,
 )
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -185,8 +186,34 @@ def _meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def input_hints(lines: list[bytes]) -> list[str]:
+    """What the whole file looks like when it is not UTF-8 JSON Lines, and how to convert it.
+
+    Such a file fails line by line (every line invalid_utf8 / invalid_json / not_an_object); these hints
+    say why at once. Only the first non-blank lines are looked at.
+    """
+    head = [line for line in lines[:50] if line.strip()]
+    if not head:
+        return []
+    hints = []
+    if head[0].startswith(UTF16_BOMS) or any(b"\x00" in line for line in head):
+        hints.append(
+            "the file looks like UTF-16 (a UTF-16 byte-order mark or NUL bytes between characters); this "
+            "stage reads UTF-8. Save it as UTF-8, e.g. `iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8.jsonl`"
+        )
+    elif head[0].lstrip(b" \t\r" + BOM).startswith(b"["):
+        hints.append(
+            "the file starts with '[': it looks like one JSON array, not JSON Lines. Convert it to JSONL, "
+            "one object per line, e.g. `jq -c '.[]' FILE > FILE.jsonl`"
+        )
+    return hints
+
+
 @_gc_paused
-def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, int]]:
+def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Parse raw lines into a frame of candidate pairs; structural problems become `parse_reasons`.
 
     Blank lines are skipped (counted in the stats); a UTF-8 BOM on the first line is dropped. `raw` keeps
@@ -237,16 +264,23 @@ def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, int]]:
             "meta": pd.Series(meta, dtype=object),
         }
     )
-    stats = {"lines_total": len(raw_lines), "blank_lines": len(raw_lines) - n, "rows_read": n}
+    hints = input_hints(lines)
+    for hint in hints:
+        logger.warning("Input: %s", hint)
+    stats = {"lines_total": len(raw_lines), "blank_lines": len(raw_lines) - n, "rows_read": n, "hints": hints}
     return frame, stats
 
 
 @_gc_paused
 def check_pairs(
-    ingested: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | None], params: dict[str, Any]
+    ingested: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | None], params: ValidationConfig
 ) -> pd.DataFrame:
-    """Apply every configured check; adds `pair_id`, `bias_type`, `errors`, `warnings`, `details`."""
-    config = ValidationConfig(**params)
+    """Apply every configured check; adds `pair_id`, `bias_type`, `errors`, `warnings`, `details`.
+
+    `params` is typed, so Kedro validates the `data_validation` group (e.g. min_chars <= max_chars) when
+    the run starts, before any node runs.
+    """
+    config = parse_validation_config(params)
     frame = ingested.copy()
     parsed = ~_has_reasons(frame["parse_reasons"])
     labels = frame["bias_label"]
@@ -261,7 +295,7 @@ def check_pairs(
 
     sub = frame.loc[parsed].reset_index(drop=True)
     kept = pd.Series(True, index=sub.index)
-    ctx = CheckContext(config=config, kept=kept)
+    ctx = CheckContext(config=config, kept=kept, taxonomy=dict(taxonomy))
     checks = configured_checks(config)
     flags: dict[str, np.ndarray] = {}
     for check in checks:
@@ -279,10 +313,24 @@ def check_pairs(
         for pos in positions[flags[check.name]]:
             target[pos] = (*target[pos], check.name)
     descriptions = {c.name: c.description for c in checks}
+    # Row-specific texts (which field, its length, the bound; the label and the nearest allowed ones)
+    # for the error checks that can say more than their description.
+    explained: dict[str, dict[int, str]] = {}
+    for check in checks:
+        if check.severity == "error" and check.explain is not None and flags[check.name].any():
+            flagged = np.flatnonzero(flags[check.name])
+            texts = check.explain(sub, ctx, flagged)
+            explained[check.name] = dict(zip(positions[flagged].tolist(), texts, strict=True))
     details: list[Any] = list(frame["parse_details"])
     for i in np.flatnonzero(_has_reasons(errors)):
         known = details[i]
-        details[i] = [*known, *(f"{name}: {descriptions[name]}" for name in errors[i][len(known) :])]
+        details[i] = [
+            *known,
+            *(
+                f"{name}: {explained.get(name, {}).get(i, descriptions[name])}"
+                for name in errors[i][len(known) :]
+            ),
+        ]
     frame["errors"] = pd.Series(errors, index=frame.index, dtype=object)
     frame[pairs.WARNINGS] = pd.Series(warnings, index=frame.index, dtype=object)
     frame["details"] = pd.Series(details, index=frame.index, dtype=object)
@@ -301,10 +349,10 @@ def _pair_ids(
 
 @_gc_paused
 def partition_pairs(
-    checked: pd.DataFrame, ingest_stats: dict[str, int], params: dict[str, Any]
+    checked: pd.DataFrame, ingest_stats: dict[str, Any], params: ValidationConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Split into validated / quarantined rows and build the summary (all written before the gate)."""
-    config = ValidationConfig(**params)
+    config = parse_validation_config(params)
     has_error = _has_reasons(checked["errors"])
     kept = checked.loc[~has_error]
     bad = checked.loc[has_error]
@@ -332,7 +380,7 @@ def build_summary(
     checked: pd.DataFrame,
     validated: pd.DataFrame,
     quarantined: pd.DataFrame,
-    ingest_stats: dict[str, int],
+    ingest_stats: dict[str, Any],
     config: ValidationConfig,
 ) -> dict[str, Any]:
     rows_read = int(ingest_stats["rows_read"])
@@ -379,6 +427,7 @@ def build_summary(
         "quarantined_share": round(rate, 6),
         "max_error_rate": config.max_error_rate,
         "passed": bool(rows_read > 0 and rate <= config.max_error_rate),
+        "input_hints": list(ingest_stats.get("hints", [])),
         "checks": checks,
         "per_bias_type": per_type,
         "unknown_bias_labels": {str(k): int(v) for k, v in unknown.value_counts().items()},
@@ -392,6 +441,23 @@ def build_summary(
             "data_docs": f"{config.data_docs_dir.rstrip('/')}/index.html",
         },
     }
+
+
+def seal_summary(summary: dict[str, Any], validated_fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The summary plus the fingerprint of the validated_pairs file as saved (lines, bytes, sha256).
+
+    Runs after `partition_pairs` has saved validated_pairs (its `summary` input is that node's output),
+    and the summary is saved after it: whatever point a run is killed at, validation_summary.json either
+    describes the validated_pairs.jsonl beside it byte for byte or it does not match, and data_splitting
+    refuses the pair (see data_splitting/gate.py). Every save is atomic (edu_bias_pipeline.datasets).
+    """
+    # (An empty frame is written as one blank line, hence the rows_kept test.)
+    if summary["rows_kept"] and validated_fingerprint["lines"] != summary["rows_kept"]:
+        raise AssertionError(  # the file on disk is not the frame this run kept: never describe it
+            f"{validated_fingerprint['path']} has {validated_fingerprint['lines']} lines after saving, "
+            f"but {summary['rows_kept']} rows were kept"
+        )
+    return {**summary, "validated_pairs": validated_fingerprint}
 
 
 def build_data_docs(
@@ -423,6 +489,7 @@ def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any]) -> No
         f"{summary['rows_read']} rows read from {summary['input']}: {summary['rows_kept']} kept, "
         f"{summary['rows_quarantined']} quarantined ({summary['quarantined_share']:.1%})"
     )
+    hints = "".join(f" Hint: {summary['input']}: {h}." for h in summary.get("input_hints", []))
     if summary["rows_read"] == 0:
         raise DataValidationError(f"No pairs read from {summary['input']} (empty or blank file). {where}")
     if not summary["passed"]:
@@ -433,7 +500,7 @@ def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any]) -> No
         raise DataValidationError(
             f"Data validation failed: {counts}, above max_error_rate={summary['max_error_rate']:.1%} "
             f"(data_validation.max_error_rate in conf/base/parameters_data_validation.yml). "
-            f"Most frequent errors: {', '.join(f'{k}={n}' for n, k in top)}. {where}"
+            f"Most frequent errors: {', '.join(f'{k}={n}' for n, k in top)}.{hints} {where}"
         )
     logger.info(
         "Data validation passed: %s; %d rows with warnings; GX suite '%s' %d/%d expectations met. %s",

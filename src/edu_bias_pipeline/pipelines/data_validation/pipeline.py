@@ -8,6 +8,7 @@ from edu_bias_pipeline.pipelines.data_validation.nodes import (
     enforce_error_rate,
     ingest_lines,
     partition_pairs,
+    seal_summary,
 )
 
 
@@ -24,8 +25,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 partition_pairs,
                 ["checked_pairs", "ingest_stats", "params:data_validation"],
-                ["validated_pairs", "quarantined_pairs", "validation_summary"],
+                ["validated_pairs", "quarantined_pairs", "validation_summary_draft"],
                 name="partition_pairs",
+            ),
+            # The summary is saved after validated_pairs and records its fingerprint, so the pair on disk
+            # is either consistent or detectably not (a kill between the two saves): data_splitting checks.
+            Node(
+                seal_summary,
+                ["validation_summary_draft", "validated_pairs_fingerprint"],
+                "validation_summary",
+                name="seal_summary",
             ),
             Node(
                 build_data_docs,
