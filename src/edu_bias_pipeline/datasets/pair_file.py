@@ -70,7 +70,7 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
             for lineno, raw in enumerate(fh, start=1):
                 problem = None
                 try:
-                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as exc:
                     problem = f"not valid UTF-8 at byte {exc.start + 1}; save the file as UTF-8"
                 else:
