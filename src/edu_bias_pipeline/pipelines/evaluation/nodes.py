@@ -114,7 +114,7 @@ def score_evaluation_pairs(
     evaluation_pairs: pd.DataFrame,
     config: EvaluationConfig,
     taxonomy: dict[str, list[str] | None],
-    trained_model: dict[str, Any] | None,
+    trained_model: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Log-probs of every pair's chosen and rejected statement under the model and its reference.
 
@@ -247,9 +247,10 @@ def compute_category_metrics(
 def build_metrics(
     pair_scores: pd.DataFrame, per_category: pd.DataFrame, run_info: dict[str, Any]
 ) -> dict[str, float | int]:
-    """Flat `<metric>/<scope>` keys for `dvc metrics show`: scope = overall (micro), macro, or a bias type.
+    """Every metric as flat `<metric>/<scope>` keys: scope = overall (micro), macro, or a bias type.
 
-    Missing categories get only `n/<bias_type> = 0`, so every metric value is a finite number.
+    Missing categories get only `n/<bias_type> = 0`, so every metric value is a finite number; the model
+    scored is named beside them (`model`, `model_source`, `training_run/*`).
     """
     overall = _summarise(add_pair_outcomes(pair_scores))
     present = per_category[per_category["n"] > 0]
@@ -283,26 +284,21 @@ def model_identity(run_info: Mapping[str, Any]) -> dict[str, str | int]:
     return identity
 
 
-# Headline metrics per evaluated category: what `dvc metrics show` / `dvc exp show` compare runs by.
+# The overall numbers of the headline file: what `dvc metrics show` / `dvc exp show` compare runs by.
 HEADLINE_OVERALL = (
     "n/overall",
     "reward_accuracy/overall",
     "trained_accuracy/overall",
     "baseline_accuracy/overall",
-    "accuracy_change/overall",
-    "reward_margin/overall",
     "reward_accuracy/macro",
-    "categories/evaluated",
-    "categories/missing",
 )
 
 
 def build_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """A few dozen flat keys: the model scored, overall accuracies, reward accuracy per evaluated category.
-
-    `eval_metrics.json` keeps every metric (hundreds of keys); DVC shows this file as the stage's metrics.
+    """A few flat keys: the model scored (and its training run), overall accuracies, reward accuracy per
+    evaluated category. `eval_metrics.json` keeps every metric; DVC lists this file as the stage's metrics.
     """
-    headline: dict[str, Any] = {k: v for k, v in metrics.items() if k in ("model", "model_source")}
+    headline: dict[str, Any] = {"model": metrics["model"]}
     if "training_run/fingerprint" in metrics:
         headline["training_run/fingerprint"] = metrics["training_run/fingerprint"]
     headline.update({key: metrics[key] for key in HEADLINE_OVERALL})
