@@ -139,6 +139,28 @@ def test_missing_or_unreadable_checkpoint_is_a_clear_error(ck, tmp_path):
         scoring.load_scoring_models(broken)
 
 
+def test_a_device_this_build_cannot_use_is_refused_before_loading(ck):
+    import torch
+
+    assert scoring.resolve_device("cpu") == torch.device("cpu")
+    assert scoring.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(scoring.DeviceError, match=r"'gpu' is not a device name torch knows; use auto, cpu"):
+        scoring.resolve_device("gpu")
+    if not torch.cuda.is_available():
+        for name in ("cuda", "cuda:1"):
+            expected = rf"device '{name}' asked for, but .*use device=cpu"
+            with pytest.raises(scoring.DeviceError, match=expected):
+                scoring.resolve_device(name)
+        # Nothing is read first: even a missing checkpoint gets the device error, as one line.
+        with pytest.raises(scoring.DeviceError) as err:
+            scoring.load_scoring_models(ck.root / "no-such-model", device="cuda")
+        assert "\n" not in str(err.value)
+    else:
+        count = torch.cuda.device_count()
+        with pytest.raises(scoring.DeviceError, match=rf"only {count} CUDA GPU"):
+            scoring.resolve_device(f"cuda:{count}")
+
+
 def test_wilson_interval_edges_and_symmetry():
     z2 = 1.959963984540054**2
     assert scoring.wilson_interval(0, 10) == (0.0, pytest.approx(z2 / (10 + z2)))

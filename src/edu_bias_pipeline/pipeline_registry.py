@@ -3,19 +3,16 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from edu_bias_pipeline.pipelines import evaluation
-
 # data_import is opt-in: it needs a downloaded benchmark, so the default run leaves it out.
 DEFAULT_STAGES = ("data_validation", "data_splitting", "training", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    # Training writes the model from a launched process, so no Kedro dataset links it to evaluation;
-    # in the full run evaluation waits for training's `trained_model` record (and so for the split).
-    # Kedro 1.7 loads only the requested pipelines for `kedro run --pipelines NAME`: others may be absent.
-    stages = dict(pipelines)
-    if "evaluation" in stages:
-        stages["evaluation"] = evaluation.create_pipeline(after=["trained_model"])
-    pipelines["__default__"] = sum((stages[name] for name in DEFAULT_STAGES if name in stages), Pipeline([]))
+    # Stages are linked by catalog datasets (evaluation reads training's `trained_model`), so Kedro orders
+    # the nodes of any combination. Kedro 1.7 loads only the requested pipelines for
+    # `kedro run --pipelines NAME`: others may be absent.
+    pipelines["__default__"] = sum(
+        (pipelines[name] for name in DEFAULT_STAGES if name in pipelines), Pipeline([])
+    )
     return pipelines

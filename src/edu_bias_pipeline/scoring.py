@@ -178,12 +178,46 @@ def resolve_dtype(dtype: str, device: Any) -> torch.dtype:
     return torch.float32
 
 
+class DeviceError(CheckpointError):
+    """A device this machine or this torch build cannot use; the message says which one would work."""
+
+
 def resolve_device(device: str) -> torch.device:
+    """``auto`` means the first GPU when there is one, else the CPU; any other name must be usable here."""
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(
+            f"device {device!r} is not a device name torch knows; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if resolved.type == "cuda":
+        if torch.version.cuda is None:
+            raise DeviceError(
+                f"device {device!r} asked for, but this torch build ({torch.__version__}) has no CUDA "
+                "support; use device=cpu (or auto), or install a CUDA build of torch"
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"device {device!r} asked for, but no CUDA GPU is visible (check the driver and "
+                "CUDA_VISIBLE_DEVICES); use device=cpu (or auto)"
+            )
+        if resolved.index is not None and resolved.index >= count:
+            raise DeviceError(
+                f"device {device!r} asked for, but only {count} CUDA GPU(s) are visible "
+                f"(cuda:0..cuda:{count - 1})"
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(
+            f"device {device!r} asked for, but MPS is not available here; use device=cpu (or auto)"
+        )
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {device!r} is not supported for scoring; use auto, cpu, cuda or cuda:N")
+    return resolved
 
 
 def _model_ref(name: str, checkpoint: Path) -> str:
@@ -225,6 +259,8 @@ def load_scoring_models(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # Before anything is read: a device that cannot work here fails in one line, not deep in model loading.
+    torch_device = resolve_device(device)
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise CheckpointError(
@@ -245,7 +281,6 @@ def load_scoring_models(
             f"no reference model for {checkpoint}: it has no {METADATA_FILE} (nor a sibling final/ one) and "
             "no reference was given; set evaluation.reference_model (or --reference-model) to the base model"
         )
-    torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     load_kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     base_ref = _model_ref(meta.base_model, checkpoint)
@@ -781,6 +816,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 __all__ = [
     "CheckpointError",
+    "DeviceError",
     "EncodedCompletion",
     "PairScores",
     "ScoringModels",
@@ -792,6 +828,7 @@ __all__ = [
     "implicit_reward",
     "load_scoring_models",
     "resolve_metadata",
+    "resolve_device",
     "score_encoded_pairs",
     "score_pairs",
     "score_statements",

@@ -9,7 +9,9 @@ from edu_bias_pipeline.datasets.atomic import (
 )
 from edu_bias_pipeline.datasets.fingerprint import FileFingerprintDataset
 from edu_bias_pipeline.datasets.jsonl import JSONLinesDataset
+from edu_bias_pipeline.datasets.pair_file import PairFileDataset
 from edu_bias_pipeline.datasets.raw_lines import RawLinesDataset
+from edu_bias_pipeline.datasets.trained_model import TrainedModelDataset
 
 __all__ = [
     "AtomicSaveMixin",
@@ -18,6 +20,8 @@ __all__ = [
     "JSONDataset",
     "JSONLinesDataset",
     "MatplotlibDataset",
+    "PairFileDataset",
     "RawLinesDataset",
     "TextDataset",
+    "TrainedModelDataset",
 ]

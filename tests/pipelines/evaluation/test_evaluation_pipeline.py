@@ -14,8 +14,11 @@ from conftest import read_jsonl, run_pipeline, write_jsonl
 from edu_bias_pipeline.pipelines.evaluation import create_pipeline
 from edu_bias_pipeline.scoring import CheckpointError
 
+IDENTITY = ("model", "model_source")
+
 REPORTING = (
     "data/08_reporting/eval_metrics.json",
+    "data/08_reporting/eval_headline.json",
     "data/08_reporting/eval_per_category.csv",
     "data/08_reporting/eval_per_category.png",
     "data/08_reporting/eval_report.md",
@@ -109,7 +112,24 @@ def test_full_checkpoint_float64_matches_recomputation_and_reports_every_categor
         sum(sum(c) / len(c) for c in correct.values()) / len(correct)
     )
     assert metrics["n/overall"] == len(rows) and metrics["beta"] == tc.BETA
-    assert all(isinstance(v, (int, float)) for v in metrics.values())  # dvc metrics: numbers only
+    # Every metric is a number; the model they belong to is named beside them.
+    assert metrics["model"] == str(ck.full) and metrics["model_source"] == "evaluation.checkpoint"
+    assert all(isinstance(v, (int, float)) for k, v in metrics.items() if k not in IDENTITY)
+
+    # The headline file DVC lists: a few flat keys, the same numbers as the full set.
+    headline = json.loads((project / "data/08_reporting/eval_headline.json").read_text())
+    assert len(headline) == 1 + 5 + len(tc.CATEGORIES)  # model, overall numbers, one per category
+    assert headline["model"] == str(ck.full)
+    for family in ("reward", "trained", "baseline"):
+        assert headline[f"{family}_accuracy/overall"] == metrics[f"{family}_accuracy/overall"], family
+    for key in ("n/overall", "reward_accuracy/macro"):
+        assert headline[key] == metrics[key], key
+    assert {k for k in headline if k.startswith("reward_accuracy/")} == {
+        "reward_accuracy/overall",
+        "reward_accuracy/macro",
+        *(f"reward_accuracy/{c}" for c in tc.CATEGORIES),
+    }
+    assert all(headline[f"reward_accuracy/{c}"] == metrics[f"reward_accuracy/{c}"] for c in tc.CATEGORIES)
 
     # Taxonomy categories absent from the test split are listed, not silently absent.
     missing = sorted(set(_taxonomy(project)) - set(tc.CATEGORIES))
@@ -213,19 +233,21 @@ def test_bad_inputs_fail_with_clear_messages(project, ck):
 
     rows[2]["rejected"] = "  "
     write_jsonl(project / "data/05_model_input/test.jsonl", rows)
-    with pytest.raises(ValueError, match=r"evaluation_pairs: line 3.*'rejected'"):
+    with pytest.raises(ValueError, match=r"test\.jsonl: line 3: field 'rejected'"):
         _run(project, checkpoint=str(ck.full))
 
 
-def test_after_orders_scoring_behind_a_training_output():
-    from kedro.pipeline import node, pipeline
+def test_evaluation_reads_the_training_record_so_kedro_orders_it_after_training():
+    from edu_bias_pipeline.pipelines.training import create_pipeline as training_pipeline
 
-    standalone = create_pipeline()
-    assert standalone.inputs() == {"evaluation_pairs", "params:evaluation", "params:taxonomy"}
-    training = pipeline([node(lambda: {}, None, "trained_model", name="a_train")])
-    combined = create_pipeline(after=["trained_model"]) + training
-    names = [n.name for n in combined.nodes]
-    assert names.index("a_train") < names.index("score_evaluation_pairs")
+    assert create_pipeline().inputs() == {
+        "evaluation_pairs",
+        "params:evaluation",
+        "params:taxonomy",
+        "trained_model",
+    }
+    names = [n.name for n in (create_pipeline() + training_pipeline()).nodes]
+    assert names.index("collect_training_metrics") < names.index("score_evaluation_pairs")
 
 
 @pytest.mark.slow

@@ -15,6 +15,8 @@ PARAMS_HINT = "conf/base/parameters_evaluation.yml (or --params evaluation.<key>
 class EvaluationConfig(BaseModel):
     """Which model to evaluate and how to run the scoring passes.
 
+    `checkpoint` null (the default) scores the model training recorded in `trained_model`; a path scores
+    that model instead (any final/ or checkpoint-N/, or a model trained elsewhere) and the report says so.
     `reference_model`, `beta`, `instruction` and `max_length` default to the checkpoint's
     `edu_bias_training.json` (or, for a `checkpoint-N` directory, the run's `final/` one); a value set
     here overrides it, and is required where there is no metadata at all (a model trained elsewhere).
@@ -22,7 +24,7 @@ class EvaluationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    checkpoint: str = "data/06_models/dpo_model/final"
+    checkpoint: str | None = None
     reference_model: str | None = None
     beta: float | None = Field(None, gt=0)
     instruction: str | None = None

@@ -21,6 +21,7 @@ import pandas as pd
 
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
+from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model
 from edu_bias_pipeline.scoring import implicit_reward, load_scoring_models, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -61,9 +62,11 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
     canonical = resolver(taxonomy)
-    for i, raw in enumerate(frame.to_dict(orient="records")):
-        line = raw.get(P.SOURCE_LINE) if not P.is_missing(raw.get(P.SOURCE_LINE)) else i + 1
-        where = f"line {i + 1}" + (f" (source_line {line})" if line != i + 1 else "")
+    # PairFileDataset records each row's line in the file; other frames count rows from 1.
+    file_lines = frame.attrs.get("file_lines") or range(1, len(frame) + 1)
+    for raw, file_line in zip(frame.to_dict(orient="records"), file_lines, strict=True):
+        line = raw.get(P.SOURCE_LINE) if not P.is_missing(raw.get(P.SOURCE_LINE)) else file_line
+        where = f"line {file_line}" + (f" (source_line {line})" if line != file_line else "")
         texts = {}
         for name in (P.CHOSEN, P.REJECTED):
             value = raw.get(name)
@@ -90,7 +93,7 @@ def prepare_pairs(frame: pd.DataFrame, taxonomy: Mapping[str, Sequence[str] | No
                 P.REJECTED: texts[P.REJECTED],
             }
         )
-    P.raise_listed(INPUT_NAME, errors)
+    P.raise_listed(frame.attrs.get("filepath") or INPUT_NAME, errors)
     return rows
 
 
@@ -111,17 +114,18 @@ def score_evaluation_pairs(
     evaluation_pairs: pd.DataFrame,
     config: EvaluationConfig,
     taxonomy: dict[str, list[str] | None],
-    *upstream: Any,
+    trained_model: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Log-probs of every pair's chosen and rejected statement under the checkpoint and its reference.
+    """Log-probs of every pair's chosen and rejected statement under the model and its reference.
 
-    `upstream` only orders this node after training inside the default pipeline; its value is unused.
-    Returns the per-pair scores and a description of what was evaluated (for the report).
+    The model is `trained_model`'s (training's record of what it wrote) unless `evaluation.checkpoint`
+    overrides it. Returns the per-pair scores and a description of what was evaluated (for the report).
     """
     cfg = as_config(config)
+    choice = choose_model(cfg.checkpoint, trained_model)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
     models = load_scoring_models(
-        cfg.checkpoint,
+        choice.path,
         reference_model=cfg.reference_model,
         beta=cfg.beta,
         instruction=cfg.instruction,
@@ -130,7 +134,7 @@ def score_evaluation_pairs(
         device=cfg.device,
         trust_remote_code=cfg.trust_remote_code,
     )
-    logger.info("Scoring %d pairs with %s", len(rows), cfg.checkpoint)
+    logger.info("Scoring %d pairs with %s (from %s)", len(rows), choice.path, choice.source)
     scores = score_pairs(
         models,
         [r[P.PROMPT] for r in rows],
@@ -164,7 +168,10 @@ def score_evaluation_pairs(
     frame["reward_margin"] = frame["reward_chosen"] - frame["reward_rejected"]
     meta = models.metadata
     run_info = {
-        "checkpoint": str(cfg.checkpoint),
+        "model": choice.path,
+        "model_source": choice.source,
+        "model_not_scored": choice.not_scored,
+        "training_run": choice.training_run,
         "is_adapter": meta.is_adapter,
         "reference": "the same model with its LoRA adapter disabled"
         if meta.is_adapter
@@ -240,9 +247,10 @@ def compute_category_metrics(
 def build_metrics(
     pair_scores: pd.DataFrame, per_category: pd.DataFrame, run_info: dict[str, Any]
 ) -> dict[str, float | int]:
-    """Flat `<metric>/<scope>` keys for `dvc metrics show`: scope = overall (micro), macro, or a bias type.
+    """Every metric as flat `<metric>/<scope>` keys: scope = overall (micro), macro, or a bias type.
 
-    Missing categories get only `n/<bias_type> = 0`, so every metric value is a finite number.
+    Missing categories get only `n/<bias_type> = 0`, so every metric value is a finite number; the model
+    scored is named beside them (`model`, `model_source`, `training_run/*`).
     """
     overall = _summarise(add_pair_outcomes(pair_scores))
     present = per_category[per_category["n"] > 0]
@@ -264,7 +272,41 @@ def build_metrics(
     metrics["categories/missing"] = int((per_category["status"] == STATUS_MISSING).sum())
     metrics["pairs/truncated"] = int(run_info.get("n_truncated", 0))
     metrics["beta"] = float(run_info["beta"])
-    return {k: (int(v) if isinstance(v, bool) else v) for k, v in metrics.items()}
+    numbers = {k: (int(v) if isinstance(v, bool) else v) for k, v in metrics.items()}
+    return {**numbers, **model_identity(run_info)}
+
+
+def model_identity(run_info: Mapping[str, Any]) -> dict[str, str | int]:
+    """Which model the numbers belong to: its path, where that path came from, and its training run."""
+    identity: dict[str, str | int] = {"model": run_info["model"], "model_source": run_info["model_source"]}
+    for key, value in (run_info.get("training_run") or {}).items():
+        identity[f"training_run/{key}"] = value
+    return identity
+
+
+# The overall numbers of the headline file: what `dvc metrics show` / `dvc exp show` compare runs by.
+HEADLINE_OVERALL = (
+    "n/overall",
+    "reward_accuracy/overall",
+    "trained_accuracy/overall",
+    "baseline_accuracy/overall",
+    "reward_accuracy/macro",
+)
+
+
+def build_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A few flat keys: the model scored (and its training run), overall accuracies, reward accuracy per
+    evaluated category. `eval_metrics.json` keeps every metric; DVC lists this file as the stage's metrics.
+    """
+    headline: dict[str, Any] = {"model": metrics["model"]}
+    if "training_run/fingerprint" in metrics:
+        headline["training_run/fingerprint"] = metrics["training_run/fingerprint"]
+    headline.update({key: metrics[key] for key in HEADLINE_OVERALL})
+    for key in sorted(metrics):
+        scope = key.partition("/")[2]
+        if key.startswith("reward_accuracy/") and scope not in ("overall", "macro"):
+            headline[key] = metrics[key]
+    return headline
 
 
 # --------------------------------------------------------------------------------------- chart
@@ -339,13 +381,35 @@ def _num(value: float, digits: int = 3) -> str:
     return f"{value:+.{digits}f}"
 
 
+def _model_origin(run_info: Mapping[str, Any]) -> str:
+    if run_info["model_source"] != SOURCE_OVERRIDE:
+        return "the model the training stage recorded (trained_model)"
+    text = "named by the evaluation.checkpoint override"
+    if run_info.get("model_not_scored"):
+        text += f" (not the model training recorded, `{run_info['model_not_scored']}`)"
+    return text
+
+
+def _training_run(run_info: Mapping[str, Any]) -> str:
+    run = run_info.get("training_run") or {}
+    if not run:
+        return "not recorded (a model not written by this project's last training run)"
+    parts = [f"fingerprint `{run['fingerprint']}`"] if run.get("fingerprint") else []
+    if run.get("global_step") is not None:
+        parts.append(f"{run['global_step']} steps")
+    if run.get("finished_at"):
+        parts.append(f"final model saved {run['finished_at']}")
+    return ", ".join(parts) or "recorded without details"
+
+
 def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info: dict[str, Any]) -> str:
     """A short Markdown report: what was evaluated, trained vs baseline per bias type, what is missing."""
     lines = [
         "# Evaluation: per-category bias preference",
         "",
-        f"- checkpoint: `{run_info['checkpoint']}` "
-        f"({'LoRA adapter' if run_info['is_adapter'] else 'full model'})",
+        f"- model scored: `{run_info['model']}` "
+        f"({'LoRA adapter' if run_info['is_adapter'] else 'full model'}), {_model_origin(run_info)}",
+        f"- training run: {_training_run(run_info)}",
         f"- reference (baseline): {run_info['reference']}; its log-probs: {run_info['reference_logps']}",
         f"- beta: {run_info['beta']}, dtype: {run_info['dtype']}, device: {run_info['device']}, "
         f"metadata: {run_info['metadata_source']}",

@@ -1,17 +1,17 @@
-"""evaluation: a checkpoint + a pair file -> per-category reward accuracy vs the reference baseline.
+"""evaluation: the trained model + a pair file -> per-category reward accuracy vs the reference baseline.
 
 `params:evaluation` is typed as `EvaluationConfig` in the scoring node, so Kedro validates it when the
-run starts. The model path is a parameter (`evaluation.checkpoint`), the pair file a runtime parameter of
-the catalog entry (`eval_pairs_path`), so any checkpoint can be evaluated on any pair file.
+run starts. The model is training's `trained_model` record, an input here, so Kedro runs this stage after
+training in every pipeline combination; `evaluation.checkpoint` overrides it. The pair file is a runtime
+parameter of the catalog entry (`eval_pairs_path`), so any model can be evaluated on any pair file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from kedro.pipeline import Pipeline, node, pipeline
 
 from edu_bias_pipeline.pipelines.evaluation.nodes import (
+    build_headline,
     build_metrics,
     compute_category_metrics,
     plot_per_category,
@@ -20,18 +20,12 @@ from edu_bias_pipeline.pipelines.evaluation.nodes import (
 )
 
 
-def create_pipeline(after: Sequence[str] = (), **kwargs) -> Pipeline:
-    """`after`: dataset names the scoring node waits for without reading them.
-
-    The model directory is not a Kedro dataset (training writes it from a launched process), so nothing
-    orders evaluation after training. The registry passes a training output here when it assembles the
-    default run; alone (`kedro run --pipelines evaluation`) the stage needs only the pairs and a model.
-    """
+def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(
                 score_evaluation_pairs,
-                ["evaluation_pairs", "params:evaluation", "params:taxonomy", *after],
+                ["evaluation_pairs", "params:evaluation", "params:taxonomy", "trained_model"],
                 ["eval_pair_scores", "eval_run_info"],
                 name="score_evaluation_pairs",
             ),
@@ -47,6 +41,7 @@ def create_pipeline(after: Sequence[str] = (), **kwargs) -> Pipeline:
                 "eval_metrics",
                 name="build_eval_metrics",
             ),
+            node(build_headline, "eval_metrics", "eval_headline", name="build_eval_headline"),
             node(
                 plot_per_category,
                 ["eval_per_category", "eval_metrics"],

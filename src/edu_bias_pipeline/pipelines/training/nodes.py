@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -398,8 +399,17 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     metrics["run"]["train_runtime_s"] = train.get("train_runtime")
     metrics["run"].update(raw.get("throughput", {}))
     final_dir = Path(training_run["final_dir"])
-    contract = json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8"))
-    trained_model = {"model_dir": str(final_dir), **contract}
+    contract_file = final_dir / CONTRACT_FILE
+    contract = json.loads(contract_file.read_text(encoding="utf-8"))
+    # The run that wrote final/, so evaluation can name it: fingerprint, last step, when final/ was saved.
+    finished = datetime.fromtimestamp(contract_file.stat().st_mtime, tz=timezone.utc)
+    trained_model = {
+        "model_dir": str(final_dir),
+        **contract,
+        "fingerprint": raw.get("fingerprint") or training_run.get("fingerprint"),
+        "global_step": raw.get("global_step"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+    }
     return _clean(metrics), trained_model
 
 

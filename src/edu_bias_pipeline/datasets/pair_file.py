@@ -1,0 +1,113 @@
+"""A JSON Lines pair file read for evaluation: every problem named by file, line and what to do."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+
+# Problems listed before the message says "and N more": enough to see a pattern, short enough to read.
+MAX_LISTED = 5
+FORMAT_HINT = "one JSON object per line with 'chosen' and 'rejected' (and 'bias_type' or meta.bias_type)"
+_UTF16_32_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+
+
+class PairFileError(DatasetError):
+    """The pair file cannot be read as JSON Lines; the message names the file, the line and the fix."""
+
+
+class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
+    """Read-only JSONL pairs as a DataFrame, one row per non-blank line.
+
+    `pandas.read_json(lines=True)` reports a broken line as "Expected object or value" with no file or line,
+    and reads a JSON array as if it were pairs; this reader names both. The frame's `attrs["file_lines"]`
+    holds each row's line number in the file, so later checks can point at the same line.
+    """
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"{self._filepath}: the evaluation pair file is an input; nothing writes it")
+
+    def load(self) -> pd.DataFrame:
+        path = self._filepath
+        if path.is_dir():
+            raise PairFileError(
+                f"{path} is a directory; give the pair file itself: --params eval_pairs_path=FILE"
+            )
+        if not path.exists():
+            raise PairFileError(
+                f"{path} does not exist: run data_splitting to write the test split, or name another pair "
+                "file with --params eval_pairs_path=FILE"
+            )
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        for bom, encoding in _UTF16_32_BOMS.items():
+            if head.startswith(bom):
+                raise PairFileError(
+                    f"{path} is {encoding}-encoded; pair files are UTF-8. Convert it, e.g. "
+                    f"`iconv -f {encoding} -t UTF-8 {path} > pairs.jsonl`"
+                )
+        rows, lines, errors = [], [], []
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                problem = None
+                try:
+                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    problem = f"not valid UTF-8 at byte {exc.start + 1}; save the file as UTF-8"
+                else:
+                    if not text.strip():
+                        continue
+                    try:
+                        value = json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        problem = f"not valid JSON ({exc.msg}, column {exc.colno})"
+                        if lineno == 1 and text.lstrip().startswith("["):
+                            raise PairFileError(self._array_message(lineno)) from None
+                    else:
+                        if isinstance(value, list) and lineno == 1:
+                            raise PairFileError(self._array_message(lineno)) from None
+                        if not isinstance(value, dict):
+                            problem = f"expected a JSON object, got a JSON {type(value).__name__}"
+                        else:
+                            rows.append(value)
+                            lines.append(lineno)
+                if problem:
+                    errors.append(f"{path}:{lineno}: {problem}")
+        if errors:
+            more = f"\n(and {len(errors) - MAX_LISTED} more bad lines)" if len(errors) > MAX_LISTED else ""
+            raise PairFileError(
+                f"{path}: {len(errors)} line(s) are not pairs in JSON Lines ({FORMAT_HINT}):\n"
+                + "\n".join(errors[:MAX_LISTED])
+                + more
+                + "\nFix or remove these lines, or validate the file first "
+                f"(kedro run --pipelines data_validation --params raw_pairs_path={path})."
+            )
+        frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+        frame.attrs["filepath"] = str(path)
+        frame.attrs["file_lines"] = lines
+        return frame
+
+    def _array_message(self, lineno: int) -> str:
+        return (
+            f"{self._filepath}:{lineno}: the file holds a JSON array, not JSON Lines ({FORMAT_HINT}). "
+            f"Convert it, e.g. `jq -c '.[]' {self._filepath} > pairs.jsonl`"
+        )
