@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 
-from edu_bias_pipeline.files import write_json_atomic
+from edu_bias_pipeline.datasets.atomic import JSONDataset
 
 
-class TrainedModelDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+class TrainedModelDataset(JSONDataset):
     """A JSON object, written atomically. Loads with `record_file` (its path) added, and as only
     `{"record_file": ...}` (no `model_dir`) while no training run has written it.
 
@@ -21,32 +21,25 @@ class TrainedModelDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = Path(filepath)
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
-
-    def _exists(self) -> bool:
-        return self._filepath.is_file()
+        super().__init__(filepath=filepath, save_args={"ensure_ascii": False, "indent": 2}, metadata=metadata)
+        self._record = Path(filepath)
 
     def load(self) -> dict[str, Any]:
-        if not self._filepath.exists():
-            return {"record_file": str(self._filepath)}
+        if not self._record.exists():
+            return {"record_file": str(self._record)}
         try:
-            data = json.loads(self._filepath.read_text(encoding="utf-8"))
+            data = json.loads(self._record.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(
-                f"{self._filepath}: cannot read the trained-model record ({exc}); "
-                "rerun training to rewrite it"
+                f"{self._record}: cannot read the trained-model record ({exc}); rerun training to rewrite it"
             ) from exc
         if not isinstance(data, dict) or not isinstance(data.get("model_dir"), str):
             raise DatasetError(
-                f"{self._filepath}: not a trained-model record (a JSON object with 'model_dir'); "
+                f"{self._record}: not a trained-model record (a JSON object with 'model_dir'); "
                 "rerun training to rewrite it"
             )
-        return {**data, "record_file": str(self._filepath)}
+        return {**data, "record_file": str(self._record)}
 
     def save(self, data: dict[str, Any]) -> None:
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self._filepath, data)
+        # record_file is where the record was read from, not part of it
+        super().save({k: v for k, v in data.items() if k != "record_file"})
