@@ -151,13 +151,19 @@ class _Text(HTMLParser):
         self.parts: list[str] = []
         self._skip = 0
 
+    _BLOCKS = frozenset("p div td th tr li br table h1 h2 h3 h4 h5 h6 pre ul ol".split())
+
     def handle_starttag(self, tag: str, attrs: Any) -> None:
         if tag in ("script", "style"):
             self._skip += 1
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("script", "style") and self._skip:
             self._skip -= 1
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
