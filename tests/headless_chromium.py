@@ -59,13 +59,19 @@ PROBE = """
       bootstrap_table: !!document.querySelector('.bootstrap-table'),
       vega_embeds: document.querySelectorAll('.vega-embed').length,
       vega_drawn: document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length,
-      fa_loaded: document.fonts.check('900 16px "Font Awesome 6 Free"'),
+      // a face of that family declared (by the stylesheet) and actually loaded (by an icon on the page)
+      fa_loaded: Array.from(document.fonts).some(function (f) {
+        return f.family.replace(/["']/g, '') === 'Font Awesome 6 Free' && f.status === 'loaded';
+      }),
       body_font: style('body', 'font-family'),
       badge_success_bg: style('.badge-success', 'background-color'),
       badge_danger_bg: style('.badge-danger', 'background-color'),
       table_border_collapse: style('table.table', 'border-collapse'),
       navbar_display: style('.navbar', 'display'),
-      probe_markers: Array.from(document.querySelectorAll('[data-pwned]')).length,
+      images: document.images.length,
+      images_drawn: Array.from(document.images).filter(function (i) {
+        return i.complete && i.naturalWidth > 0;
+      }).length,
       urls: urls
     };
     var pre = document.createElement('pre');
@@ -107,9 +113,9 @@ def _run(args: list[str], timeout: int = 120) -> str:
 
 def _probed_copy(page: Path) -> Path:
     text = page.read_text(encoding="utf-8")
-    marker = "</body>" if "</body>" in text else None
+    end = text.rfind("</body>")  # the last one: inlined scripts may hold the string too
     probed = page.with_name(f".probe-{page.name}")
-    probed.write_text(text.replace(marker, PROBE + marker, 1) if marker else text + PROBE, encoding="utf-8")
+    probed.write_text(text[:end] + PROBE + text[end:] if end >= 0 else text + PROBE, encoding="utf-8")
     return probed
 
 
