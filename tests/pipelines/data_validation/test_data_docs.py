@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import run_pipeline, write_jsonl
 from dv_fixtures import clean_pairs, dirty_file
-from headless_chromium import external_urls, open_page, require_chromium, visible_text
+from headless_chromium import external_urls, open_page, visible_text
 
 from edu_bias_pipeline.pipelines.data_validation.nodes import DataValidationError
 
@@ -25,11 +25,6 @@ SUMMARY = Path("data/08_reporting/validation_summary.json")
 SITE = Path("data/08_reporting/data_docs")
 LENIENT = {"data_validation": {"max_error_rate": 1.0, "min_pairs_per_category": 3}}
 BOOTSTRAP_SUCCESS_GREEN = "rgb(40, 167, 69)"  # Bootstrap 4's .badge-success: only there if its CSS loaded
-
-
-@pytest.fixture(autouse=True)
-def _chromium() -> None:
-    require_chromium()
 
 
 def result_page(project: Path, suite: str) -> Path:
@@ -195,3 +190,33 @@ def test_pages_are_styled_and_scripted_offline(project: Path, tmp_path: Path) ->
         assert probe["navbar_display"] == "flex"  # Bootstrap's .navbar rule applied
         assert "Segoe UI" in probe["body_font"]  # Bootstrap's body font stack, not the browser default
     assert index["badge_success_bg"] == BOOTSTRAP_SUCCESS_GREEN
+
+
+@pytest.mark.parametrize(
+    ("max_error_rate", "rows", "bad"),
+    [
+        (0.7, 1490, 1043),  # 1043/1490 <= 0.7, but (1490-1043)/1490 < 1-0.7: GX's `mostly` would disagree
+        (0.1, 30, 3),  # exactly at the limit: passes
+        (0.1, 30, 4),  # just above: fails
+    ],
+)
+def test_verdict_suite_agrees_with_summary_at_the_limit(
+    tmp_path: Path, max_error_rate: float, rows: int, bad: int
+) -> None:
+    """The verdict suite and the summary's `passed` come from the same division, so they agree at the
+    boundary too (the nodes themselves, real GX, no browser needed)."""
+    from edu_bias_pipeline.pipelines.data_validation import nodes
+
+    params = {
+        "max_error_rate": max_error_rate,
+        "min_pairs_per_category": 0,
+        "data_docs_dir": str(tmp_path / "docs"),
+    }
+    good = [json.dumps(row, ensure_ascii=False).encode() for row in clean_pairs(rows - bad)]
+    ingested, stats = nodes.ingest_lines(good + [b"{not json"] * bad)
+    taxonomy = {"gender_sexuality": [], "region": []}
+    checked = nodes.check_pairs(ingested, taxonomy, params)
+    _, quarantined, summary = nodes.partition_pairs(checked, stats, params)
+    assert len(quarantined) == bad
+    report = nodes.build_data_docs(checked, taxonomy, params)
+    assert report["success"] is summary["passed"] is (bad / rows <= max_error_rate)
