@@ -12,15 +12,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from great_expectations.render.components import RenderedComponentContent
+from great_expectations.render.components import RenderedContent
 from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
 from jinja2 import pass_context
 
 
 def _is_block(value: Any) -> bool:
-    return isinstance(value, RenderedComponentContent) or (
-        isinstance(value, dict) and "content_block_type" in value
-    )
+    return isinstance(value, RenderedContent) or (isinstance(value, dict) and "content_block_type" in value)
 
 
 class _EscapeBareValues:
@@ -33,31 +31,22 @@ class _EscapeBareValues:
         content_block_id: Any = None,
         render_to_markdown: bool = False,
     ) -> Any:
-        if not render_to_markdown:
+        if not render_to_markdown and content_block is not None and not _is_block(content_block):
             if isinstance(content_block, list):
-                content_block = [c if _is_block(c) else _Escaped(c) for c in content_block]
-            elif (
-                content_block is not None
-                and not _is_block(content_block)
-                and not isinstance(content_block, _Escaped)
-            ):
-                return html.escape(str(content_block), quote=True)
-            elif isinstance(content_block, _Escaped):
-                return content_block.html
+                content_block = [c if _is_block(c) else _Escaped.of(c) for c in content_block]
+            else:
+                return _Escaped.of(content_block)
         return super().render_content_block(  # type: ignore[misc]
             jinja_context, content_block, index, content_block_id, render_to_markdown
         )
 
 
 class _Escaped(str):
-    """A bare list element, escaped once; GX wraps it as `<span>{value}</span>`."""
+    """Text escaped once; GX wraps a bare list element as `<span>{value}</span>`."""
 
-    def __new__(cls, value: Any) -> _Escaped:
-        return super().__new__(cls, html.escape(str(value), quote=True))
-
-    @property
-    def html(self) -> str:
-        return str(self)
+    @classmethod
+    def of(cls, value: Any) -> _Escaped:
+        return value if isinstance(value, _Escaped) else cls(html.escape(str(value), quote=True))
 
 
 class EscapingPageView(_EscapeBareValues, DefaultJinjaPageView):
