@@ -220,3 +220,22 @@ def test_verdict_suite_agrees_with_summary_at_the_limit(
     assert len(quarantined) == bad
     report = nodes.build_data_docs(checked, taxonomy, params)
     assert report["success"] is summary["passed"] is (bad / rows <= max_error_rate)
+
+
+def test_localize_html_rewrites_known_assets_and_drops_unknown_ones() -> None:
+    from edu_bias_pipeline import assets
+
+    page = (
+        '<script src="https://code.jquery.com/jquery-3.7.1.min.js" integrity="sha384-x" '
+        'crossorigin="anonymous"></script>'
+        '<script src="https://evil.example/track.js"></script>'
+        '<img src="https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png?d=1">'
+        '<a href="https://greatexpectations.io">GX</a>'
+    )
+    out = assets.localize_html(page, "../static/vendor/", "../static/images/")
+    assert '<script src="../static/vendor/jquery-3.7.1/jquery.min.js"></script>' in out
+    assert "evil.example" not in out and "<script></script>" in out
+    assert '<img src="../static/images/logo-long.png">' in out
+    assert '<a href="https://greatexpectations.io">' in out  # a link loads nothing until clicked
+    for local in assets.CDN_FILES.values():
+        assert (assets.WEB_DIR / local).is_file(), local
