@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from html.parser import HTMLParser
@@ -187,8 +186,3 @@ def external_urls(result: dict[str, Any]) -> list[str]:
     return sorted(
         {u for u in result["urls"] if u and not u.startswith(("file:", "data:", "about:", "blob:"))}
     )
-
-
-def copy_site(site: Path, dest: Path) -> Path:
-    shutil.copytree(site, dest)
-    return dest
