@@ -1,9 +1,19 @@
-"""The Great Expectations suite over the validated pairs, and its Data Docs.
+"""The Great Expectations suites over the rows read, and their Data Docs.
 
-GX 1.x, ephemeral context (nothing to commit under gx/), one suite, one Checkpoint whose
-UpdateDataDocsAction renders our own Data Docs site into `data_validation.data_docs_dir`.
-The computed row checks become expectations over derived columns `check_<name>`: null for a clean row,
-"line N: <text>" for an offending one, so a failed expectation lists the offending lines in the docs.
+GX 1.x, ephemeral context (nothing to commit under gx/), one Checkpoint with two validations of the same
+batch (every row read, quarantined ones included), rendered into `data_validation.data_docs_dir`:
+
+* suite `<suite_name>`, the stage's verdict. It holds exactly what `validation_summary.json`'s `passed`
+  means (at least one row read; quarantined share at most `max_error_rate`, as the mean of a 0/1 column,
+  which is the same float division the summary makes) plus the contract of the kept rows (the
+  validated_pairs.jsonl columns and their constraints, over rows with `quarantined == 0`). Its status is
+  the summary's `passed`.
+* suite `<suite_name>_row_checks`, what each check found: one expectation per check over a column
+  `check_<name>` that is null for a row the check did not flag and "line N: <text>" for one it did, so
+  an expectation fails exactly when its check flagged rows, and lists them.
+
+Pages are made safe to open: data shown as bare values is escaped (gx_views.py), and every CSS/JS/font
+the pages load is a local copy (edu_bias_pipeline.assets), so they render without network.
 """
 
 from __future__ import annotations
@@ -11,7 +21,6 @@ from __future__ import annotations
 import html
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,74 +28,129 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edu_bias_pipeline import pairs
-from edu_bias_pipeline.pipelines.data_validation.checks import ValidationConfig, configured_checks
+from edu_bias_pipeline import assets, pairs
+from edu_bias_pipeline.files import replace_directory
+from edu_bias_pipeline.pipelines.data_validation.checks import (
+    PARSE_CHECKS,
+    ValidationConfig,
+    check_descriptions,
+    configured_checks,
+)
 
 logger = logging.getLogger(__name__)
 
 SITE_NAME = "edu_bias_data_docs"
 CHECK_PREFIX = "check_"
+QUARANTINED = "quarantined"
+ROW_CHECKS_SUFFIX = "_row_checks"
+VENDOR_DIR = "static/vendor"  # inside the site: local copies of the pages' CSS/JS/fonts
+_SNIPPET = 40  # characters of the row's text shown next to its line number
 
 
-def gx_frame(kept: pd.DataFrame, config: ValidationConfig) -> pd.DataFrame:
-    """The validated rows as GX sees them: contract columns plus one `check_<name>` column per check."""
+def check_severities(config: ValidationConfig) -> dict[str, str]:
+    """Every check that can flag a row, in report order: parse checks (always errors), then row checks."""
+    severities = {name: "error" for name in PARSE_CHECKS}
+    for check in configured_checks(config):
+        severities[check.name] = check.severity
+    return severities
+
+
+def gx_frame(checked: pd.DataFrame, config: ValidationConfig) -> pd.DataFrame:
+    """Every row read as GX sees it: the validated_pairs columns, `quarantined` (0/1) and one
+    `check_<name>` column per check."""
+    errors = checked["errors"].to_numpy(dtype=object)
+    warnings = checked[pairs.WARNINGS].to_numpy(dtype=object)
+    quarantined = np.fromiter((bool(e) for e in errors), dtype=np.int64, count=len(errors))
     frame = pd.DataFrame(
         {
-            pairs.PAIR_ID: kept["pair_id"].to_numpy(dtype=object),
-            pairs.SOURCE_LINE: kept["source_line"].to_numpy(dtype="int64"),
-            pairs.PROMPT: kept["prompt"].to_numpy(dtype=object),
-            pairs.CHOSEN: kept["chosen"].to_numpy(dtype=object),
-            pairs.REJECTED: kept["rejected"].to_numpy(dtype=object),
-            pairs.BIAS_TYPE: kept["bias_type"].to_numpy(dtype=object),
+            pairs.PAIR_ID: checked[pairs.PAIR_ID].to_numpy(dtype=object),
+            pairs.SOURCE_LINE: checked["source_line"].to_numpy(dtype="int64"),
+            pairs.PROMPT: checked[pairs.PROMPT].to_numpy(dtype=object),
+            pairs.CHOSEN: checked[pairs.CHOSEN].to_numpy(dtype=object),
+            pairs.REJECTED: checked[pairs.REJECTED].to_numpy(dtype=object),
+            pairs.BIAS_TYPE: checked[pairs.BIAS_TYPE].to_numpy(dtype=object),
+            pairs.WARNINGS: warnings,
+            pairs.META: checked[pairs.META].to_numpy(dtype=object),
+            QUARANTINED: quarantined,
         }
     )
-    warnings = kept[pairs.WARNINGS].to_numpy(dtype=object)
     lines = frame[pairs.SOURCE_LINE].to_numpy()
     chosen = frame[pairs.CHOSEN].to_numpy()
-    flagged = [i for i, ws in enumerate(warnings) if ws]
-    for check in configured_checks(config):
-        column = np.full(len(frame), None, dtype=object)
-        for i in flagged:
-            if check.name in warnings[i]:
-                column[i] = f"line {lines[i]}: {chosen[i][:40]}"
-        frame[CHECK_PREFIX + check.name] = column
+    raw = checked["raw"].to_numpy(dtype=object)
+    names = list(check_severities(config))
+    columns = {name: np.full(len(frame), None, dtype=object) for name in names}
+    for i in np.flatnonzero([bool(e) or bool(w) for e, w in zip(errors, warnings, strict=True)]):
+        text = chosen[i] if isinstance(chosen[i], str) else bytes(raw[i]).decode("utf-8", "backslashreplace")
+        shown = f"line {lines[i]}: {text[:_SNIPPET]}"
+        for name in (*errors[i], *warnings[i]):
+            if name in columns:
+                columns[name][i] = shown
+    for name in names:
+        frame[CHECK_PREFIX + name] = columns[name]
     return frame
 
 
+def _note(text: str) -> dict[str, Any]:
+    return {"notes": {"format": "markdown", "content": [text]}}
+
+
 def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
+    """The verdict (the quality gate, as the summary computes it) and the contract of the kept rows."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
 
     suite = gx.ExpectationSuite(name=config.suite_name)
     add = suite.add_expectation
+    kept = Column(QUARANTINED) == 0
 
-    def note(text: str) -> dict[str, Any]:
-        return {"notes": {"format": "markdown", "content": [text]}}
-
-    add(gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=note("at least one pair survives validation")))
+    add(gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=_note("gate: at least one row was read")))
+    add(
+        gxe.ExpectColumnMeanToBeBetween(
+            column=QUARANTINED,
+            min_value=0,
+            max_value=config.max_error_rate,
+            meta=_note(
+                "gate: the share of rows quarantined is at most `data_validation.max_error_rate` "
+                "(the summary's `quarantined_share`; this expectation and the summary's `passed` agree)"
+            ),
+        )
+    )
     for column in pairs.VALIDATED_FIELDS:
-        add(gxe.ExpectColumnToExist(column=column, meta=note("schema: validated_pairs.jsonl contract")))
+        add(gxe.ExpectColumnToExist(column=column, meta=_note("schema: validated_pairs.jsonl contract")))
     for column in (pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.CHOSEN, pairs.REJECTED, pairs.BIAS_TYPE):
-        add(gxe.ExpectColumnValuesToNotBeNull(column=column, meta=note("schema: required field")))
+        add(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=column, row_condition=kept, meta=_note("schema: required field of a kept row")
+            )
+        )
     add(
         gxe.ExpectColumnValuesToMatchRegex(
             column=pairs.PAIR_ID,
             regex=r"^[0-9a-f]{16}$",
-            meta=note("pair_id: 16 hex digits of a content hash"),
+            row_condition=kept,
+            meta=_note("pair_id: 16 hex digits of a content hash"),
         )
     )
-    add(gxe.ExpectColumnValuesToBeUnique(column=pairs.PAIR_ID, meta=note("uniqueness: no duplicate pairs")))
-    add(gxe.ExpectColumnValuesToBeUnique(column=pairs.SOURCE_LINE, meta=note("uniqueness: one row per line")))
+    add(
+        gxe.ExpectColumnValuesToBeUnique(
+            column=pairs.PAIR_ID, row_condition=kept, meta=_note("uniqueness: no duplicate kept pairs")
+        )
+    )
+    add(
+        gxe.ExpectColumnValuesToBeUnique(column=pairs.SOURCE_LINE, meta=_note("uniqueness: one row per line"))
+    )
     add(
         gxe.ExpectColumnValuesToBeBetween(
-            column=pairs.SOURCE_LINE, min_value=1, meta=note("source_line is 1-based")
+            column=pairs.SOURCE_LINE, min_value=1, meta=_note("source_line is 1-based")
         )
     )
     add(
         gxe.ExpectColumnValuesToBeInSet(
             column=pairs.BIAS_TYPE,
             value_set=sorted(taxonomy),
-            meta=note("taxonomy: canonical bias types only"),
+            row_condition=kept,
+            meta=_note("taxonomy: kept rows carry canonical bias types only"),
         )
     )
     for column in (pairs.CHOSEN, pairs.REJECTED):
@@ -95,49 +159,97 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
                 column=column,
                 min_value=max(config.min_chars, 1),
                 max_value=config.max_chars,
-                meta=note("lengths: data_validation.min_chars / max_chars"),
+                row_condition=kept,
+                meta=_note("lengths: data_validation.min_chars / max_chars"),
             )
         )
     add(
         gxe.ExpectColumnValueLengthsToBeBetween(
             column=pairs.PROMPT,
             max_value=config.max_prompt_chars,
-            meta=note("lengths: max_prompt_chars"),
+            row_condition=kept,
+            meta=_note("lengths: max_prompt_chars"),
         )
     )
-    for check in configured_checks(config):
-        add(
+    return suite
+
+
+def build_row_check_suite(config: ValidationConfig) -> Any:
+    """One expectation per check: it fails exactly when the check flagged rows, and lists them."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=config.suite_name + ROW_CHECKS_SUFFIX)
+    descriptions = check_descriptions()
+    for name, severity in check_severities(config).items():
+        outcome = (
+            "Flagged rows were quarantined (quarantined_pairs.jsonl)."
+            if severity == "error"
+            else "Flagged rows were kept, with the warning in their `warnings` field."
+        )
+        suite.add_expectation(
             gxe.ExpectColumnValuesToBeNull(
-                column=CHECK_PREFIX + check.name,
-                meta=note(
-                    f"row check `{check.name}` ({check.severity}): {check.description}. "
-                    + (
-                        "Errors were quarantined, so this must pass."
-                        if check.severity == "error"
-                        else "Warnings are kept; failures list the lines."
-                    )
+                column=CHECK_PREFIX + name,
+                severity="critical" if severity == "error" else "warning",
+                meta=_note(
+                    f"row check `{name}` ({severity}): {descriptions.get(name, '')}. {outcome} "
+                    f"This suite reports what the checks found; the stage's verdict is suite "
+                    f"`{config.suite_name}`."
                 ),
             )
         )
     return suite
 
 
+def _failed(run: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "expectation": r.expectation_config.type,
+            "column": r.expectation_config.kwargs.get("column"),
+            "unexpected_count": (r.result or {}).get("unexpected_count"),
+            "observed_value": (r.result or {}).get("observed_value"),
+        }
+        for r in run.results
+        if not r.success
+    ]
+
+
 def run_data_docs(
-    kept: pd.DataFrame,
+    checked: pd.DataFrame,
     taxonomy: Sequence[str],
     config: ValidationConfig,
     counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Validate `kept` with the suite through a Checkpoint and (re)build the Data Docs site."""
+    """Validate every row read with both suites through one Checkpoint and (re)build the Data Docs site."""
+    site_dir = Path(config.data_docs_dir).resolve()
+    frame = gx_frame(checked, config)
+    report = replace_directory(site_dir, lambda tmp: _build_site(tmp, frame, taxonomy, config, counts or {}))
+    report["data_docs"] = str(site_dir / "index.html")
+    logger.info(
+        "GX suite '%s' %s (%d/%d expectations met); row checks flagged rows in %d check(s); Data Docs at %s",
+        report["suite"],
+        "passed" if report["success"] else "FAILED",
+        report["successful_expectations"],
+        report["evaluated_expectations"],
+        len(report["row_checks"]["failed_expectations"]),
+        report["data_docs"],
+    )
+    return report
+
+
+def _build_site(
+    site_dir: Path,
+    frame: pd.DataFrame,
+    taxonomy: Sequence[str],
+    config: ValidationConfig,
+    counts: dict[str, int],
+) -> dict[str, Any]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
-    site_dir = Path(config.data_docs_dir).resolve()
-    if site_dir.exists():
-        shutil.rmtree(site_dir)  # the ephemeral stores hold only this run; stale pages would linger
-    site_dir.mkdir(parents=True)
-
+    views = "edu_bias_pipeline.pipelines.data_validation.gx_views"
+    page_view = {"module_name": views, "class_name": "EscapingPageView"}
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     context.add_data_docs_site(
@@ -145,109 +257,121 @@ def run_data_docs(
         site_config={
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                "view": {"module_name": views, "class_name": "EscapingIndexPageView"},
+            },
+            "site_section_builders": {
+                "expectations": {"view": page_view},
+                "validations": {"view": page_view},
+                "profiling": {"view": page_view},
+            },
         },
     )
-    asset = context.data_sources.add_pandas("edu_bias").add_dataframe_asset("validated_pairs")
-    batch = asset.add_batch_definition_whole_dataframe("all_rows")
-    suite = context.suites.add(build_suite(taxonomy, config))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="validated_pairs_validation", data=batch, suite=suite)
+    batch = (
+        context.data_sources.add_pandas("edu_bias")
+        .add_dataframe_asset("rows_read")
+        .add_batch_definition_whole_dataframe("all_rows")
     )
+    definitions = [
+        context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite.name, data=batch, suite=context.suites.add(suite))
+        )
+        for suite in (build_suite(taxonomy, config), build_row_check_suite(config))
+    ]
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name="data_validation",
-            validation_definitions=[definition],
+            validation_definitions=definitions,
             actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": gx_frame(kept, config)})
-    failed: list[dict[str, Any]] = []
-    stats: dict[str, Any] = {}
-    for run in result.run_results.values():
-        stats = dict(run.statistics)
-        for r in run.results:
-            if not r.success:
-                failed.append(
-                    {
-                        "expectation": r.expectation_config.type,
-                        "column": r.expectation_config.kwargs.get("column"),
-                        "unexpected_count": (r.result or {}).get("unexpected_count"),
-                    }
-                )
-    index = site_dir / "index.html"
-    add_offline_fallbacks(site_dir, config.suite_name, bool(result.success), stats, failed, counts or {})
-    logger.info("GX suite '%s': %s; Data Docs at %s", config.suite_name, stats, index)
-    return {
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    runs = {run.suite_name: run for run in result.run_results.values()}
+    verdict, row_checks = runs[config.suite_name], runs[config.suite_name + ROW_CHECKS_SUFFIX]
+    report = {
         "suite": config.suite_name,
-        "success": bool(result.success),
-        "evaluated_expectations": int(stats.get("evaluated_expectations", 0)),
-        "successful_expectations": int(stats.get("successful_expectations", 0)),
-        "failed_expectations": failed,
-        "data_docs": str(index),
+        "success": bool(verdict.success),
+        "evaluated_expectations": int(verdict.statistics["evaluated_expectations"]),
+        "successful_expectations": int(verdict.statistics["successful_expectations"]),
+        "failed_expectations": _failed(verdict),
+        "row_checks": {
+            "suite": row_checks.suite_name,
+            "evaluated_expectations": int(row_checks.statistics["evaluated_expectations"]),
+            "failed_expectations": _failed(row_checks),
+        },
     }
+    finish_site(site_dir, report, counts)
+    return report
 
 
-# GX's pages take Bootstrap, jQuery and Font Awesome from CDNs. Offline (this project's default) the
-# index table is drawn by JavaScript that never loads and the pass/fail icons are blank, so every page gets
-# a small inline stylesheet that spells the status out, and the index gets a static summary with links.
-_OFFLINE_STYLE = """<style id="edu-bias-offline">
-body { font-family: sans-serif; margin: 1em 2em; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; vertical-align: top; }
-.fa-check-circle::before { content: "\\2714  passed"; color: #1a7f37; font-style: normal; font-weight: bold; }
-.fa-times::before { content: "\\2718  FAILED"; color: #c62828; font-style: normal; font-weight: bold; }
-#edu-bias-summary { border: 2px solid #888; padding: 0.5em 1em; margin-bottom: 1em; }
-#edu-bias-summary .failed { color: #c62828; font-weight: bold; } #edu-bias-summary .passed { color: #1a7f37; }
-</style>"""
-
-
-def add_offline_fallbacks(
-    site_dir: Path,
-    suite: str,
-    success: bool,
-    stats: dict[str, Any],
-    failed: list[dict[str, Any]],
-    counts: dict[str, int],
-) -> None:
-    """Inline status styles on every page; a static summary with links at the top of index.html."""
-    pages = sorted(site_dir.rglob("*.html"))
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        if 'id="edu-bias-offline"' not in text:
-            page.write_text(text.replace("</head>", _OFFLINE_STYLE + "</head>", 1), encoding="utf-8")
-    links = [p.relative_to(site_dir).as_posix() for p in pages if p.name != "index.html"]
-    suites = [link for link in links if link.startswith("expectations/")]
-    results = [link for link in links if link.startswith("validations/")]
-    status = '<span class="passed">passed</span>' if success else '<span class="failed">FAILED</span>'
-    failures = "".join(
-        f"<li><code>{html.escape(str(f['column']))}</code> {html.escape(f['expectation'])}: "
-        f"{f['unexpected_count']} unexpected</li>"
-        for f in failed
-    )
-    block = (
-        '<div id="edu-bias-summary">'
-        f"<h2>Validated pairs: suite <code>{html.escape(suite)}</code> {status}</h2>"
-        f"<p>{stats.get('successful_expectations', 0)} of {stats.get('evaluated_expectations', 0)} "
-        "expectations met. Failed <code>check_*</code> expectations of severity <i>warning</i> list the kept "
-        "rows that carry that warning; errors were quarantined (see quarantined_pairs.jsonl).</p>"
-        + (f"<p>Failed expectations:</p><ul>{failures}</ul>" if failures else "")
-        + (
-            "<table><tr>"
-            + "".join(f"<th>{html.escape(k)}</th>" for k in counts)
-            + "</tr><tr>"
-            + "".join(f"<td>{v}</td>" for v in counts.values())
-            + "</tr></table>"
-            if counts
-            else ""
+def finish_site(site_dir: Path, report: dict[str, Any], counts: dict[str, int]) -> None:
+    """Local copies of the pages' assets, URLs rewritten to them, and the project's summary on the index."""
+    assets.copy_web_assets(site_dir / VENDOR_DIR)
+    for css in (site_dir / "static" / "styles").glob("*.css"):
+        css.write_text(assets.localize_css(css.read_text(encoding="utf-8"), "../images/"), encoding="utf-8")
+    for page in sorted(site_dir.rglob("*.html")):
+        if VENDOR_DIR in page.relative_to(site_dir).as_posix():
+            continue
+        up = "../" * (len(page.relative_to(site_dir).parts) - 1)
+        text = assets.localize_html(
+            page.read_text(encoding="utf-8"), up + VENDOR_DIR + "/", up + "static/images/"
         )
-        + "<p>Validation results: "
-        + ", ".join(f'<a href="{html.escape(r)}">{html.escape(r)}</a>' for r in results)
-        + "<br>Expectation suite: "
-        + ", ".join(f'<a href="{html.escape(r)}">{html.escape(r)}</a>' for r in suites)
-        + "</p></div>"
+        if page == site_dir / "index.html":
+            text = text.replace("<body>", "<body>" + _summary_block(site_dir, report, counts), 1)
+        page.write_text(text, encoding="utf-8")
+
+
+def _summary_block(site_dir: Path, report: dict[str, Any], counts: dict[str, int]) -> str:
+    """The verdict, the checks that flagged rows and links, as static HTML at the top of the index.
+
+    Everything from the data or the configuration is escaped.
+    """
+    e = html.escape
+    pages = sorted(
+        p.relative_to(site_dir).as_posix() for p in site_dir.rglob("*.html") if p.name != "index.html"
     )
-    index = site_dir / "index.html"
-    text = index.read_text(encoding="utf-8")
-    if 'id="edu-bias-summary"' not in text:
-        index.write_text(text.replace("<body>", "<body>" + block, 1), encoding="utf-8")
+    names = {p: p.split("/")[1] + ("" if p.startswith("expectations/") else " results") for p in pages}
+    links = ", ".join(
+        f'<a href="{e(p)}">{e(names[p])}</a>'
+        for p in pages
+        if p.startswith(("expectations/", "validations/"))
+    )
+    status = (
+        '<span class="badge badge-success" data-status="passed">passed</span>'
+        if report["success"]
+        else '<span class="badge badge-danger" data-status="failed">FAILED</span>'
+    )
+    flagged = "".join(
+        f"<li><code>{e(str(f['column']))}</code>: {e(str(f['unexpected_count']))} row(s)</li>"
+        for f in report["row_checks"]["failed_expectations"]
+    )
+    failed = "".join(
+        f"<li><code>{e(str(f['column']))}</code> {e(str(f['expectation']))}</li>"
+        for f in report["failed_expectations"]
+    )
+    table = (
+        '<table class="table table-sm table-bordered w-auto"><tr>'
+        + "".join(f"<th>{e(str(k))}</th>" for k in counts)
+        + "</tr><tr>"
+        + "".join(f"<td>{e(str(v))}</td>" for v in counts.values())
+        + "</tr></table>"
+        if counts
+        else ""
+    )
+    return (
+        '<div id="edu-bias-summary" class="container-fluid p-3">'
+        f"<h2>Data validation: suite <code>{e(report['suite'])}</code> {status}</h2>"
+        f"<p>{report['successful_expectations']} of {report['evaluated_expectations']} expectations met "
+        "(the same verdict as validation_summary.json).</p>"
+        + (f"<p>Failed expectations:</p><ul>{failed}</ul>" if failed else "")
+        + (
+            f"<p>Checks that flagged rows (suite <code>{e(report['row_checks']['suite'])}</code>; "
+            f"errors were quarantined, warnings kept):</p><ul>{flagged}</ul>"
+            if flagged
+            else "<p>No check flagged any row.</p>"
+        )
+        + table
+        + f"<p>Pages: {links}</p></div>"
+    )

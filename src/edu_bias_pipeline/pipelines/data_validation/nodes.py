@@ -463,10 +463,14 @@ def seal_summary(summary: dict[str, Any], validated_fingerprint: dict[str, Any])
 def build_data_docs(
     checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run the GX suite over the validated rows and write the Data Docs site; returns its statistics."""
+    """Run the GX suites over every row read and write the Data Docs site; returns its statistics.
+
+    All rows, not only the kept ones: the verdict suite re-states the quality gate (so the pages and
+    validation_summary.json agree) and the row-check suite lists what every check flagged.
+    """
     from edu_bias_pipeline.pipelines.data_validation.expectations import run_data_docs
 
-    config = ValidationConfig(**params)
+    config = parse_validation_config(params)
     kept = checked.loc[~_has_reasons(checked["errors"])]
     counts = {
         "rows read": len(checked),
@@ -474,7 +478,7 @@ def build_data_docs(
         "rows quarantined": len(checked) - len(kept),
         **{f"kept {name}": int(n) for name, n in kept["bias_type"].value_counts().sort_index().items()},
     }
-    return run_data_docs(kept, list(taxonomy), config, counts)
+    return run_data_docs(checked, list(taxonomy), config, counts)
 
 
 def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any]) -> None:
