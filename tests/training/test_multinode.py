@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,8 @@ TINY = (
 MODES = {
     "accelerate": "training.mode=accelerate",
     "deepspeed": "training.mode=deepspeed,training.deepspeed.launcher=deepspeed",
+    # ZeRO through `accelerate launch --use_deepspeed`: torchrun on each machine (no_ssh)
+    "deepspeed_accelerate": "training.mode=deepspeed,training.deepspeed.launcher=accelerate",
 }
 
 
@@ -178,15 +181,19 @@ def _run_machines(project: Path, commands: list[list[str]], timeout_s: int = 900
                         cmd, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 )
-        for proc in procs:
-            proc.wait(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        # until all exited, one failed (the others would wait at the rendezvous), or the time is up
+        while any(p.poll() is None for p in procs) and not any(p.poll() for p in procs):
+            if time.monotonic() > deadline:
+                pytest.fail(f"machines still running after {timeout_s} s; logs in {project}")
+            time.sleep(1)
     finally:
         for proc in procs:  # a timeout or a failed machine: nothing stays at the rendezvous
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
     outputs = [log.read_text(errors="replace") for log in logs]
     for rank, (proc, out) in enumerate(zip(procs, outputs, strict=True)):
-        assert proc.returncode == 0, f"machine {rank} exited {proc.returncode}:\n{out[-5000:]}"
+        assert proc.wait() == 0, f"machine {rank} exited {proc.returncode}:\n{out[-5000:]}"
     return outputs
 
 
@@ -231,6 +238,8 @@ def test_two_machines_train_one_model_written_once_by_rank_0(tmp_path, reference
             assert f"deepspeed.launcher.launch --world_info={world} --master_addr=127.0.0.1" in log
             assert f"--node_rank={rank}" in log
 
+    zero = "DeepSpeed ZeRO stage 2 engine"
+    assert all((zero in log) == mode.startswith("deepspeed") for log in (machine0, machine1))
     # one world of two ranks, one per machine
     assert "training process 0/2" in machine0 and "training process 1/2" in machine1
     assert "training process 1/2" not in machine0 and "training process 0/2" not in machine1
