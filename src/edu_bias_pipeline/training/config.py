@@ -212,7 +212,7 @@ class LaunchSettings(_Strict):
         1, ge=1, description="Total processes (GPUs) across all machines for accelerate/deepspeed modes."
     )
     num_machines: int = Field(1, ge=1, description="Number of machines (nodes).")
-    machine_rank: int = Field(0, ge=0, description="Rank of this machine (accelerate multi-node).")
+    machine_rank: int = Field(0, ge=0, description="Rank of this machine (multi-node; 0 runs Kedro).")
     main_process_ip: str | None = Field(None, description="Address of the rank-0 machine (multi-node).")
     main_process_port: int = Field(29500, ge=1, le=65535, description="Rendezvous port.")
     hostfile: str | None = Field(
@@ -220,6 +220,11 @@ class LaunchSettings(_Strict):
     )
     extra_args: list[str] = Field(
         default_factory=list, description="Extra launcher arguments, appended before the module to run."
+    )
+    no_ssh: bool = Field(
+        False,
+        description="Multi-node DeepSpeed: every machine starts its own launcher for its machine_rank (as "
+        "under Slurm's srun) instead of the rank-0 launcher reaching the others over pdsh/ssh.",
     )
 
 

@@ -94,13 +94,18 @@ def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]
     if config.mode == "single" and config.launch.num_processes > 1:
         notes.append("mode 'single' runs one process: launch.num_processes is ignored")
     if config.mode in ("accelerate", "deepspeed"):
-        if not hw.cuda_available:
+        notes += _validate_machines(config, hw)
+        if not hw.cuda_available and config.launch.num_machines == 1:
             notes.append(
                 f"mode '{config.mode}' asked for, but no CUDA device is available: falling back to a single "
                 "CPU process"
                 + (" (DeepSpeed ZeRO on the CPU accelerator)" if config.mode == "deepspeed" else "")
             )
-        elif config.launch.num_machines == 1 and config.launch.num_processes > hw.cuda_device_count:
+        elif (
+            hw.cuda_available
+            and config.launch.num_machines == 1
+            and config.launch.num_processes > hw.cuda_device_count
+        ):
             raise TrainingConfigError(
                 f"training.launch.num_processes={config.launch.num_processes} but this machine has only "
                 f"{hw.cuda_device_count} CUDA device(s)"
@@ -121,6 +126,58 @@ def validate_against_hardware(config: TrainingConfig, hw: Hardware) -> list[str]
             "QLoRA under ZeRO-3 needs bnb_4bit_quant_storage support; ZeRO-2 is the tested combination"
         )
     return notes
+
+
+def _uses_deepspeed_launcher(config: TrainingConfig, hw: Hardware) -> bool:
+    """`deepspeed` launcher: on a GPU machine or across machines; one CPU machine goes through accelerate."""
+    return (
+        config.mode == "deepspeed"
+        and config.deepspeed.launcher == "deepspeed"
+        and (hw.cuda_available or config.launch.num_machines > 1)
+    )
+
+
+def _validate_machines(config: TrainingConfig, hw: Hardware) -> list[str]:
+    """Multi-node settings that cannot rendezvous are refused before anything starts."""
+    launch = config.launch
+    if launch.num_machines == 1:
+        return []
+    where = "training.launch"
+    if launch.machine_rank >= launch.num_machines:
+        raise TrainingConfigError(
+            f"{where}.machine_rank={launch.machine_rank} but num_machines={launch.num_machines}: machine "
+            f"ranks run from 0 to {launch.num_machines - 1}"
+        )
+    deepspeed_launcher = _uses_deepspeed_launcher(config, hw)
+    if deepspeed_launcher and not launch.hostfile:
+        raise TrainingConfigError(
+            f"{where}.hostfile: the deepspeed launcher needs a hostfile (`host slots=N` lines) for "
+            f"num_machines={launch.num_machines}"
+        )
+    if not deepspeed_launcher and not launch.main_process_ip:
+        raise TrainingConfigError(
+            f"{where}.main_process_ip: num_machines={launch.num_machines} needs the address of the machine "
+            "of rank 0, which every machine connects to"
+        )
+    if config.mode == "deepspeed" and not deepspeed_launcher and not launch.no_ssh and not launch.hostfile:
+        raise TrainingConfigError(
+            f"{where}: multi-node DeepSpeed through accelerate reaches the other machines over pdsh/ssh and "
+            "needs launch.hostfile; or set launch.no_ssh: true and start every machine's own launcher"
+        )
+    if not hw.cuda_available:
+        notes = [
+            f"no CUDA device: one CPU process per machine ({launch.num_machines} machines, gloo)"
+            + (" with DeepSpeed ZeRO on the CPU accelerator" if config.mode == "deepspeed" else "")
+        ]
+        if launch.num_processes != launch.num_machines:
+            notes.append(f"launch.num_processes={launch.num_processes} is ignored on CPU")
+        return notes
+    if launch.num_processes % launch.num_machines:
+        raise TrainingConfigError(
+            f"{where}.num_processes={launch.num_processes} is not a multiple of num_machines="
+            f"{launch.num_machines}: every machine runs the same number of processes"
+        )
+    return []
 
 
 # DeepSpeed's own default. The Trainer's "auto" is hidden_size², sized for ZeRO-3 prefetching: under ZeRO-2 it
@@ -232,7 +289,13 @@ def plan_launch(
     use_cpu = not hw.cuda_available
     distributed = mode in ("accelerate", "deepspeed")
     is_deepspeed = mode == "deepspeed"
-    nproc = 1 if (use_cpu or not distributed) else launch.num_processes
+    machines = launch.num_machines if distributed else 1
+    if not distributed:
+        nproc = 1
+    elif use_cpu:  # one CPU process per machine: several on one machine would only share its cores
+        nproc = machines
+    else:
+        nproc = launch.num_processes
     ds_conf = deepspeed_config(config, precision) if is_deepspeed else None
     if is_deepspeed and deepspeed_config_path is None:
         raise ValueError("deepspeed mode needs deepspeed_config_path")
@@ -241,7 +304,7 @@ def plan_launch(
     entry = [ENTRY_MODULE, str(config_path)]
     if not distributed:
         argv = [python, "-m", *entry]
-    elif is_deepspeed and config.deepspeed.launcher == "deepspeed" and not use_cpu:
+    elif _uses_deepspeed_launcher(config, hw):
         argv = [
             python,
             "-m",
@@ -251,7 +314,11 @@ def plan_launch(
             str(launch.main_process_port),
         ]
         if launch.hostfile:
-            argv += ["--hostfile", launch.hostfile, "--num_nodes", str(launch.num_machines)]
+            argv += ["--hostfile", launch.hostfile, "--num_nodes", str(machines)]
+            if launch.no_ssh and machines > 1:
+                # DeepSpeed's own per-node mode: the runner turns the hostfile into the same
+                # `deepspeed.launcher.launch --world_info=… --node_rank=…` line pdsh would run on this machine
+                argv += ["--no_ssh", "--node_rank", str(launch.machine_rank)]
         else:
             argv += ["--num_gpus", str(nproc)]
         if launch.main_process_ip:
@@ -265,25 +332,31 @@ def plan_launch(
             "--num_processes",
             str(nproc),
             "--num_machines",
-            str(1 if use_cpu else launch.num_machines),
+            str(machines),
             "--main_process_port",
             str(launch.main_process_port),
             "--dynamo_backend",
             "no",
         ]
-        if not use_cpu and launch.num_machines > 1:
+        if machines > 1:
             argv += ["--machine_rank", str(launch.machine_rank)]
             if launch.main_process_ip:
                 argv += ["--main_process_ip", launch.main_process_ip]
-        if use_cpu and not is_deepspeed:  # accelerate refuses --cpu with --use_deepspeed; the env hides CUDA
-            argv += ["--cpu"]
-        if is_deepspeed:
+        if is_deepspeed:  # accelerate refuses --cpu with --use_deepspeed; the env hides CUDA
             argv += ["--use_deepspeed", "--deepspeed_config_file", ds_file]
-            if launch.hostfile and not use_cpu:
+            if machines > 1 and launch.no_ssh:
+                # torchrun on every machine, as in accelerate mode, instead of pdsh from rank 0
+                argv += ["--deepspeed_multinode_launcher", "standard"]
+            elif launch.hostfile and not (use_cpu and machines == 1):
                 argv += ["--deepspeed_hostfile", launch.hostfile]
         else:
+            if use_cpu and machines == 1:
+                argv += ["--cpu"]
             argv += ["--mixed_precision", {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")]
-            if nproc > 1 or launch.num_machines > 1:
+            if nproc > 1 or machines > 1:
+                # Across machines also on CPU: `--cpu` would start every machine's process without a rank
+                # (accelerate leaves multi-CPU ranks to mpirun), so each would train a model of its own.
+                # torchrun gives them ranks; the launched process picks gloo since the env hides CUDA.
                 argv += ["--multi_gpu"]
         argv += [*launch.extra_args, "-m", *entry]
 
@@ -316,3 +389,103 @@ def plan_launch(
         deepspeed_config_file=ds_file,
         warnings=warnings,
     )
+
+
+# ------------------------------------------------------------------------------- one machine of many
+
+
+def node_plan(
+    spec: Mapping[str, Any],
+    spec_path: str | Path,
+    machine_rank: int,
+    hw: Hardware,
+    *,
+    environ: Mapping[str, str] | None = None,
+    python: str = sys.executable,
+) -> LaunchPlan:
+    """The launch line of machine `machine_rank` for the run spec the training node wrote (`.run/run.json`).
+
+    The node on machine 0 launches `plan_launch` of the same config; the other machines run this, which
+    differs from it only in the machine rank, so every machine starts the launcher the same way.
+    """
+    config = TrainingConfig.model_validate(spec["config"])
+    launch = config.launch.model_copy(update={"machine_rank": machine_rank})
+    config = config.model_copy(update={"launch": launch})
+    validate_against_hardware(config, hw)
+    return plan_launch(
+        config,
+        spec_path,
+        hw,
+        environ=environ,
+        deepspeed_config_path=spec["runtime"].get("deepspeed_config"),
+        python=python,
+    )
+
+
+def read_run_spec(path: Path, wait_s: float) -> dict[str, Any]:
+    """The run spec at `path`, waiting up to `wait_s` seconds for the node on machine 0 to write it."""
+    import json
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(spec, dict) and "config" in spec and "runtime" in spec:
+                return spec
+            problem = "it is not a run spec (no config/runtime)"
+        except FileNotFoundError:
+            problem = "it does not exist"
+        except ValueError:  # being written
+            problem = "it is not complete JSON"
+        if time.monotonic() >= deadline:
+            raise TrainingConfigError(
+                f"{path}: {problem} after {wait_s:.0f} s. Machine 0 writes it when its "
+                "`kedro run --pipelines training` reaches the training node; start that first, or wait "
+                "longer (--wait)."
+            )
+        time.sleep(1.0)
+
+
+def _parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m edu_bias_pipeline.training.launch",
+        description="Start (or print) the training launcher of one machine of a multi-node run, from the run "
+        "spec the training node wrote on machine 0 (shared filesystem).",
+    )
+    parser.add_argument("run_spec", type=Path, help="the run's .run/run.json (under training.output_dir)")
+    parser.add_argument("--machine-rank", type=int, required=True, help="this machine's rank (1 .. N-1)")
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the run spec to appear")
+    parser.add_argument("--print", action="store_true", help="print the launch line instead of running it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+    import shlex
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        spec = read_run_spec(args.run_spec, args.wait)
+        plan = node_plan(spec, args.run_spec, args.machine_rank, detect_hardware(), environ=os.environ)
+    except TrainingConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    if args.print:
+        sys.stdout.write(shlex.join(plan.argv) + "\n")
+        return 0
+    for note in plan.warnings:
+        logger.warning("training: %s", note)
+    logger.info(
+        "training: launching %s on machine %d: %s", plan.description, args.machine_rank, shlex.join(plan.argv)
+    )
+    # exec: the batch system's signals reach the launcher itself, and its exit code is this command's
+    os.execvpe(plan.argv[0], plan.argv, plan.env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
