@@ -3,6 +3,7 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from edu_bias_pipeline.hooks import check_requested_pipelines
 from edu_bias_pipeline.pipelines import evaluation
 
 # data_import is opt-in: it needs a downloaded benchmark, so the default run leaves it out.
@@ -10,6 +11,7 @@ DEFAULT_STAGES = ("data_validation", "data_splitting", "training", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
+    check_requested_pipelines()  # a misspelt --pipelines name gets the list of names, not an ImportError
     pipelines = find_pipelines(raise_errors=True)
     # Training writes the model from a launched process, so no Kedro dataset links it to evaluation;
     # in the full run evaluation waits for training's `trained_model` record (and so for the split).
