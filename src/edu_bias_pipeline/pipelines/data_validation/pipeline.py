@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from edu_bias_pipeline.pipelines.data_validation.headline import validation_headline
 from edu_bias_pipeline.pipelines.data_validation.nodes import (
     build_data_docs,
     check_pairs,
@@ -27,6 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["validated_pairs", "quarantined_pairs", "validation_summary"],
                 name="partition_pairs",
             ),
+            Node(validation_headline, "validation_summary", "validation_headline", name="headline"),
             Node(
                 build_data_docs,
                 ["checked_pairs", "params:taxonomy", "params:data_validation"],
