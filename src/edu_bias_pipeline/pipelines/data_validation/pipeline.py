@@ -28,7 +28,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["validated_pairs", "quarantined_pairs", "validation_summary"],
                 name="partition_pairs",
             ),
-            Node(validation_headline, "validation_summary", "validation_headline", name="headline"),
+            Node(
+                validation_headline, "validation_summary", "validation_headline", name="validation_headline"
+            ),
             Node(
                 build_data_docs,
                 ["checked_pairs", "params:taxonomy", "params:data_validation"],
