@@ -39,7 +39,8 @@ def output(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_misspelt_params_group_fails_naming_the_nearest(project: Path) -> None:
     # Without the check this run passes (rc 0) on the default max_error_rate: the setting is ignored.
-    proc = kedro(project, "run", "--pipelines", "data_validation", "--params", "data_validaton.max_error_rate=0")
+    params = "data_validaton.max_error_rate=0"
+    proc = kedro(project, "run", "--pipelines", "data_validation", "--params", params)
     text = output(proc)
     assert proc.returncode != 0, text
     assert "Unknown parameter group 'data_validaton' (did you mean 'data_validation'?) in --params" in text
@@ -67,7 +68,7 @@ def test_group_defined_in_the_run_environment_is_accepted(project: Path) -> None
     ok = kedro(project, "run", "--pipelines", "data_validation", "--params", "my_group.x=2")
     assert ok.returncode == 0, output(ok)
     # The base env alone does not define it.
-    wrong = kedro(project, "run", "--env", "base", "--pipelines", "data_validation", "--params", "my_group.x=2")
+    wrong = kedro(project, "run", "-e", "base", "--pipelines", "data_validation", "--params", "my_group.x=2")
     assert wrong.returncode != 0 and "Unknown parameter group 'my_group'" in output(wrong)
 
 

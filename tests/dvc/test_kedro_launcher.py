@@ -77,7 +77,8 @@ def test_environment_on_path_is_used_without_a_project_venv(tmp_path: Path, bare
 
 def test_explicit_interpreter(tmp_path: Path, bare_path: str) -> None:
     project = project_with_launcher(tmp_path / "project")
-    assert STAGES <= listed_pipelines(launch(project, bare_path, EDU_BIAS_PYTHON=str(VENV / "bin" / "python")))
+    python = str(VENV / "bin" / "python")
+    assert STAGES <= listed_pipelines(launch(project, bare_path, EDU_BIAS_PYTHON=python))
 
     broken = launch(project, bare_path, EDU_BIAS_PYTHON="/nonexistent/python")
     assert broken.returncode != 0
