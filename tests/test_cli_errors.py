@@ -65,7 +65,10 @@ def test_valid_runtime_params_still_run(project: Path) -> None:
 
 def test_group_defined_in_the_run_environment_is_accepted(project: Path) -> None:
     (project / "conf/local/parameters_extra.yml").write_text("my_group:\n  x: 1\n", encoding="utf-8")
-    ok = kedro(project, "run", "--pipelines", "data_validation", "--params", "my_group.x=2")
+    # Kedro also reads parameter files in a `parameters/` folder.
+    (project / "conf/local/parameters").mkdir()
+    (project / "conf/local/parameters/more.yml").write_text("other_group: {y: 1}\n", encoding="utf-8")
+    ok = kedro(project, "run", "--pipelines", "data_validation", "--params", "my_group.x=2,other_group.y=3")
     assert ok.returncode == 0, output(ok)
     # The base env alone does not define it.
     wrong = kedro(project, "run", "-e", "base", "--pipelines", "data_validation", "--params", "my_group.x=2")

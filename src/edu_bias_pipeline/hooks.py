@@ -79,10 +79,12 @@ def _env_dirs(config_loader: Any) -> list[Path]:
 
 
 def _config_files(env_dir: Path, patterns: Iterable[str]) -> set[Path]:
+    """The files Kedro's glob patterns select (pathlib's `dir/**` yields the folder: its files are added)."""
+    matched = [path for pattern in patterns for path in env_dir.glob(pattern)]
+    files = {p for path in matched for p in (path.rglob("*") if path.is_dir() else [path])}
     return {
         path
-        for pattern in patterns
-        for path in env_dir.glob(pattern)
+        for path in files
         if path.is_file() and path.suffix in CONFIG_SUFFIXES and not path.name.startswith(".")
     }
 
