@@ -12,6 +12,8 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# DVC analytics are off in the project's committed .dvc/config (core.analytics = false); nothing here writes
+# the user's global DVC config.
 # wandb: offline unless a key is set (environment or conf/local/credentials.yml); decided in
 # src/edu_bias_pipeline/offline.py and the training launcher, not here.
 
@@ -22,7 +24,6 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/dvc config --global core.analytics false >/dev/null 2>&1 || true
 	touch $@
 
 venv: $(BIN)/.installed

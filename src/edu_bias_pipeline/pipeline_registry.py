@@ -3,11 +3,14 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from edu_bias_pipeline.hooks import check_requested_pipelines
+
 # data_import is opt-in: it needs a downloaded benchmark, so the default run leaves it out.
 DEFAULT_STAGES = ("data_validation", "data_splitting", "training", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
+    check_requested_pipelines()  # a misspelt --pipelines name gets the list of names, not an ImportError
     pipelines = find_pipelines(raise_errors=True)
     # Stages are linked by catalog datasets (evaluation reads training's `trained_model`), so Kedro orders
     # the nodes of any combination. Kedro 1.7 loads only the requested pipelines for

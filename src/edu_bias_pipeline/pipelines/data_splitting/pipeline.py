@@ -7,6 +7,7 @@ fails with the offending key) when the run starts, before any node loads data.
 from kedro.pipeline import Pipeline, node, pipeline
 
 from edu_bias_pipeline.pipelines.data_splitting.gate import check_validated_pairs
+from edu_bias_pipeline.pipelines.data_splitting.headline import split_headline
 from edu_bias_pipeline.pipelines.data_splitting.nodes import (
     assign_splits,
     balance_splits,
@@ -55,5 +56,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_split_report",
             ),
             node(plot_split_chart, "split_report", "split_chart", name="plot_split_chart"),
+            node(split_headline, "split_report", "split_headline", name="split_headline"),
         ]
     )

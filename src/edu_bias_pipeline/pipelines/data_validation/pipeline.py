@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from edu_bias_pipeline.pipelines.data_validation.headline import validation_headline
 from edu_bias_pipeline.pipelines.data_validation.nodes import (
     build_data_docs,
     check_pairs,
@@ -35,6 +36,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["validation_summary_draft", "validated_pairs_fingerprint"],
                 "validation_summary",
                 name="seal_summary",
+            ),
+            Node(
+                validation_headline, "validation_summary", "validation_headline", name="validation_headline"
             ),
             Node(
                 build_data_docs,

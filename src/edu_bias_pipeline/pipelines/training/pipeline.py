@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from .headline import training_headline
 from .nodes import (
     build_base_model,
     collect_training_metrics,
@@ -43,6 +44,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_curve", "validation_curve"],
                 name="training_curves",
             ),
+            node(training_headline, "training_metrics", "training_headline", name="training_headline"),
         ],
         tags="training",
     )

@@ -1,0 +1,86 @@
+"""DVC settings live in the project: analytics are off in the committed .dvc/config, and neither the
+Makefile's install recipe nor running DVC writes the user's global DVC config (~/.config/dvc)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "DVC_"))}
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
+def global_config_dirs(home: Path) -> list[Path]:
+    return [p for p in (home / ".config" / "dvc", home / ".config" / "iterative") if p.exists()]
+
+
+def test_install_recipe_does_not_write_global_dvc_config(home: Path) -> None:
+    # `make -n -B`: the commands `make venv` would run, printed, not run.
+    recipe = subprocess.run(
+        ["make", "-n", "-B", "venv"],
+        cwd=PROJECT_ROOT,
+        env=isolated_env(home),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "pip install" in recipe, recipe  # it is the install recipe
+    assert "--global" not in recipe and "~/.config" not in recipe, recipe
+    # Every line of it that calls dvc, run with HOME in a temp dir, leaves no global config behind.
+    for line in recipe.splitlines():
+        if "dvc" in line.split("#")[0] and "pip install" not in line:
+            subprocess.run(line, shell=True, cwd=PROJECT_ROOT, env=isolated_env(home), check=False)
+    assert global_config_dirs(home) == []
+
+
+def test_analytics_are_off_in_the_project_config(tmp_path: Path, home: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".dvc").mkdir(parents=True)
+    (repo / ".dvc" / "config").write_bytes((PROJECT_ROOT / ".dvc" / "config").read_bytes())
+    env = isolated_env(home)  # no DVC_NO_ANALYTICS: the setting alone must turn analytics off
+    subprocess.run(["git", "init", "-q"], cwd=repo, env=env, check=True)
+    shown = subprocess.run(
+        [DVC, "config", "--show-origin", "core.analytics"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert shown == [".dvc/config", "false"], shown
+    enabled = subprocess.run(
+        [sys.executable, "-c", "from dvc.analytics import is_enabled; print(is_enabled())"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert enabled == "False"
+    subprocess.run([DVC, "status"], cwd=repo, env=env, capture_output=True, check=True)
+    assert global_config_dirs(home) == []
+
+
+def test_project_config_is_committed() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", ".dvc/config"], cwd=PROJECT_ROOT, capture_output=True
+    )
+    assert tracked.returncode == 0, ".dvc/config must be committed"
