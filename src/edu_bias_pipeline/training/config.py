@@ -247,6 +247,11 @@ class TrainingConfig(_Strict):
         "embedded tiny model built from the training texts.",
     )
     trust_remote_code: bool = Field(False, description="Allow model code shipped with the checkpoint.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="auto: the GPUs when CUDA is available, else the CPU; cpu: the CPU even on a GPU host; "
+        "cuda: GPUs or fail before launch.",
+    )
     base_model_dir: str = Field(
         "data/06_models/base_model", description="Where the embedded tiny model is built and cached."
     )
