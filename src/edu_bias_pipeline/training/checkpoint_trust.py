@@ -23,13 +23,16 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import click
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
 
-class UntrustedCheckpointError(RuntimeError):
-    """A checkpoint's files differ from those recorded when it was written."""
+class UntrustedCheckpointError(click.ClickException, RuntimeError):
+    """A checkpoint's files differ from those recorded when it was written (`kedro run` prints the message
+    alone, as a click exception)."""
 
 
 def record_path(output_dir: str | Path) -> Path:

@@ -23,7 +23,6 @@ from training_fixtures import SHORT_RUN, write_splits
 
 from edu_bias_pipeline.pipelines.training.nodes import resolve_config
 from edu_bias_pipeline.training.checkpoint_trust import UntrustedCheckpointError
-from edu_bias_pipeline.training.config import TrainingConfigError
 from edu_bias_pipeline.training.guard import descendants
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -213,12 +212,19 @@ def test_device_cuda_without_a_gpu_fails_in_one_line_before_launch(project):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is available")
     write_splits(project, limit=40)
-    with pytest.raises(TrainingConfigError) as err:
-        run_pipeline(project, "training", params={"training": {"device": "cuda"}})
-    message = str(err.value)
-    assert "\n" not in message
-    assert "training.device is 'cuda' but no CUDA device is available" in message
-    assert "training.device: auto" in message
+    done = subprocess.run(
+        [KEDRO, "run", "--pipelines", "training", "--params", "training.device=cuda"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "Traceback" not in output and "╭─" not in output  # no Python or rich traceback
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Error: training.device is 'cuda' but no CUDA device is available: "), last
+    assert "Set training.device: auto (or cpu)" in last
     assert not (project / OUT).exists()
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import click
 import pandas as pd
 
 from edu_bias_pipeline import pairs
@@ -72,8 +73,8 @@ class TrainingRunError(RuntimeError):
     """The launched training process failed; the message carries its reason."""
 
 
-class OutputDirBusyError(TrainingRunError):
-    """Another training run holds the output dir."""
+class OutputDirBusyError(click.ClickException, TrainingRunError):
+    """Another training run holds the output dir (`kedro run` prints the message alone)."""
 
 
 # ------------------------------------------------------------------------------------------- config
