@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
@@ -119,8 +120,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class TrainingConfigError(ValueError):
-    """A training configuration that cannot run; raised before any process is launched."""
+class TrainingConfigError(click.ClickException, ValueError):
+    """A training configuration that cannot run; raised before any process is launched.
+
+    A click exception, so `kedro run` prints the message alone (no traceback) and exits with 1."""
 
 
 class _Strict(BaseModel):
@@ -252,6 +255,11 @@ class TrainingConfig(_Strict):
         "embedded tiny model built from the training texts.",
     )
     trust_remote_code: bool = Field(False, description="Allow model code shipped with the checkpoint.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="auto: the GPUs when CUDA is available, else the CPU; cpu: the CPU even on a GPU host; "
+        "cuda: GPUs or fail before launch.",
+    )
     base_model_dir: str = Field(
         "data/06_models/base_model", description="Where the embedded tiny model is built and cached."
     )

@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import render_prompt
 from edu_bias_pipeline.scoring import METADATA_FILE
-from edu_bias_pipeline.training import health, zero_grad_norm
+from edu_bias_pipeline.training import checkpoint_trust, health, zero_grad_norm
 from edu_bias_pipeline.training.batch_size import HEADROOM, fit_batch_size
 from edu_bias_pipeline.training.config import TrainingConfig
+from edu_bias_pipeline.training.permissions import apply_umask
 
 logger = logging.getLogger("edu_bias_pipeline.training")
 
@@ -280,6 +281,20 @@ def make_trainer_class():
             if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
                 return None
             return self._precompute_model_hash
+
+        def _run_epoch(self, *args, **kwargs):
+            # Resumed from a checkpoint already at max_steps: transformers would still run one optimizer step
+            # of the epoch before it checks the step count (a run to max_steps: 4 resumed at checkpoint-4
+            # ended at step 5). The checkpoint's weights are already loaded; nothing is left to train.
+            if self.state.global_step >= self.state.max_steps > 0:
+                logger.info(
+                    "resumed at step %d of max_steps %d: no further steps",
+                    self.state.global_step,
+                    self.state.max_steps,
+                )
+                self.control.should_training_stop = True
+                return None
+            return super()._run_epoch(*args, **kwargs)
 
         def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
             # Under DeepSpeed, transformers casts every floating input to the engine's dtype. Cached reference
@@ -724,7 +739,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[health_callback, throughput_callback, *extra_callbacks],
+        callbacks=[health_callback, throughput_callback, checkpoint_trust.make_callback(), *extra_callbacks],
     )
     if isinstance(trainer.eval_dataset, dict):
         prepared = dict(trainer.eval_dataset)
@@ -825,6 +840,7 @@ def _save_final(
         (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False), encoding="utf-8")
         if (tmp / "training_args.bin").exists():
             shutil.copy2(tmp / "training_args.bin", output_dir / "training_args.bin")
+        apply_umask(tmp)  # save_pretrained writes model.safetensors 0600 whatever the umask
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edu_bias_pipeline.training.permissions import apply_umask
+
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "edu_bias_tiny_model.json"
@@ -136,6 +138,7 @@ def build_tiny_model(texts: Iterable[str], output_dir: str | Path, spec: TinyMod
             ),
             encoding="utf-8",
         )
+        apply_umask(tmp)  # mkdtemp made it 0700, save_pretrained wrote 0600 weights
         if output_dir.exists():
             shutil.rmtree(output_dir)
         tmp.rename(output_dir)

@@ -50,7 +50,8 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     )
     try:
         deadline = time.time() + 300
-        while not (out / "checkpoint-4" / "trainer_state.json").exists():
+        record = out.parent / ".dpo_model.checkpoints.json"
+        while "checkpoint-4" not in (record.read_text(encoding="utf-8") if record.exists() else ""):
             assert proc.poll() is None, "training ended before it could be interrupted"
             assert time.time() < deadline, "no checkpoint within 300 s"
             time.sleep(0.1)
@@ -58,8 +59,10 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (out / "final").exists(), "the run finished before the kill; the test proves nothing"
-    # the kill may land inside a save: that checkpoint lacks trainer_state.json and cannot be resumed from
-    killed_at = max(int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json"))
+    # The kill may land inside a save: a checkpoint counts once its file hashes are recorded (beside the
+    # output dir), the last thing a save does; one without them is not resumed from.
+    record = json.loads((out.parent / ".dpo_model.checkpoints.json").read_text(encoding="utf-8"))
+    killed_at = max(int(name.split("-")[1]) for name in record["checkpoints"] if (out / name).is_dir())
     assert 4 <= killed_at < 24
 
     run_pipeline(project, "training")  # same parameters → same configuration

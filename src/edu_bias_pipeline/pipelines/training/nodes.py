@@ -7,6 +7,8 @@ starts, and turn its outputs into catalog datasets.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -14,18 +16,20 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import pandas as pd
 
 from edu_bias_pipeline import pairs
-from edu_bias_pipeline.training import credentials
+from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
 from edu_bias_pipeline.training.entry import (
     CONTRACT_FILE,
@@ -36,7 +40,12 @@ from edu_bias_pipeline.training.entry import (
     history_record,
     legacy_metrics,
 )
-from edu_bias_pipeline.training.launch import detect_hardware, plan_launch, validate_against_hardware
+from edu_bias_pipeline.training.launch import (
+    Hardware,
+    detect_hardware,
+    plan_launch,
+    validate_against_hardware,
+)
 from edu_bias_pipeline.training.tiny_model import FINGERPRINT_FILE, build_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -65,6 +74,10 @@ class TrainingRunError(RuntimeError):
     """The launched training process failed; the message carries its reason."""
 
 
+class OutputDirBusyError(click.ClickException, TrainingRunError):
+    """Another training run holds the output dir (`kedro run` prints the message alone)."""
+
+
 # ------------------------------------------------------------------------------------------- config
 
 
@@ -77,7 +90,13 @@ def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
     """
     config = resolve_training_config(params, os.environ)
     # Hardware errors are raised now; the fallback notes come back in the launch plan and are logged there.
-    validate_against_hardware(config, detect_hardware())
+    validate_against_hardware(config, hardware_for(config))
+    if config.trust_remote_code:
+        logger.warning(
+            "training.trust_remote_code is true: Python code shipped with %s is run when it loads (training "
+            "and evaluation). Only use it for a model whose code you have read or whose source you trust.",
+            config.model_name_or_path,
+        )
     logger.info(
         "training config: mode=%s profile=%s model=%s lora=%s qlora=%s lr=%s beta=%s output=%s",
         config.mode,
@@ -90,6 +109,26 @@ def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
         config.output_dir,
     )
     return config
+
+
+def hardware_for(config: TrainingConfig) -> Hardware:
+    """The hardware training may use: `training.device: cpu` hides the GPUs, `cuda` insists on one."""
+    if config.device == "cpu":
+        return Hardware()
+    hw = detect_hardware()
+    if config.device == "cuda" and not hw.cuda_available:
+        import torch
+
+        why = (
+            f"this torch ({torch.__version__}) is a CPU-only build"
+            if torch.version.cuda is None
+            else "torch sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
+        )
+        raise TrainingConfigError(
+            f"training.device is 'cuda' but no CUDA device is available: {why}. Set training.device: auto "
+            "(or cpu) to train on the CPU, e.g. --params training.device=auto."
+        )
+    return hw
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -205,7 +244,12 @@ def _model_identity(base_model: dict[str, Any]) -> str:
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete `checkpoint-N/` (one killed mid-save lacks trainer_state.json and is skipped)."""
+    """The newest checkpoint to resume from, verified against the hashes recorded when it was written.
+
+    A checkpoint is complete once its hashes are recorded (`training.checkpoint_trust`): one killed while it
+    was saved has none and is skipped. Checkpoints of which none is recorded, or a recorded one whose files
+    changed, raise `UntrustedCheckpointError`: resuming would unpickle them.
+    """
     if not output_dir.is_dir():
         return None
     found = []
@@ -213,13 +257,54 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
         match = _CHECKPOINT.match(child.name)
         if match and child.is_dir() and (child / "trainer_state.json").exists():
             found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
+    saved = [path for _, path in sorted(found, reverse=True)]
+    if not saved:
+        return None
+    recorded = [path for path in saved if checkpoint_trust.is_recorded(path)]
+    newest = recorded[0] if recorded else saved[0]
+    for skipped in saved[: saved.index(newest)]:
+        logger.warning("training: %s has no recorded hashes (cut off while saving?): not resumed", skipped)
+    checkpoint_trust.verify(newest)
+    return newest
 
 
 def _clear_run(output_dir: Path) -> None:
     for child in list(output_dir.iterdir()) if output_dir.is_dir() else []:
         if _CHECKPOINT.match(child.name) or child.name in _RUN_ARTIFACTS:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+    checkpoint_trust.forget(output_dir)
+
+
+def lock_path(output_dir: Path) -> Path:
+    """Beside the output dir, not in it: `dvc repro` deletes the output dir before the stage runs."""
+    output_dir = output_dir.absolute()
+    return output_dir.parent / f".{output_dir.name}.lock"
+
+
+@contextlib.contextmanager
+def output_dir_lock(output_dir: Path) -> Iterator[int]:
+    """Hold an exclusive lock on the output dir for the run; yields the lock file's descriptor.
+
+    The launched process inherits the descriptor, so the lock stays held until the Kedro process and the
+    whole training tree have ended (a flock is released with the last descriptor of its open file).
+    """
+    path = lock_path(output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "pid unknown"
+            raise OutputDirBusyError(
+                f"training output dir {output_dir} is in use by another training run ({holder}; lock "
+                f"{path}). Wait for it to end or stop it, or set training.output_dir to another directory."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -228,14 +313,34 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _run_streaming(argv: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
-    """Run the launcher, passing its output through, and keep the end of stderr for the error message."""
+def _run_streaming(argv: list[str], env: dict[str, str], lock_fd: int | None = None) -> tuple[int, list[str]]:
+    """Run the launcher under `training.guard`, passing its output through; keep the end of stderr.
+
+    The guard runs in its own session (a Ctrl-C at the terminal reaches Kedro only, which stops the run
+    through the guard) and takes the whole training tree down when Kedro ends, however it ends.
+    """
+    guarded = [sys.executable, "-m", "edu_bias_pipeline.training.guard", str(os.getpid()), "--", *argv]
     tail: deque[str] = deque(maxlen=20)
-    with subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+    with subprocess.Popen(
+        guarded,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        pass_fds=() if lock_fd is None else (lock_fd,),
+    ) as proc:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            sys.stderr.write(line)
-            tail.append(line.rstrip())
+        try:
+            if lock_fd is not None:
+                os.pwrite(lock_fd, f"pid {os.getpid()}, training process {proc.pid}".encode(), 0)
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                tail.append(line.rstrip())
+        except BaseException:
+            # KeyboardInterrupt and the like: stop the training tree before leaving (Popen's exit waits)
+            proc.send_signal(signal.SIGTERM)
+            raise
     return proc.returncode, list(tail)
 
 
@@ -253,7 +358,20 @@ def _failure_reason(output_dir: Path, returncode: int, stderr_tail: list[str]) -
 def train_dpo(
     training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig, base_model: dict[str, Any]
 ) -> dict[str, Any]:
-    """Launch `training.entry` in the configured mode and wait for it; resume an interrupted identical run."""
+    """Launch `training.entry` in the configured mode and wait for it; resume an interrupted identical run.
+
+    The output dir is locked for the whole run: a second run into it fails at once, naming the holder.
+    """
+    with output_dir_lock(Path(cfg.output_dir)) as lock_fd:
+        return _train_locked(training_data, cfg, base_model, lock_fd)
+
+
+def _train_locked(
+    training_data: dict[str, list[dict[str, Any]]],
+    cfg: TrainingConfig,
+    base_model: dict[str, Any],
+    lock_fd: int,
+) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     fingerprint = cfg.fingerprint(
         _digest(training_data["train"]), _digest(training_data["val"]), _model_identity(base_model)
@@ -290,7 +408,7 @@ def train_dpo(
     _write_jsonl(run_dir / "val.jsonl", training_data["val"])
     state_file.write_text(json.dumps({"fingerprint": fingerprint, "status": "running"}), encoding="utf-8")
 
-    hw = detect_hardware()
+    hw = hardware_for(cfg)
     ds_path = run_dir / "deepspeed_config.json"
     plan = plan_launch(
         cfg,
@@ -323,7 +441,7 @@ def train_dpo(
     if resume_from:
         logger.info("training: resuming the interrupted run from %s", resume_from)
     logger.info("training: launching %s: %s", plan.description, " ".join(plan.argv))
-    returncode, stderr_tail = _run_streaming(plan.argv, plan.env)
+    returncode, stderr_tail = _run_streaming(plan.argv, plan.env, lock_fd)
     if returncode != 0:
         reason = _failure_reason(output_dir, returncode, stderr_tail)
         if returncode == EXIT_OOM:
