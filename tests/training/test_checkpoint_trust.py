@@ -92,3 +92,20 @@ def test_apply_umask_gives_files_and_dirs_the_umask_modes(tmp_path):
     assert stat.S_IMODE(tree.stat().st_mode) == 0o750
     assert stat.S_IMODE((tree / "sub").stat().st_mode) == 0o750
     assert stat.S_IMODE((tree / "sub" / "model.safetensors").stat().st_mode) == 0o640
+
+
+def test_another_machine_refuses_a_changed_checkpoint_before_launching(tmp_path, caplog):
+    """`python -m edu_bias_pipeline.training.launch RUN.json --machine-rank 1` (machines 1..N-1 of a
+    multi-node run) checks the checkpoint it is told to resume from, as machine 0's node does."""
+    import json
+
+    from edu_bias_pipeline.training import launch
+
+    out = tmp_path / "dpo_model"
+    ckpt = _checkpoint(out, 2)
+    checkpoint_trust.record_checkpoint(ckpt)
+    (ckpt / "optimizer.pt").write_bytes(b"planted")
+    spec = tmp_path / "run.json"
+    spec.write_text(json.dumps({"config": {}, "runtime": {"resume_from": str(ckpt)}}), encoding="utf-8")
+    assert launch.main([str(spec), "--machine-rank", "1", "--print"]) == 2
+    assert "refusing to resume from" in caplog.text and "optimizer.pt" in caplog.text

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edu_bias_pipeline.offline import OFFLINE_DEFAULTS, is_default
+from edu_bias_pipeline.training import checkpoint_trust
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError
 
 logger = logging.getLogger(__name__)
@@ -470,8 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         spec = read_run_spec(args.run_spec, args.wait)
+        resume_from = spec["runtime"].get("resume_from")
+        if resume_from:
+            # Machine 0's node checked it before writing the spec; this machine loads it too, so it checks
+            # the files it is about to unpickle itself.
+            checkpoint_trust.verify(Path(resume_from))
         plan = node_plan(spec, args.run_spec, args.machine_rank, detect_hardware(), environ=os.environ)
-    except TrainingConfigError as exc:
+    except (TrainingConfigError, checkpoint_trust.UntrustedCheckpointError) as exc:
         logger.error("%s", exc)
         return 2
     if args.print:
