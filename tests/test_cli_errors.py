@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_project_copy
+from conftest import SAMPLE_PAIRS, make_project_copy, read_jsonl, write_jsonl
 
 PIPELINES = ("__default__", "data_import", "data_splitting", "data_validation", "evaluation", "training")
 
@@ -98,3 +98,16 @@ def test_misspelt_pipeline_among_valid_ones(project: Path) -> None:
     assert proc.returncode != 0
     assert "Unknown pipeline 'evalution' (did you mean 'evaluation'?)" in text
     assert not (project / "data/08_reporting/validation_summary.json").exists()
+
+
+def test_evaluation_on_a_device_this_machine_lacks_fails_in_one_line(project: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here: device=cuda is usable")
+    write_jsonl(project / "data/05_model_input/test.jsonl", read_jsonl(SAMPLE_PAIRS)[:4])
+    params = f"evaluation.device=cuda,evaluation.checkpoint={project}"
+    proc = kedro(project, "run", "--pipelines", "evaluation", "--params", params)
+    text = output(proc)
+    assert proc.returncode != 0, text
+    assert "Error: device 'cuda' asked for" in text and "use device=cpu (or auto)" in text
+    assert "Traceback" not in text

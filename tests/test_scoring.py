@@ -242,3 +242,12 @@ def test_reference_log_probs_are_not_cached_without_a_recorded_reference_hash(ck
         scores = _score(models, rows, reference_cache_dir=tmp_path / "cache")
         assert scores.reference_cache is None
     assert not (tmp_path / "cache").exists()
+
+
+def test_trust_remote_code_is_logged_naming_the_model(ck, caplog):
+    with caplog.at_level("WARNING", logger="edu_bias_pipeline.scoring"):
+        scoring.load_scoring_models(ck.full, device="cpu")
+    assert "trust_remote_code is on" not in caplog.text
+    with caplog.at_level("WARNING", logger="edu_bias_pipeline.scoring"):
+        scoring.load_scoring_models(ck.full, device="cpu", trust_remote_code=True)
+    assert "trust_remote_code is on" in caplog.text and str(ck.full) in caplog.text

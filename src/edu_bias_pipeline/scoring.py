@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+import click
+
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
 
@@ -51,8 +53,9 @@ _HIDDEN_STATE_ARCHS = frozenset({"qwen2", "qwen3", "llama", "mistral"})
 _LOGIT_CHUNK_TOKENS = 2048
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be scored: missing, unreadable or without a reference model."""
+class CheckpointError(click.ClickException, ValueError):
+    """A checkpoint that cannot be scored: missing, unreadable, without a reference model, or a device that
+    cannot work here. A click exception, so `kedro run` and `kedro bias test` print the message alone."""
 
 
 # --------------------------------------------------------------------------------------- metadata
@@ -275,6 +278,12 @@ def load_scoring_models(
         logger.warning(
             "%s was trained with trust_remote_code=true; it stays off here unless you pass it explicitly",
             checkpoint,
+        )
+    if trust_remote_code:
+        logger.warning(
+            "trust_remote_code is on: loading %s (and its reference %s) runs Python code shipped with it",
+            checkpoint,
+            meta.base_model,
         )
     if meta.base_model is None:
         raise CheckpointError(
