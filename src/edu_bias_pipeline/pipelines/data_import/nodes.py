@@ -161,7 +161,7 @@ def import_cbbq_source(config: ImportConfig, taxonomy: dict[str, Any]) -> dict[s
         for condition in cfg.conditions:
             file = root / category / condition / f"{condition}.csv"
             if not file.is_file():
-                # A copy may lack the merged CSV of a category/condition (a partial copy holds only the templates).
+                # A copy may lack the merged CSV of a category/condition (a partial copy has only templates).
                 note = "only templates_generate_*.csv present" if file.parent.is_dir() else "folder missing"
                 result["missing_files"].append(
                     {"file": str(file), "category": category, "condition": condition, "note": note}
