@@ -239,3 +239,48 @@ def test_localize_html_rewrites_known_assets_and_drops_unknown_ones() -> None:
     assert '<a href="https://greatexpectations.io">' in out  # a link loads nothing until clicked
     for local in assets.CDN_FILES.values():
         assert (assets.WEB_DIR / local).is_file(), local
+
+
+@pytest.mark.parametrize(
+    "severity",
+    [
+        {"length_out_of_bounds": "warning"},
+        {"length_out_of_bounds": "off", "empty_text": "warning"},
+    ],
+)
+def test_checks_set_to_warning_keep_rows_and_the_pages_still_agree_with_summary(
+    project: Path, severity: dict[str, str]
+) -> None:
+    """A check set to warning keeps the rows it flags, so the verdict suite must not assert its clause of
+    the kept-rows contract: the pages say what validation_summary.json says."""
+    params = {"data_validation": {"max_chars": 12, "max_prompt_chars": 5, "severity": severity}}
+    run_pipeline(project, "data_validation", params=params)
+    summary = json.loads((project / SUMMARY).read_text(encoding="utf-8"))
+    assert summary["passed"] is True
+    if "length_out_of_bounds" in severity and severity["length_out_of_bounds"] == "warning":
+        assert summary["checks"]["length_out_of_bounds"]["rows"] > 0  # kept rows break the tight bounds
+
+    _, dom = open_page(project / SITE / "index.html")
+    assert index_verdict(dom) == "passed"
+    _, dom = open_page(result_page(project, "validated_pairs"))
+    assert page_status(visible_text(dom)) == "Succeeded"
+    assert failing_sections(dom) == set()
+
+
+def test_a_verdict_that_contradicts_the_summary_is_a_named_error() -> None:
+    from edu_bias_pipeline.pipelines.data_validation.nodes import VerdictMismatchError, enforce_error_rate
+
+    summary = {
+        "passed": True,
+        "rows_read": 3,
+        "rows_kept": 3,
+        "rows_quarantined": 0,
+        "quarantined_share": 0.0,
+        "input": "data/01_raw/x.jsonl",
+        "rows_with_warnings": 0,
+        "checks": {},
+        "max_error_rate": 0.1,
+        "reports": {"summary": "s.json", "quarantine": "q.jsonl", "data_docs": "d/index.html"},
+    }
+    with pytest.raises(VerdictMismatchError, match="contradicts validation_summary.json"):
+        enforce_error_rate(summary, {"success": False, "suite": "validated_pairs", "failed_expectations": []})

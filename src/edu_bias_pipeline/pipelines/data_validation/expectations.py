@@ -118,7 +118,16 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
     )
     for column in pairs.VALIDATED_FIELDS:
         add(gxe.ExpectColumnToExist(column=column, meta=_note("schema: validated_pairs.jsonl contract")))
-    for column in (pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.CHOSEN, pairs.REJECTED, pairs.BIAS_TYPE):
+    # The kept-rows contract holds only as far as the checks guarding it quarantine (severity error): a
+    # check set to `warning` or `off` keeps the rows it flags, so its clause is left out, or the pages
+    # would say Failed while validation_summary.json says passed (enforce_error_rate refuses that).
+    errors = {name for name, severity in check_severities(config).items() if severity == "error"}
+    # chosen/rejected are always strings (missing_field and wrong_type are parse checks, always errors);
+    # bias_type is None when the label is missing or not in the taxonomy.
+    required = [pairs.PAIR_ID, pairs.SOURCE_LINE, pairs.CHOSEN, pairs.REJECTED]
+    if {"missing_bias_type", "unknown_bias_type"} <= errors:
+        required.append(pairs.BIAS_TYPE)
+    for column in required:
         add(
             gxe.ExpectColumnValuesToNotBeNull(
                 column=column, row_condition=kept, meta=_note("schema: required field of a kept row")
@@ -132,11 +141,12 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
             meta=_note("pair_id: 16 hex digits of a content hash"),
         )
     )
-    add(
-        gxe.ExpectColumnValuesToBeUnique(
-            column=pairs.PAIR_ID, row_condition=kept, meta=_note("uniqueness: no duplicate kept pairs")
+    if "duplicate_pair" in errors:  # equal pair_id == equal normalised texts == duplicate_pair's rule
+        add(
+            gxe.ExpectColumnValuesToBeUnique(
+                column=pairs.PAIR_ID, row_condition=kept, meta=_note("uniqueness: no duplicate kept pairs")
+            )
         )
-    )
     add(
         gxe.ExpectColumnValuesToBeUnique(column=pairs.SOURCE_LINE, meta=_note("uniqueness: one row per line"))
     )
@@ -145,32 +155,41 @@ def build_suite(taxonomy: Sequence[str], config: ValidationConfig) -> Any:
             column=pairs.SOURCE_LINE, min_value=1, meta=_note("source_line is 1-based")
         )
     )
-    add(
-        gxe.ExpectColumnValuesToBeInSet(
-            column=pairs.BIAS_TYPE,
-            value_set=sorted(taxonomy),
-            row_condition=kept,
-            meta=_note("taxonomy: kept rows carry canonical bias types only"),
-        )
-    )
-    for column in (pairs.CHOSEN, pairs.REJECTED):
+    if "unknown_bias_type" in errors:
         add(
-            gxe.ExpectColumnValueLengthsToBeBetween(
-                column=column,
-                min_value=max(config.min_chars, 1),
-                max_value=config.max_chars,
+            gxe.ExpectColumnValuesToBeInSet(
+                column=pairs.BIAS_TYPE,
+                value_set=sorted(taxonomy),
                 row_condition=kept,
-                meta=_note("lengths: data_validation.min_chars / max_chars"),
+                meta=_note("taxonomy: kept rows carry canonical bias types only"),
             )
         )
-    add(
-        gxe.ExpectColumnValueLengthsToBeBetween(
-            column=pairs.PROMPT,
-            max_value=config.max_prompt_chars,
-            row_condition=kept,
-            meta=_note("lengths: max_prompt_chars"),
+    # empty_text guards the lower bound 1, length_out_of_bounds the configured bounds of non-empty texts.
+    lengths = "length_out_of_bounds" in errors
+    min_value = None
+    if "empty_text" in errors:
+        min_value = max(config.min_chars, 1) if lengths else 1
+    max_value = config.max_chars if lengths else None
+    if min_value is not None or max_value is not None:
+        for column in (pairs.CHOSEN, pairs.REJECTED):
+            add(
+                gxe.ExpectColumnValueLengthsToBeBetween(
+                    column=column,
+                    min_value=min_value,
+                    max_value=max_value,
+                    row_condition=kept,
+                    meta=_note("lengths: data_validation.min_chars / max_chars"),
+                )
+            )
+    if lengths:
+        add(
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column=pairs.PROMPT,
+                max_value=config.max_prompt_chars,
+                row_condition=kept,
+                meta=_note("lengths: max_prompt_chars"),
+            )
         )
-    )
     return suite
 
 

@@ -60,6 +60,15 @@ class DataValidationError(RuntimeError):
     """The input has more bad rows than `data_validation.max_error_rate` allows."""
 
 
+class VerdictMismatchError(RuntimeError):
+    """The Data Docs verdict and validation_summary.json's `passed` disagree: a bug in this project (the
+    verdict suite must re-state the summary's gate), never something a user's data can cause."""
+
+
+class ValidatedFileMismatchError(RuntimeError):
+    """validated_pairs.jsonl on disk is not the frame this run kept (changed while the run saved it)."""
+
+
 def _has_reasons(reasons: Sequence[Any]) -> np.ndarray:
     """Per row: whether its list of check names (parse reasons, errors) is non-empty."""
     return np.fromiter((bool(r) for r in reasons), dtype=bool, count=len(reasons))
@@ -453,9 +462,11 @@ def seal_summary(summary: dict[str, Any], validated_fingerprint: dict[str, Any])
     """
     # (An empty frame is written as one blank line, hence the rows_kept test.)
     if summary["rows_kept"] and validated_fingerprint["lines"] != summary["rows_kept"]:
-        raise AssertionError(  # the file on disk is not the frame this run kept: never describe it
+        raise ValidatedFileMismatchError(  # never describe a file that is not the one this run kept
             f"{validated_fingerprint['path']} has {validated_fingerprint['lines']} lines after saving, "
-            f"but {summary['rows_kept']} rows were kept"
+            f"but this run kept {summary['rows_kept']} rows: the file changed while it was saved (another "
+            f"run or process writing it?). No summary was written for it; rerun "
+            f"`kedro run --pipelines data_validation` (one run at a time)."
         )
     return {**summary, "validated_pairs": validated_fingerprint}
 
@@ -494,6 +505,13 @@ def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any]) -> No
         f"{summary['rows_quarantined']} quarantined ({summary['quarantined_share']:.1%})"
     )
     hints = "".join(f" Hint: {summary['input']}: {h}." for h in summary.get("input_hints", []))
+    if bool(data_docs.get("success")) is not bool(summary["passed"]):
+        raise VerdictMismatchError(
+            f"Bug in edu_bias_pipeline: the Data Docs verdict (suite '{data_docs.get('suite')}': "
+            f"{'passed' if data_docs.get('success') else 'failed'}) contradicts validation_summary.json "
+            f"(passed={summary['passed']}). Failed expectations: {data_docs.get('failed_expectations')}. "
+            f"Please report it with {reports['summary']} and {reports['data_docs']}."
+        )
     if summary["rows_read"] == 0:
         raise DataValidationError(f"No pairs read from {summary['input']} (empty or blank file). {where}")
     if not summary["passed"]:
