@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from kedro.io.core import get_filepath_str
+from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import JSONDataset
 
 from edu_bias_pipeline.datasets.atomic import AtomicSaveMixin
@@ -32,6 +33,12 @@ class _ChunkedJSONLines(JSONDataset):
 
     def load(self) -> pd.DataFrame:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        if self._protocol == "file" and not Path(load_path).exists():
+            raise DatasetError(
+                f"{display_path(load_path)} does not exist: the stage that writes it has not run, or its "
+                f"last run failed (a failed run removes the earlier outputs it did not replace, so none "
+                f"passes for its own). Run that stage first (`dvc repro`, or `kedro run --pipelines ...`)."
+            )
         with self._fs.open(load_path, mode="rb") as fs_file:
             content = fs_file.read()
         frame = pd.read_json(io.BytesIO(content), **self._load_args)
