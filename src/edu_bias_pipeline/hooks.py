@@ -10,7 +10,6 @@ pydantic config (extra="forbid"); the free-form `taxonomy` table takes new keys 
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Iterable
@@ -21,6 +20,8 @@ from typing import Any
 import click
 from kedro.framework.hooks import hook_impl
 from omegaconf import OmegaConf
+
+from edu_bias_pipeline.pairs import nearest
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +36,9 @@ class UnknownNameError(click.ClickException, ValueError):
     A click exception, so `kedro run` prints the message alone (no traceback) and exits with 1."""
 
 
-def _nearest(name: str, valid: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
 def _named(name: str, valid: Iterable[str]) -> str:
-    nearest = _nearest(name, valid)
-    return f"{name!r} (did you mean {nearest!r}?)" if nearest else repr(name)
+    close = nearest(name, valid)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
 def check_pipeline_names(requested: Iterable[str] | None, available: Iterable[str]) -> None:

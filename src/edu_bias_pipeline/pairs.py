@@ -5,9 +5,14 @@ Kept free of heavy imports so that the data stages never pull in torch.
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import hashlib
 import math
+import shlex
 import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 # Field contract of validated / split JSONL rows (see README "Data contract").
@@ -43,6 +48,46 @@ def raise_listed(name: str, errors: list[str]) -> None:
     if errors:
         more = f" (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
         raise ValueError(f"{name}: " + "; ".join(errors[:MAX_LISTED_ERRORS]) + more)
+
+
+def nearest(name: str, candidates: Iterable[str], n: int = 1) -> list[str]:
+    """Up to `n` candidates closest to a misspelt `name`, best first (difflib's ratio, at least 0.6)."""
+    return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.6)
+
+
+# What a pair file is when it is not UTF-8 JSON Lines (`file_format`); `convert_command` says how to fix it.
+UTF16, UTF32, JSON_ARRAY = "UTF-16", "UTF-32", "JSON array"
+_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (codecs.BOM_UTF32_LE, UTF32),
+    (codecs.BOM_UTF32_BE, UTF32),
+    (codecs.BOM_UTF16_LE, UTF16),
+    (codecs.BOM_UTF16_BE, UTF16),
+)
+
+
+def file_format(head: Sequence[bytes]) -> str | None:
+    """UTF16, UTF32 or JSON_ARRAY when a file's first lines (`head`, as bytes) show it is not UTF-8 JSON
+    Lines; None otherwise. Such a file fails line by line; naming the format says why at once."""
+    lines = [line for line in head[:50] if line.strip()]
+    if not lines:
+        return None
+    for bom, encoding in _BOMS:
+        if lines[0].startswith(bom):
+            return encoding
+    if any(b"\x00" in line for line in lines):  # UTF-16 without a byte-order mark: NULs between characters
+        return UTF16
+    if lines[0].lstrip(b" \t\r" + codecs.BOM_UTF8).startswith(b"["):
+        return JSON_ARRAY
+    return None
+
+
+def convert_command(fmt: str, path: str | Path) -> str:
+    """A shell command converting the file at `path`, of format `fmt` (see `file_format`), to UTF-8 JSONL
+    beside it."""
+    stem = str(Path(path).with_suffix(""))
+    if fmt == JSON_ARRAY:
+        return f"jq -c '.[]' {shlex.quote(str(path))} > {shlex.quote(stem + '.lines.jsonl')}"
+    return f"iconv -f {fmt} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(stem + '.utf8.jsonl')}"
 
 
 def normalize_text(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 from pathlib import Path
 from typing import Any
@@ -10,15 +9,11 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
+from edu_bias_pipeline import pairs
+
 # Problems listed before the message says "and N more": enough to see a pattern, short enough to read.
 MAX_LISTED = 5
 FORMAT_HINT = "one JSON object per line with 'chosen' and 'rejected' (and 'bias_type' or meta.bias_type)"
-_UTF16_32_BOMS = {
-    codecs.BOM_UTF32_LE: "UTF-32",
-    codecs.BOM_UTF32_BE: "UTF-32",
-    codecs.BOM_UTF16_LE: "UTF-16",
-    codecs.BOM_UTF16_BE: "UTF-16",
-}
 
 
 class PairFileError(DatasetError):
@@ -58,13 +53,19 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
                 "file with --params eval_pairs_path=FILE"
             )
         with path.open("rb") as fh:
-            head = fh.read(4)
-        for bom, encoding in _UTF16_32_BOMS.items():
-            if head.startswith(bom):
-                raise PairFileError(
-                    f"{path} is {encoding}-encoded; pair files are UTF-8. Convert it, e.g. "
-                    f"`iconv -f {encoding} -t UTF-8 {path} > pairs.jsonl`"
-                )
+            head = [fh.readline() for _ in range(50)]
+        fmt = pairs.file_format(head)
+        if fmt == pairs.JSON_ARRAY:
+            lineno = next(i for i, line in enumerate(head, start=1) if line.strip())
+            raise PairFileError(
+                f"{path}:{lineno}: the file holds a JSON array, not JSON Lines ({FORMAT_HINT}). "
+                f"Convert it, e.g. `{pairs.convert_command(fmt, path)}`"
+            )
+        if fmt is not None:
+            raise PairFileError(
+                f"{path} is {fmt}-encoded; pair files are UTF-8. Convert it, e.g. "
+                f"`{pairs.convert_command(fmt, path)}`"
+            )
         rows, lines, errors = [], [], []
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
@@ -80,11 +81,7 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
                         value = json.loads(text)
                     except json.JSONDecodeError as exc:
                         problem = f"not valid JSON ({exc.msg}, column {exc.colno})"
-                        if lineno == 1 and text.lstrip().startswith("["):
-                            raise PairFileError(self._array_message(lineno)) from None
                     else:
-                        if isinstance(value, list) and lineno == 1:
-                            raise PairFileError(self._array_message(lineno)) from None
                         if not isinstance(value, dict):
                             problem = f"expected a JSON object, got a JSON {type(value).__name__}"
                         else:
@@ -105,9 +102,3 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
         frame.attrs["filepath"] = str(path)
         frame.attrs["file_lines"] = lines
         return frame
-
-    def _array_message(self, lineno: int) -> str:
-        return (
-            f"{self._filepath}:{lineno}: the file holds a JSON array, not JSON Lines ({FORMAT_HINT}). "
-            f"Convert it, e.g. `jq -c '.[]' {self._filepath} > pairs.jsonl`"
-        )

@@ -173,7 +173,27 @@ def test_json_array_input_gets_a_convert_to_jsonl_hint(project: Path) -> None:
         run_pipeline(project, "data_validation")
     message = str(failure.value)
     assert "it looks like one JSON array, not JSON Lines" in message
-    assert "jq -c '.[]' FILE > FILE.jsonl" in message
+    # The command names the file this run read, ready to paste.
+    assert f"jq -c '.[]' {RAW} > {RAW.with_suffix('')}.lines.jsonl" in message
+    assert "FILE" not in message
+
+
+def test_utf32_input_gets_a_utf32_hint_like_the_evaluation_pair_file(project: Path) -> None:
+    """Both readers use one detector (pairs.file_format): a UTF-32 file is not called UTF-16 here."""
+    from kedro.io import DatasetError
+
+    from edu_bias_pipeline.datasets import PairFileDataset
+
+    text = (project / RAW).read_text(encoding="utf-8")
+    (project / RAW).write_bytes(text.encode("utf-32"))
+    with pytest.raises(DataValidationError) as failure:
+        run_pipeline(project, "data_validation")
+    command = f"iconv -f UTF-32 -t UTF-8 {RAW} > {RAW.with_suffix('')}.utf8.jsonl"
+    assert f"Hint: {RAW}: the file looks like UTF-32" in str(failure.value)
+    assert command in str(failure.value)
+    with pytest.raises(DatasetError, match="is UTF-32-encoded") as refused:
+        PairFileDataset(filepath=str(project / RAW)).load()
+    assert f"iconv -f UTF-32 -t UTF-8 {project / RAW}" in str(refused.value)
 
 
 def test_clean_input_gets_no_hints(project: Path) -> None:

@@ -13,7 +13,6 @@ compute (RE2) so a million pairs take seconds, not minutes.
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edu_bias_pipeline.pairs import near_duplicate_key
+from edu_bias_pipeline.pairs import near_duplicate_key, nearest
 from edu_bias_pipeline.params import validate_params
 from edu_bias_pipeline.taxonomy import label_key
 
@@ -263,8 +262,7 @@ def nearest_labels(label: str, taxonomy: dict[str, Sequence[str] | None], n: int
         spellings.setdefault(label_key(canonical), canonical)
         for alias in aliases or ():
             spellings.setdefault(label_key(str(alias)), f"{alias} (-> {canonical})")
-    close = difflib.get_close_matches(label_key(label), list(spellings), n=n, cutoff=0.6)
-    return [spellings[key] for key in close]
+    return [spellings[key] for key in nearest(label_key(label), spellings, n)]
 
 
 def explain_unknown_bias_type(frame: pd.DataFrame, ctx: CheckContext, positions: np.ndarray) -> list[str]:

@@ -195,30 +195,22 @@ def _meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-def input_hints(lines: list[bytes]) -> list[str]:
-    """What the whole file looks like when it is not UTF-8 JSON Lines, and how to convert it.
-
-    Such a file fails line by line (every line invalid_utf8 / invalid_json / not_an_object); these hints
-    say why at once. Only the first non-blank lines are looked at.
-    """
-    head = [line for line in lines[:50] if line.strip()]
-    if not head:
+def input_hints(fmt: str | None, path: str) -> list[str]:
+    """What the whole file at `path` is when it is not UTF-8 JSON Lines (`pairs.file_format`), and how
+    to convert it. Such a file fails line by line (every line invalid_utf8 / invalid_json /
+    not_an_object); the hint says why at once."""
+    if fmt is None:
         return []
-    hints = []
-    if head[0].startswith(UTF16_BOMS) or any(b"\x00" in line for line in head):
-        hints.append(
-            "the file looks like UTF-16 (a UTF-16 byte-order mark or NUL bytes between characters); this "
-            "stage reads UTF-8. Save it as UTF-8, e.g. `iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8.jsonl`"
-        )
-    elif head[0].lstrip(b" \t\r" + BOM).startswith(b"["):
-        hints.append(
+    command = pairs.convert_command(fmt, path)
+    if fmt == pairs.JSON_ARRAY:
+        return [
             "the file starts with '[': it looks like one JSON array, not JSON Lines. Convert it to JSONL, "
-            "one object per line, e.g. `jq -c '.[]' FILE > FILE.jsonl`"
-        )
-    return hints
+            f"one object per line, e.g. `{command}`"
+        ]
+    return [
+        f"the file looks like {fmt} (a byte-order mark or NUL bytes between characters); this stage "
+        f"reads UTF-8. Save it as UTF-8, e.g. `{command}`"
+    ]
 
 
 @_gc_paused
@@ -273,10 +265,12 @@ def ingest_lines(raw_lines: list[bytes]) -> tuple[pd.DataFrame, dict[str, Any]]:
             "meta": pd.Series(meta, dtype=object),
         }
     )
-    hints = input_hints(lines)
-    for hint in hints:
-        logger.warning("Input: %s", hint)
-    stats = {"lines_total": len(raw_lines), "blank_lines": len(raw_lines) - n, "rows_read": n, "hints": hints}
+    stats = {
+        "lines_total": len(raw_lines),
+        "blank_lines": len(raw_lines) - n,
+        "rows_read": n,
+        "file_format": pairs.file_format(lines[:50]),
+    }
     return frame, stats
 
 
@@ -397,6 +391,9 @@ def build_summary(
         raise AssertionError(  # the conservation invariant: a bug here must never pass silently
             f"rows read {rows_read} != kept {len(validated)} + quarantined {len(quarantined)}"
         )
+    hints = input_hints(ingest_stats.get("file_format"), config.input_path)
+    for hint in hints:
+        logger.warning("Input %s: %s", config.input_path, hint)
     severities = {name: "error" for name in PARSE_CHECKS}
     severities.update({c.name: c.severity for c in configured_checks(config)})
     descriptions = check_descriptions()
@@ -436,7 +433,7 @@ def build_summary(
         "quarantined_share": round(rate, 6),
         "max_error_rate": config.max_error_rate,
         "passed": bool(rows_read > 0 and rate <= config.max_error_rate),
-        "input_hints": list(ingest_stats.get("hints", [])),
+        "input_hints": hints,
         "checks": checks,
         "per_bias_type": per_type,
         "unknown_bias_labels": {str(k): int(v) for k, v in unknown.value_counts().items()},
