@@ -159,30 +159,51 @@ def test_raw_pairs_given_a_directory_says_so(tmp_path: Path) -> None:
         D.RawLinesDataset(filepath=str(tmp_path)).load()
 
 
-def _read_only_data_command(project: Path, command: list[str]) -> list[str]:
-    """`command` with the project's data/ not writable: a read-only bind mount in a private mount
-    namespace when running as root (root ignores permission bits), else permission bits."""
-    if os.geteuid() == 0:
+def _can_unshare() -> bool:
+    """Whether a private user + mount namespace may be made here (Docker's default seccomp refuses it)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+def _read_only_data_command(project: Path, command: list[str], read_only_mount: bool) -> list[str]:
+    """`command` with the project's data/ not writable. As root (who ignores permission bits): a
+    read-only bind mount in a private mount namespace, or, where namespaces are refused, the command run
+    as `nobody` over permission bits. As any other user: permission bits."""
+    if read_only_mount:
         data = str(project / "data")
         script = 'mount -o bind,ro "$1" "$1" && shift && exec "$@"'
         return ["unshare", "-rm", "sh", "-c", script, "sh", data, *command]
     for dirpath, _, _ in os.walk(project / "data"):
         os.chmod(dirpath, 0o555)
+    if os.geteuid() == 0:
+        return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     return command
 
 
 def test_read_only_data_dir_names_the_path_and_what_to_do(tmp_path: Path) -> None:
-    project = make_project_copy(tmp_path / "p")
-    run_pipeline(project, "data_validation")
-    kedro_run = [sys.executable, "-m", "kedro", "run", "--pipelines", "data_splitting"]
-    command = _read_only_data_command(project, kedro_run)
-    env = {**os.environ, "COLUMNS": "400"}  # one message per line in Kedro's log
-    result = subprocess.run(command, cwd=project, capture_output=True, text=True, env=env, timeout=300)
+    read_only_mount = os.geteuid() == 0 and _can_unshare()
+    # `nobody` must reach the project: a world-readable directory instead of root's private tmp_path.
+    parent = tmp_path if read_only_mount or os.geteuid() != 0 else Path(tempfile.mkdtemp(dir="/tmp"))
+    parent.chmod(0o755)
+    try:
+        project = make_project_copy(parent / "p")
+        run_pipeline(project, "data_validation")
+        kedro_run = [sys.executable, "-m", "kedro", "run", "--pipelines", "data_splitting"]
+        command = _read_only_data_command(project, kedro_run, read_only_mount)
+        env = {**os.environ, "COLUMNS": "400"}  # one message per line in Kedro's log
+        result = subprocess.run(command, cwd=project, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        if parent != tmp_path:
+            for dirpath, _, _ in os.walk(parent):
+                os.chmod(dirpath, 0o755)
+            shutil.rmtree(parent)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "Cannot write output" in output, output[-3000:]
     assert "data/05_model_input" in output
-    if os.geteuid() == 0:
+    if read_only_mount:
         assert "is on a read-only file system. Remount it read-write" in output
     else:
         assert "is not writable by this user" in output and "chmod -R u+w" in output
