@@ -1,8 +1,13 @@
 """dvc.yaml declares every file a stage's Kedro pipeline writes through the catalog, so DVC neither misses an
-output (stale after `dvc checkout`) nor lists the full reports as metrics."""
+output (stale after `dvc checkout`) nor lists the full reports as metrics; and every file it reads and
+project module it runs as a dep, so `dvc repro` reruns the stage when one changes."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -34,3 +39,62 @@ def test_each_stage_declares_its_catalog_outputs_and_only_headlines_as_metrics()
             assert any(path == d or Path(path).is_relative_to(d) for d in declared), (name, path)
         assert metrics and all(m.endswith("_headline.json") for m in metrics), (name, metrics)
         assert metrics <= written, (name, metrics - written)
+
+
+# Package markers every stage imports; they hold no behaviour of a stage.
+PACKAGE_MARKERS = {"edu_bias_pipeline", "edu_bias_pipeline.pipelines"}
+
+_PROJECT_MODULES = """
+import importlib, json, pkgutil, sys
+stage, types = sys.argv[1], json.loads(sys.argv[2])
+package = importlib.import_module(f"edu_bias_pipeline.pipelines.{stage}")
+for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    importlib.import_module(info.name)  # every node module, lazily imported ones included
+for dataset_type in types:  # the datasets its catalog entries load and save through
+    importlib.import_module(dataset_type.rsplit(".", 1)[0])
+print(json.dumps([m.__file__ for n, m in sys.modules.items() if n.startswith("edu_bias_pipeline")
+                  and getattr(m, "__file__", None)]))
+"""
+
+
+def _runtime_default(path: str) -> str:
+    """`${runtime_params:name,default}` -> default: the file a plain `dvc repro` reads."""
+    match = re.fullmatch(r"\$\{runtime_params:[^,}]+,([^}]+)\}", path.strip())
+    return match.group(1).strip() if match else path
+
+
+def _covered(path: str, deps: set[str]) -> bool:
+    return any(path == d or Path(path).is_relative_to(d) for d in deps)
+
+
+def test_each_stage_depends_on_its_catalog_inputs_and_the_project_modules_it_imports() -> None:
+    bootstrap_project(PROJECT_ROOT)
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text(encoding="utf-8"))
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name in STAGES:
+        stage, pipeline = stages[name], pipelines[name]
+        deps = set(stage["deps"])
+        outs, metrics = _declared(stage)
+        entries = {ds: catalog[ds] for ds in pipeline.datasets() if "filepath" in catalog.get(ds, {})}
+        files = {ds: _runtime_default(entry["filepath"]) for ds, entry in entries.items()}
+        for dataset in pipeline.inputs():
+            path = files.get(dataset)
+            # An input reading a file the stage itself writes (validated_pairs' fingerprint) is no dep.
+            if path is not None and not _covered(path, outs | metrics):
+                assert _covered(path, deps), (name, dataset, path)
+
+        types = sorted({e["type"] for e in entries.values() if e["type"].startswith("edu_bias_pipeline.")})
+        loaded = subprocess.run(
+            [sys.executable, "-c", _PROJECT_MODULES, name, json.dumps(types)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
+        source = PROJECT_ROOT / "src"
+        modules = {Path(f).resolve().relative_to(source.resolve()) for f in json.loads(loaded)}
+        for module in sorted(modules):
+            dotted = ".".join(module.with_suffix("").parts).removesuffix(".__init__")
+            if dotted in PACKAGE_MARKERS:
+                continue
+            assert _covered(f"src/{module.as_posix()}", deps), (name, f"src/{module.as_posix()}")
