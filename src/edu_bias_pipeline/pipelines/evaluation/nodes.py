@@ -249,8 +249,9 @@ def build_metrics(
 ) -> dict[str, float | int]:
     """Every metric as flat `<metric>/<scope>` keys: scope = overall (micro), macro, or a bias type.
 
-    Missing categories get only `n/<bias_type> = 0`, so every metric value is a finite number; the model
-    scored is named beside them (`model`, `model_source`, `training_run/*`).
+    Missing categories get only `n/<bias_type> = 0`, so every `<metric>/<scope>` value is a finite number
+    (no NaN). Beside them, the model scored is named by strings: `model`, `model_source` and the
+    `training_run/*` keys (e.g. `training_run/finished_at`), which may also hold integers.
     """
     overall = _summarise(add_pair_outcomes(pair_scores))
     present = per_category[per_category["n"] > 0]
