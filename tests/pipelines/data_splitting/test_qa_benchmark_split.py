@@ -157,7 +157,7 @@ def test_a_corpus_glued_by_one_distinctive_text_fails_naming_group_and_text(tmp_
 CBBQ_DATA = SHARED_DIR / "datasets" / "cbbq" / "data"
 
 
-@pytest.mark.slow  # the whole real CBBQ copy through three stages: about 45 s here
+@pytest.mark.slow  # the whole real CBBQ copy through three stages
 def test_real_cbbq_import_validates_and_splits_as_configured(tmp_path):
     """The whole real CBBQ copy through data_import -> data_validation -> data_splitting, shipped defaults
     (before the common-text rule this gave one leakage group: everything in train, rc 0)."""
