@@ -94,3 +94,19 @@ def test_a_failed_run_of_both_stages_keeps_what_it_wrote_and_removes_the_split_i
     assert summary["passed"] is False and summary["rows_quarantined"] == 40
     assert (project / VALIDATED).exists() and (project / QUARANTINE).exists()
     assert (project / RAW).exists()  # the input (raw_pairs_path) is never an output
+
+
+def test_a_run_refused_before_any_node_runs_removes_nothing(split_once: Path) -> None:
+    """Bad parameters stop the run before it starts: nothing was read or rewritten, so the earlier
+    outputs still belong together and stay."""
+    from kedro.validation.exceptions import ParameterValidationError
+
+    project = split_once
+    before = {p: (project / p).read_bytes() for p in SPLIT_OUTPUTS}
+    with pytest.raises(ParameterValidationError, match="ratios must sum to 1"):
+        run_pipeline(
+            project,
+            "data_splitting",
+            params={"data_splitting": {"ratios": {"train": 0.9, "val": 0.1, "test": 0.1}}},
+        )
+    assert {p: (project / p).read_bytes() for p in SPLIT_OUTPUTS} == before
