@@ -235,3 +235,19 @@ def test_a_directory_as_the_raw_file_is_reported_as_a_directory(project: Path) -
     folder = project / "data" / "01_raw"
     with pytest.raises(DatasetError, match=r"01_raw' is a directory; give a file"):
         run_pipeline(project, "data_validation", params={"raw_pairs_path": str(folder)})
+
+
+def test_a_saved_file_that_is_not_the_kept_frame_is_a_named_error_saying_to_rerun() -> None:
+    from edu_bias_pipeline.pipelines.data_validation.nodes import ValidatedFileMismatchError, seal_summary
+
+    fingerprint = {
+        "path": "data/02_intermediate/validated_pairs.jsonl",
+        "lines": 7,
+        "bytes": 1,
+        "sha256": "0",
+    }
+    with pytest.raises(ValidatedFileMismatchError) as failure:
+        seal_summary({"rows_kept": 9}, fingerprint)
+    message = str(failure.value)
+    assert "data/02_intermediate/validated_pairs.jsonl has 7 lines" in message and "kept 9 rows" in message
+    assert "rerun `kedro run --pipelines data_validation`" in message
