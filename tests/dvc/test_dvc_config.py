@@ -81,7 +81,7 @@ def test_project_dvc_commands_do_not_write_global_dvc_config(tmp_path: Path, hom
         if result.returncode == 0:
             ran.append(args[0])
         assert global_config_dirs(home) == [], (args, result.stderr[-2000:])
-    assert {"status", "dag", "metrics", "exp"} <= set(ran), ran  # they ran, so the check above means something
+    assert {"status", "dag", "metrics", "exp"} <= set(ran), ran  # they ran: the check above means something
 
 
 def test_analytics_are_off_in_the_project_config(tmp_path: Path, home: Path) -> None:
