@@ -96,3 +96,18 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
     assert metrics["run"]["mode"].startswith("not retrained") and metrics["run"]["global_step"] == 6
     assert (out / "final" / "edu_bias_training.json").stat().st_mtime == mtime
+
+    # A final/ written before final/ named its run (an earlier release): evaluation would refuse it, so it is
+    # rewritten, from the last checkpoint (already at max_steps: no step is trained), not skipped.
+    meta_file = out / "final" / "edu_bias_training.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    fingerprint = meta.pop("fingerprint")
+    meta.pop("global_step")
+    meta_file.write_text(json.dumps(meta), encoding="utf-8")
+    run_pipeline(project, "training", params={"training": {"max_steps": 6, "save_steps": 3}})
+    metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
+    assert not metrics["run"]["mode"].startswith("not retrained") and metrics["run"]["resumed_from"] == (
+        "checkpoint-6"
+    )
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    assert meta["fingerprint"] == fingerprint and meta["global_step"] == 6

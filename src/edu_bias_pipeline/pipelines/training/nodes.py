@@ -260,6 +260,14 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return newest
 
 
+def _final_run(final_dir: Path) -> str | None:
+    """The fingerprint of the run that wrote `final_dir`, as its metadata names it (None: unknown)."""
+    try:
+        return json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _clear_run(output_dir: Path, record: Path) -> None:
     """Delete the previous run's outputs, and its `trained_model` record: a run that dies before recording
     its own model must leave no record naming final/ (evaluation would report the old run's identity)."""
@@ -446,7 +454,9 @@ def _train_locked(
     same_run = previous.get("fingerprint") == fingerprint and cfg.resume
     final_dir = output_dir / FINAL_DIR
 
-    if same_run and previous.get("status") == "completed" and (final_dir / CONTRACT_FILE).exists():
+    # final/ must name this run too: one written before final/ named its run is rewritten (from the last
+    # checkpoint when there is one), or evaluation would refuse it with nothing to fix it
+    if same_run and previous.get("status") == "completed" and _final_run(final_dir) == fingerprint:
         logger.info(
             "training: %s already holds the finished run of this configuration; not retraining", final_dir
         )
