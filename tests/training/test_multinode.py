@@ -16,8 +16,8 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +30,7 @@ from edu_bias_pipeline.training.config import TrainingConfigError, resolve_train
 from edu_bias_pipeline.training.launch import Hardware, node_plan, plan_launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines" / "training"))
-from training_fixtures import write_splits  # noqa: E402
+from training_fixtures import free_port, write_splits  # noqa: E402
 
 SBATCH = PROJECT_ROOT / "scripts" / "slurm" / "train_multinode.sbatch"
 CPU = Hardware()
@@ -50,14 +50,9 @@ MODES = {
 }
 
 
-def free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 def machine_commands(hostfile: str, port: str, train_params: str, wait_s: int = 600) -> list[list[str]]:
-    """What each of two machines runs (the sbatch script's lines for nodes 0 and 1)."""
+    """What each of two machines runs (the sbatch script's lines for nodes 0 and 1): bin/kedro on machine 0,
+    the interpreter it picks ($EDU_BIAS_PYTHON) on machine 1."""
     launch = (
         f"training.launch.num_machines=2,training.launch.machine_rank=0,training.launch.num_processes=2,"
         f"training.launch.main_process_ip={HOSTS[0]},training.launch.main_process_port={port},"
@@ -65,9 +60,7 @@ def machine_commands(hostfile: str, port: str, train_params: str, wait_s: int = 
     )
     return [
         [
-            sys.executable,
-            "-m",
-            "kedro",
+            "bin/kedro",
             "run",
             "--pipelines",
             "training",
@@ -149,6 +142,20 @@ def test_gpu_processes_must_divide_among_the_machines():
         plan_launch(_config(num_processes=3, main_process_ip="h"), "run.json", GPU8)
 
 
+def test_device_cpu_hides_the_gpus_of_every_machine_not_only_machine_0():
+    """Machine 0's node plans with `hardware_for(config)`; machines 1.. (node_plan) on a GPU host must too,
+    or they would start GPU processes while machine 0 starts CPU ones."""
+    params = {"mode": "accelerate", "device": "cpu", "launch": {"num_machines": 2, "num_processes": 2}}
+    config = resolve_training_config({**params, "launch": {**params["launch"], "main_process_ip": "h0"}}, {})
+    spec = {"config": config.model_dump(mode="json"), "runtime": {}}
+    machine0 = plan_launch(config, "run.json", CPU)
+    machine1 = node_plan(spec, "run.json", 1, GPU8)
+    assert machine1.use_cpu and machine1.num_processes == machine0.num_processes == 2
+    assert "--multi_gpu" in machine1.argv and machine1.env.get("CUDA_VISIBLE_DEVICES") == ""
+    differ = [(a, b) for a, b in zip(machine0.argv, machine1.argv, strict=True) if a != b]
+    assert differ == [("0", "1")]
+
+
 def test_a_machine_waiting_for_the_run_spec_says_who_writes_it(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "edu_bias_pipeline.training.launch", str(tmp_path / "run.json")]
@@ -170,7 +177,13 @@ def test_a_machine_waiting_for_the_run_spec_says_who_writes_it(tmp_path):
 def _run_machines(project: Path, commands: list[list[str]], timeout_s: int = 900) -> list[str]:
     """Start every machine's command at once (own process group each); their outputs, once all exited 0."""
     # COLUMNS: Kedro's rich log lines unwrapped, so a launch line can be found in them
-    env = {**os.environ, "OUTPUT_DIR": OUTPUT_DIR, "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "100000"}
+    env = {
+        **os.environ,
+        "OUTPUT_DIR": OUTPUT_DIR,
+        "CUDA_VISIBLE_DEVICES": "",
+        "COLUMNS": "100000",
+        "EDU_BIAS_PYTHON": sys.executable,
+    }
     logs = [project / f"machine{rank}.log" for rank in range(len(commands))]
     procs = []
     try:
@@ -219,6 +232,8 @@ def reference(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("mode", MODES)
 def test_two_machines_train_one_model_written_once_by_rank_0(tmp_path, reference, mode):
     project = make_project_copy(tmp_path / "project")
+    (project / "bin").mkdir()
+    shutil.copy2(PROJECT_ROOT / "bin/kedro", project / "bin/kedro")
     write_splits(project, limit=48)
     hostfile = ".slurm/hostfile-test"
     (project / ".slurm").mkdir()
@@ -304,7 +319,7 @@ def test_the_sbatch_script_gives_each_node_the_lines_the_multinode_test_runs(tmp
         "SLURM_JOB_ID": "4711",
         "SLURM_JOB_NODELIST": "node[1-2]",
         "SLURM_NNODES": "2",
-        "PYTHON": sys.executable,
+        "EDU_BIAS_PYTHON": sys.executable,
         "MAIN_PROCESS_PORT": "29611",
         "TRAIN_PARAMS": f"{MODES['deepspeed']},{TINY}",
         "RUN_SPEC_WAIT_S": "600",

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_helpers import alive
 
 from edu_bias_pipeline.training.guard import descendants
 
@@ -45,14 +46,6 @@ PARENT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
-
-
 def _start(tmp_path: Path) -> tuple[subprocess.Popen, int, list[int]]:
     pids_file = tmp_path / "pids.json"
     parent = subprocess.Popen(
@@ -72,9 +65,9 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, int, list[int]]:
 
 def _wait_gone(pids: list[int], bound_s: float = 60) -> list[int]:
     deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def test_sigkill_of_the_parent_takes_down_the_launcher_and_every_worker(tmp_path):
@@ -85,7 +78,7 @@ def test_sigkill_of_the_parent_takes_down_the_launcher_and_every_worker(tmp_path
         assert _wait_gone([guard, *tree]) == []
     finally:
         for pid in [guard, *tree]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -99,7 +92,7 @@ def test_sigterm_to_the_guard_ends_the_tree_and_reports_the_signal(tmp_path):
         parent.kill()
         parent.wait()
         for pid in [guard, *tree]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -114,7 +107,7 @@ def test_the_launchers_exit_code_passes_through_and_no_worker_outlives_it():
     assert done.returncode == 3  # EXIT_OOM and friends reach the node unchanged
     worker = int(done.stdout)
     try:
-        assert not _alive(worker)
+        assert not alive(worker)
     finally:
-        if _alive(worker):
+        if alive(worker):
             os.kill(worker, signal.SIGKILL)

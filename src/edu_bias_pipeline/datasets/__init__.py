@@ -11,12 +11,13 @@ from edu_bias_pipeline.datasets.fingerprint import FileFingerprintDataset
 from edu_bias_pipeline.datasets.jsonl import JSONLinesDataset
 from edu_bias_pipeline.datasets.pair_file import PairFileDataset
 from edu_bias_pipeline.datasets.raw_lines import RawLinesDataset
-from edu_bias_pipeline.datasets.trained_model import TrainedModelDataset
+from edu_bias_pipeline.datasets.trained_model import FilePathDataset, TrainedModelDataset
 
 __all__ = [
     "AtomicSaveMixin",
     "CSVDataset",
     "FileFingerprintDataset",
+    "FilePathDataset",
     "JSONDataset",
     "JSONLinesDataset",
     "MatplotlibDataset",

@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import click
+
+from edu_bias_pipeline.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ def record_checkpoint(checkpoint: Path) -> None:
         name: files for name, files in load_records(output_dir).items() if (output_dir / name).is_dir()
     }
     records[checkpoint.name] = file_hashes(checkpoint)
-    path = record_path(output_dir)
-    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"checkpoints": records}, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    # synced and renamed into place: a kill leaves the previous record, whole (its temporary file is removed
+    # by the next write)
+    with atomic_open(record_path(output_dir), "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"checkpoints": records}, indent=1, sort_keys=True))
 
 
 def forget(output_dir: str | Path) -> None:
@@ -118,7 +118,8 @@ def verify(checkpoint: Path) -> None:
 
 
 def make_callback() -> Any:
-    """A TrainerCallback recording each checkpoint once every rank has written its part."""
+    """A TrainerCallback recording each checkpoint once every rank has written its part (by the main process
+    of the whole run)."""
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -128,7 +129,9 @@ def make_callback() -> Any:
 
             if dist.is_available() and dist.is_initialized():
                 dist.barrier()  # each rank writes its own rng state / ZeRO shards
-            if state.is_local_process_zero:
+            # One writer (the record is shared, like the output dir, by every machine of a multi-node run):
+            # a second one would race for the record's temporary file.
+            if state.is_world_process_zero:
                 checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
                 if checkpoint.is_dir():
                     from edu_bias_pipeline.training.permissions import apply_umask

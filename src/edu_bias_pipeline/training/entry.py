@@ -836,6 +836,9 @@ def _save_final(
             "trust_remote_code": bool(config.trust_remote_code),
             # evaluation keys its own cached reference log-probs by it instead of hashing the weights again
             "reference_sha256": trainer.reference_weights_hash(),
+            # the run that wrote these weights: evaluation checks trained_model.json names this same run
+            "fingerprint": runtime.fingerprint,
+            "global_step": int(trainer.state.global_step),
         }
         (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False), encoding="utf-8")
         if (tmp / "training_args.bin").exists():

@@ -42,6 +42,27 @@ def detect_hardware() -> Hardware:
     return Hardware(True, torch.cuda.device_count(), bool(torch.cuda.is_bf16_supported()))
 
 
+def hardware_for(config: TrainingConfig, detected: Hardware | None = None) -> Hardware:
+    """The hardware training may use on this machine: `training.device: cpu` hides the GPUs, `cuda` insists
+    on one. `detected` is this machine's hardware (detected here when not given)."""
+    if config.device == "cpu":
+        return Hardware()
+    hw = detect_hardware() if detected is None else detected
+    if config.device == "cuda" and not hw.cuda_available:
+        import torch
+
+        why = (
+            f"this torch ({torch.__version__}) is a CPU-only build"
+            if torch.version.cuda is None
+            else "torch sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
+        )
+        raise TrainingConfigError(
+            f"training.device is 'cuda' but no CUDA device is available: {why}. Set training.device: auto "
+            "(or cpu) to train on the CPU, e.g. --params training.device=auto."
+        )
+    return hw
+
+
 @dataclass
 class LaunchPlan:
     argv: list[str]
@@ -399,7 +420,7 @@ def node_plan(
     spec: Mapping[str, Any],
     spec_path: str | Path,
     machine_rank: int,
-    hw: Hardware,
+    hw: Hardware | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     python: str = sys.executable,
@@ -407,11 +428,13 @@ def node_plan(
     """The launch line of machine `machine_rank` for the run spec the training node wrote (`.run/run.json`).
 
     The node on machine 0 launches `plan_launch` of the same config; the other machines run this, which
-    differs from it only in the machine rank, so every machine starts the launcher the same way.
+    differs from it only in the machine rank, so every machine starts the launcher the same way. `hw` is this
+    machine's hardware (detected when not given); `training.device` applies to it as on machine 0.
     """
     config = TrainingConfig.model_validate(spec["config"])
     launch = config.launch.model_copy(update={"machine_rank": machine_rank})
     config = config.model_copy(update={"launch": launch})
+    hw = hardware_for(config, hw)
     validate_against_hardware(config, hw)
     return plan_launch(
         config,
@@ -476,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             # Machine 0's node checked it before writing the spec; this machine loads it too, so it checks
             # the files it is about to unpickle itself.
             checkpoint_trust.verify(Path(resume_from))
-        plan = node_plan(spec, args.run_spec, args.machine_rank, detect_hardware(), environ=os.environ)
+        plan = node_plan(spec, args.run_spec, args.machine_rank, environ=os.environ)
     except (TrainingConfigError, checkpoint_trust.UntrustedCheckpointError) as exc:
         logger.error("%s", exc)
         return 2

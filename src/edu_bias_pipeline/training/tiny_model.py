@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edu_bias_pipeline.files import replace_directory
 from edu_bias_pipeline.training.permissions import apply_umask
 
 logger = logging.getLogger(__name__)
@@ -121,9 +120,7 @@ def build_tiny_model(texts: Iterable[str], output_dir: str | Path, spec: TinyMod
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / FINGERPRINT_FILE).write_text(
@@ -138,10 +135,8 @@ def build_tiny_model(texts: Iterable[str], output_dir: str | Path, spec: TinyMod
             ),
             encoding="utf-8",
         )
-        apply_umask(tmp)  # mkdtemp made it 0700, save_pretrained wrote 0600 weights
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        apply_umask(tmp)  # save_pretrained writes 0600 weights whatever the umask
+
+    # built beside output_dir and swapped in: a reader sees the previous model or the whole new one
+    replace_directory(output_dir, write)
     return output_dir

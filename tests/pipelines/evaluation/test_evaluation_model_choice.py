@@ -37,13 +37,15 @@ def stale_project(project, ck):
 
 
 def _record(project: Path, model_dir: str, **extra) -> dict:
-    """trained_model.json as training writes it: model_dir, final/'s metadata, the run's identity."""
-    contract = json.loads((project / model_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    """trained_model.json as training writes it: model_dir, final/'s metadata, the run's identity (which
+    training writes into final/'s metadata too)."""
+    meta_file = project / model_dir / METADATA_FILE
+    run = {"fingerprint": "0123456789abcdef", "global_step": 7}
+    contract = {**json.loads(meta_file.read_text(encoding="utf-8")), **run}
+    meta_file.write_text(json.dumps(contract), encoding="utf-8")
     record = {
         "model_dir": model_dir,
         **contract,
-        "fingerprint": "0123456789abcdef",
-        "global_step": 7,
         "finished_at": "2026-12-01T10:00:00+00:00",
         **extra,
     }
@@ -122,7 +124,9 @@ def test_no_record_and_no_override_stops_and_says_what_to_do(stale_project):
     assert not (stale_project / REPORT).exists()
 
 
-@pytest.mark.parametrize("damage", ["missing", "no_weights", "no_metadata", "replaced"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "no_weights", "no_metadata", "replaced", "other_run", "unnamed"]
+)
 def test_a_record_naming_a_missing_or_changed_model_never_falls_back(stale_project, ck, damage):
     project = stale_project
     moved = "data/06_models/elsewhere/final"
@@ -133,6 +137,11 @@ def test_a_record_naming_a_missing_or_changed_model_never_falls_back(stale_proje
         "no_weights": "holds no model weights",
         "no_metadata": f"lacks {METADATA_FILE}",
         "replaced": r"no longer matches the record \(beta: recorded 0.25, found 0.5\)",
+        # same contract, another run (new data or learning rate) that stopped before recording its model
+        "other_run": r"the record and the model come from different training runs \(fingerprint: recorded "
+        r"'0123456789abcdef', edu_bias_training.json has 'fedcba9876543210'\).*rerun training",
+        "unnamed": r"different training runs \(global_step: recorded 7, edu_bias_training.json has None, "
+        "i.e. it was written before runs were named there",
     }[damage]
     if damage == "missing":
         shutil.rmtree(project / moved)
@@ -142,7 +151,14 @@ def test_a_record_naming_a_missing_or_changed_model_never_falls_back(stale_proje
         (project / moved / METADATA_FILE).unlink()
     else:
         meta_file = project / moved / METADATA_FILE
-        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "beta": 0.5}))
+        meta = json.loads(meta_file.read_text())
+        if damage == "replaced":
+            meta["beta"] = 0.5
+        elif damage == "other_run":
+            meta["fingerprint"] = "fedcba9876543210"
+        else:
+            del meta["global_step"]
+        meta_file.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=expected) as err:
         _evaluate(project)
     assert f"{RECORD} names {moved}" in str(err.value)
@@ -223,3 +239,29 @@ def test_training_and_evaluation_in_one_run_scores_the_new_model(project, ck):
     assert f"- model scored: `{DEFAULT_FINAL}` (full model), the model the training stage recorded" in report
     assert f"fingerprint `{_fingerprint(project)}`, 4 steps" in report
     _assert_scores_are_those_of(project, project / DEFAULT_FINAL, rows)
+
+
+@pytest.mark.slow
+def test_a_run_that_replaced_the_model_without_recording_it_is_never_reported_as_the_previous_run(project):
+    """Run A trains and records its model. Run B, same contract (base model, beta, instruction...) but
+    another learning rate, writes final/ and stops before recording it (Kedro ended after train_dpo; here
+    `--to-nodes train_dpo`). Evaluation must not score B's weights under A's name."""
+    _, val = write_splits(project, limit=40)
+    write_jsonl(project / "data/05_model_input/test.jsonl", val[:6])
+    run_pipeline(project, "training", params={"training": SHORT_RUN})
+    record_a = json.loads((project / RECORD).read_text(encoding="utf-8"))
+    run_b = {**SHORT_RUN, "learning_rate": 1e-3}
+    run_pipeline(project, "training", params={"training": run_b}, to_nodes=["train_dpo"])
+    assert (
+        json.loads((project / DEFAULT_FINAL / METADATA_FILE).read_text())["fingerprint"]
+        != (record_a["fingerprint"])
+    )
+
+    # B removed A's record when it cleared A's run
+    with pytest.raises(CheckpointError, match=r"trained_model\.json does not exist"):
+        _evaluate(project)
+    # A's record put back (restored from a backup, say) still does not pass for B's model
+    (project / RECORD).write_text(json.dumps(record_a), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"the record and the model come from different training runs"):
+        _evaluate(project)
+    assert not (project / REPORT).exists()

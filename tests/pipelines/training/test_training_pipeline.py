@@ -85,6 +85,9 @@ def test_single_mode_learns_the_sample_data(project):
         "max_length": 256,
         "trust_remote_code": False,
         "reference_sha256": None,  # recorded only with precomputed reference log-probs (gpu profile)
+        # the run that wrote final/ (evaluation checks trained_model.json names the same one)
+        "fingerprint": m["run"]["fingerprint"],
+        "global_step": m["run"]["global_step"],
     }
     trained = json.loads((out / "trained_model.json").read_text(encoding="utf-8"))
     assert trained["model_dir"] == "data/06_models/dpo_model/final"

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import run_pipeline
+from process_helpers import alive
 from safetensors.torch import load_file
 from training_fixtures import SHORT_RUN, write_splits
 
@@ -31,14 +32,6 @@ OUT = "data/06_models/dpo_model"
 
 def _metrics(project: Path) -> dict:
     return json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def _set_params(project: Path, updates: dict) -> None:
@@ -122,12 +115,12 @@ def test_second_run_is_refused_and_stopping_kedro_ends_the_trainer(project, stop
         os.kill(kedro.pid, stop)  # Kedro alone
         kedro.wait(timeout=120)
         deadline = time.time() + 60  # the guard's grace period is 10 s
-        while any(_alive(p) for p in tree) and time.time() < deadline:
+        while any(alive(p) for p in tree) and time.time() < deadline:
             time.sleep(0.2)
-        assert [p for p in tree if _alive(p)] == [], "training processes outlived the Kedro process"
+        assert [p for p in tree if alive(p)] == [], "training processes outlived the Kedro process"
     finally:
         for pid in [kedro.pid, *tree]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         kedro.wait()
     assert not (out / "final").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_pipeline
+from process_helpers import wait_until_locks_free
 from training_fixtures import write_splits
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -40,7 +41,8 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     _set_params(project, RUN)
     out = project / "data/06_models/dpo_model"
 
-    # The whole `kedro run` and its training subprocess share a process group: SIGKILL them all at once.
+    # Kedro runs in a session of its own and the training guard in another: SIGKILL of Kedro's group
+    # leaves the guard, which then ends the training tree (within its 10 s grace period).
     proc = subprocess.Popen(
         [KEDRO, "run", "--pipelines", "training"],
         cwd=project,
@@ -59,6 +61,8 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (out / "final").exists(), "the run finished before the kill; the test proves nothing"
+    # The training tree holds the run's locks until the guard has ended it; the rerun would be refused.
+    wait_until_locks_free([out.parent / ".dpo_model.lock", out.parent / ".base_model.lock"])
     # The kill may land inside a save: a checkpoint counts once its file hashes are recorded (beside the
     # output dir), the last thing a save does; one without them is not resumed from.
     record = json.loads((out.parent / ".dpo_model.checkpoints.json").read_text(encoding="utf-8"))
@@ -92,3 +96,18 @@ def test_rerun_after_kill_resumes_from_the_latest_checkpoint(project):
     metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
     assert metrics["run"]["mode"].startswith("not retrained") and metrics["run"]["global_step"] == 6
     assert (out / "final" / "edu_bias_training.json").stat().st_mtime == mtime
+
+    # A final/ written before final/ named its run (an earlier release): evaluation would refuse it, so it is
+    # rewritten, from the last checkpoint (already at max_steps: no step is trained), not skipped.
+    meta_file = out / "final" / "edu_bias_training.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    fingerprint = meta.pop("fingerprint")
+    meta.pop("global_step")
+    meta_file.write_text(json.dumps(meta), encoding="utf-8")
+    run_pipeline(project, "training", params={"training": {"max_steps": 6, "save_steps": 3}})
+    metrics = json.loads((project / "data/08_reporting/training_metrics.json").read_text(encoding="utf-8"))
+    assert not metrics["run"]["mode"].startswith("not retrained") and metrics["run"]["resumed_from"] == (
+        "checkpoint-6"
+    )
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    assert meta["fingerprint"] == fingerprint and meta["global_step"] == 6

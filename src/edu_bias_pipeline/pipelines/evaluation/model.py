@@ -28,6 +28,8 @@ WEIGHT_FILES = (
 # What final/edu_bias_training.json holds: the record carries a copy, which must still match the directory.
 CONTRACT_KEYS = tuple(f for f in TrainingMetadata.__dataclass_fields__ if f != "source")
 RUN_KEYS = ("fingerprint", "global_step", "finished_at")
+# What final/'s metadata also records of the run that wrote it (training.entry `_save_final`).
+SAME_RUN_KEYS = ("fingerprint", "global_step")
 WHAT_TO_DO = (
     "run training again (kedro run --pipelines training,evaluation) or name the model to score with "
     "--params evaluation.checkpoint=PATH"
@@ -100,6 +102,19 @@ def check_recorded_model(model_dir: Path, record: Mapping[str, Any], record_file
                 f"{where}, but its {METADATA_FILE} no longer matches the record ({key}: recorded "
                 f"{record[key]!r}, found {contract.get(key)!r}): the directory was replaced after that "
                 f"training run; {WHAT_TO_DO}"
+            )
+    # The contract alone does not tell two runs apart (same base model and beta, new data or learning
+    # rate): final/ also names the run that wrote it, which must be the run the record describes.
+    for key in SAME_RUN_KEYS:
+        if key in record and contract.get(key) != record[key]:
+            found = contract.get(key)
+            raise CheckpointError(
+                f"{where}, but the record and the model come from different training runs ({key}: recorded "
+                f"{record[key]!r}, {METADATA_FILE} has {found!r}"
+                + (", i.e. it was written before runs were named there" if found is None else "")
+                + "): a later run replaced the model and stopped before recording it; rerun training "
+                "(kedro run --pipelines training,evaluation) or name the model to score with "
+                "--params evaluation.checkpoint=PATH"
             )
 
 

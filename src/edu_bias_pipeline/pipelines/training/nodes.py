@@ -7,7 +7,7 @@ starts, and turn its outputs into catalog datasets.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -19,8 +19,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import click
 import pandas as pd
 
 from edu_bias_pipeline import pairs
+from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
 from edu_bias_pipeline.training.entry import (
@@ -40,12 +42,7 @@ from edu_bias_pipeline.training.entry import (
     history_record,
     legacy_metrics,
 )
-from edu_bias_pipeline.training.launch import (
-    Hardware,
-    detect_hardware,
-    plan_launch,
-    validate_against_hardware,
-)
+from edu_bias_pipeline.training.launch import hardware_for, plan_launch, validate_against_hardware
 from edu_bias_pipeline.training.tiny_model import FINGERPRINT_FILE, build_tiny_model
 
 logger = logging.getLogger(__name__)
@@ -76,6 +73,10 @@ class TrainingRunError(RuntimeError):
 
 class OutputDirBusyError(click.ClickException, TrainingRunError):
     """Another training run holds the output dir (`kedro run` prints the message alone)."""
+
+
+class OutputDirLockError(click.ClickException, TrainingRunError):
+    """The output dir's file system cannot lock files (`kedro run` prints the message alone)."""
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -109,26 +110,6 @@ def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
         config.output_dir,
     )
     return config
-
-
-def hardware_for(config: TrainingConfig) -> Hardware:
-    """The hardware training may use: `training.device: cpu` hides the GPUs, `cuda` insists on one."""
-    if config.device == "cpu":
-        return Hardware()
-    hw = detect_hardware()
-    if config.device == "cuda" and not hw.cuda_available:
-        import torch
-
-        why = (
-            f"this torch ({torch.__version__}) is a CPU-only build"
-            if torch.version.cuda is None
-            else "torch sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
-        )
-        raise TrainingConfigError(
-            f"training.device is 'cuda' but no CUDA device is available: {why}. Set training.device: auto "
-            "(or cpu) to train on the CPU, e.g. --params training.device=auto."
-        )
-    return hw
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -217,14 +198,25 @@ def prepare_training_data(
 # ------------------------------------------------------------------------------------- base model
 
 
-def build_base_model(training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig) -> dict[str, Any]:
-    """The model to train: the configured one, or the embedded tiny model built once from the train texts."""
+def build_base_model(
+    training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig, training_lock: TrainingLock
+) -> dict[str, Any]:
+    """The model to train: the configured one, or the embedded tiny model built once from the train texts.
+
+    Runs under `training_lock` (see `lock_training_dirs`), released here if the build fails.
+    """
+    if not training_lock.held:
+        raise TrainingRunError("build_base_model needs the training lock (lock_training_dirs) held")
     if not cfg.is_embedded_model:
         return {"path": cfg.model_name_or_path}
     texts = [cfg.instruction]
     for rec in training_data["train"]:
         texts += [rec["chosen"], rec["rejected"], rec["prompt"] or ""]
-    path = build_tiny_model(texts, cfg.base_model_dir)
+    try:
+        path = build_tiny_model(texts, cfg.base_model_dir)
+    except BaseException:
+        training_lock.release()
+        raise
     return {"path": str(path)}
 
 
@@ -268,7 +260,18 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return newest
 
 
-def _clear_run(output_dir: Path) -> None:
+def _final_run(final_dir: Path) -> str | None:
+    """The fingerprint of the run that wrote `final_dir`, as its metadata names it (None: unknown)."""
+    try:
+        return json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _clear_run(output_dir: Path, record: Path) -> None:
+    """Delete the previous run's outputs, and its `trained_model` record: a run that dies before recording
+    its own model must leave no record naming final/ (evaluation would report the old run's identity)."""
+    record.unlink(missing_ok=True)
     for child in list(output_dir.iterdir()) if output_dir.is_dir() else []:
         if _CHECKPOINT.match(child.name) or child.name in _RUN_ARTIFACTS:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -281,30 +284,87 @@ def lock_path(output_dir: Path) -> Path:
     return output_dir.parent / f".{output_dir.name}.lock"
 
 
-@contextlib.contextmanager
-def output_dir_lock(output_dir: Path) -> Iterator[int]:
-    """Hold an exclusive lock on the output dir for the run; yields the lock file's descriptor.
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
-    The launched process inherits the descriptor, so the lock stays held until the Kedro process and the
-    whole training tree have ended (a flock is released with the last descriptor of its open file).
+
+class TrainingLock:
+    """Exclusive locks on the directories a training run writes, taken before the base model is built and
+    released when `train_dpo` returns (or when Kedro drops this object, or its process ends).
+
+    A flock belongs to the open file, not to a process: the guard `train_dpo` starts gets the descriptors
+    (`pass_fds`), so a Kedro killed mid-run leaves them held until the whole training tree has ended.
     """
-    path = lock_path(output_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+        self._finalizer = weakref.finalize(self, _close_all, self.fds)
+
+    @property
+    def held(self) -> bool:
+        return bool(self.fds)
+
+    def acquire(self, directory: Path, what: str) -> None:
+        path = lock_path(directory)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "pid unknown"
+            os.close(fd)
             raise OutputDirBusyError(
-                f"training output dir {output_dir} is in use by another training run ({holder}; lock "
-                f"{path}). Wait for it to end or stop it, or set training.output_dir to another directory."
+                f"{what} {directory} is in use by another training run ({holder}; lock {path}). Wait for "
+                "it to end or stop it, or set training.output_dir (and training.base_model_dir) to another "
+                "directory."
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
-        yield fd
-    finally:
-        os.close(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise OutputDirLockError(
+                f"cannot lock {what} {directory}: the file system of {path.parent} does not support file "
+                f"locks ({errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}). Mount it with lock "
+                "support (Lustre: the `-o flock` mount option; NFS: a running lockd/rpc.statd, no `nolock` "
+                "option), or set training.output_dir and training.base_model_dir to a local disk."
+            ) from None
+        self.fds.append(fd)
+        self.note(f"pid {os.getpid()}")
+
+    def note(self, holder: str) -> None:
+        """Say in every lock file who holds it (read by the run that is refused)."""
+        for fd in self.fds:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode(), 0)
+
+    def release(self) -> None:
+        self._finalizer()
+
+    # Kedro's MemoryDataset copies what it holds; a lock is one thing, shared by the nodes that use it.
+    def __copy__(self) -> TrainingLock:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> TrainingLock:
+        return self
+
+
+def lock_training_dirs(training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig) -> TrainingLock:
+    """Lock the output dir, and the embedded base model's dir when it is built, for the whole run.
+
+    Taken before `build_base_model`: a second run refused here has not rebuilt the base model under the
+    trainer of the first. A run into another output dir that builds into the same base model dir is
+    refused too. It takes the training data only to run after `prepare_training_data`: a run stopped by
+    its data never holds the lock.
+    """
+    del training_data
+    lock = TrainingLock()
+    try:
+        lock.acquire(Path(cfg.output_dir), "training output dir")
+        if cfg.is_embedded_model and lock_path(Path(cfg.base_model_dir)) != lock_path(Path(cfg.output_dir)):
+            lock.acquire(Path(cfg.base_model_dir), "base model dir")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -313,7 +373,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _run_streaming(argv: list[str], env: dict[str, str], lock_fd: int | None = None) -> tuple[int, list[str]]:
+def _run_streaming(
+    argv: list[str], env: dict[str, str], lock: TrainingLock | None = None
+) -> tuple[int, list[str]]:
     """Run the launcher under `training.guard`, passing its output through; keep the end of stderr.
 
     The guard runs in its own session (a Ctrl-C at the terminal reaches Kedro only, which stops the run
@@ -328,12 +390,12 @@ def _run_streaming(argv: list[str], env: dict[str, str], lock_fd: int | None = N
         text=True,
         errors="replace",
         start_new_session=True,
-        pass_fds=() if lock_fd is None else (lock_fd,),
+        pass_fds=() if lock is None else tuple(lock.fds),
     ) as proc:
         assert proc.stderr is not None
         try:
-            if lock_fd is not None:
-                os.pwrite(lock_fd, f"pid {os.getpid()}, training process {proc.pid}".encode(), 0)
+            if lock is not None:
+                lock.note(f"pid {os.getpid()}, training process {proc.pid}")
             for line in proc.stderr:
                 sys.stderr.write(line)
                 tail.append(line.rstrip())
@@ -356,21 +418,32 @@ def _failure_reason(output_dir: Path, returncode: int, stderr_tail: list[str]) -
 
 
 def train_dpo(
-    training_data: dict[str, list[dict[str, Any]]], cfg: TrainingConfig, base_model: dict[str, Any]
+    training_data: dict[str, list[dict[str, Any]]],
+    cfg: TrainingConfig,
+    base_model: dict[str, Any],
+    training_lock: TrainingLock,
+    trained_model_record: str,
 ) -> dict[str, Any]:
     """Launch `training.entry` in the configured mode and wait for it; resume an interrupted identical run.
 
-    The output dir is locked for the whole run: a second run into it fails at once, naming the holder.
+    Runs under `training_lock` (taken by `lock_training_dirs`, released here): a second run into the same
+    dirs fails at once, naming the holder. `trained_model_record` is the path of the `trained_model` record,
+    removed with the run it describes when a run starts afresh.
     """
-    with output_dir_lock(Path(cfg.output_dir)) as lock_fd:
-        return _train_locked(training_data, cfg, base_model, lock_fd)
+    if not training_lock.held:
+        raise TrainingRunError("train_dpo needs the training lock (lock_training_dirs) held")
+    try:
+        return _train_locked(training_data, cfg, base_model, training_lock, Path(trained_model_record))
+    finally:
+        training_lock.release()
 
 
 def _train_locked(
     training_data: dict[str, list[dict[str, Any]]],
     cfg: TrainingConfig,
     base_model: dict[str, Any],
-    lock_fd: int,
+    lock: TrainingLock,
+    record: Path,
 ) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     fingerprint = cfg.fingerprint(
@@ -381,7 +454,9 @@ def _train_locked(
     same_run = previous.get("fingerprint") == fingerprint and cfg.resume
     final_dir = output_dir / FINAL_DIR
 
-    if same_run and previous.get("status") == "completed" and (final_dir / CONTRACT_FILE).exists():
+    # final/ must name this run too: one written before final/ named its run is rewritten (from the last
+    # checkpoint when there is one), or evaluation would refuse it with nothing to fix it
+    if same_run and previous.get("status") == "completed" and _final_run(final_dir) == fingerprint:
         logger.info(
             "training: %s already holds the finished run of this configuration; not retraining", final_dir
         )
@@ -400,13 +475,13 @@ def _train_locked(
                 "training: %s holds a run of another configuration (or resume is off); starting afresh",
                 output_dir,
             )
-        _clear_run(output_dir)
+        _clear_run(output_dir, record)
     run_dir = output_dir / RUN_DIR
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.json").unlink(missing_ok=True)
     _write_jsonl(run_dir / "train.jsonl", training_data["train"])
     _write_jsonl(run_dir / "val.jsonl", training_data["val"])
-    state_file.write_text(json.dumps({"fingerprint": fingerprint, "status": "running"}), encoding="utf-8")
+    write_json_atomic(state_file, {"fingerprint": fingerprint, "status": "running"}, indent=None)
 
     hw = hardware_for(cfg)
     ds_path = run_dir / "deepspeed_config.json"
@@ -421,7 +496,7 @@ def _train_locked(
     for note in plan.warnings:
         logger.warning("training: %s", note)
     if plan.deepspeed_config is not None:
-        ds_path.write_text(json.dumps(plan.deepspeed_config, indent=2), encoding="utf-8")
+        write_json_atomic(ds_path, plan.deepspeed_config)
     runtime = {
         "model_path": base_model["path"],
         "base_model_id": base_model["path"],
@@ -434,14 +509,12 @@ def _train_locked(
         "resume_from": str(resume_from) if resume_from else None,
         "fingerprint": fingerprint,
     }
-    (run_dir / "run.json").write_text(
-        json.dumps({"config": cfg.model_dump(mode="json"), "runtime": runtime}, indent=2, ensure_ascii=False),
-        encoding="utf-8",
-    )
+    # machines 1..N-1 poll for this file (launch.read_run_spec): it appears whole or not at all
+    write_json_atomic(run_dir / "run.json", {"config": cfg.model_dump(mode="json"), "runtime": runtime})
     if resume_from:
         logger.info("training: resuming the interrupted run from %s", resume_from)
     logger.info("training: launching %s: %s", plan.description, " ".join(plan.argv))
-    returncode, stderr_tail = _run_streaming(plan.argv, plan.env, lock_fd)
+    returncode, stderr_tail = _run_streaming(plan.argv, plan.env, lock)
     if returncode != 0:
         reason = _failure_reason(output_dir, returncode, stderr_tail)
         if returncode == EXIT_OOM:
@@ -449,7 +522,7 @@ def _train_locked(
         raise TrainingRunError(f"training process failed ({plan.description}): {reason}")
     if not (final_dir / CONTRACT_FILE).exists():
         raise TrainingRunError(f"training process exited cleanly but {final_dir} was not written")
-    state_file.write_text(json.dumps({"fingerprint": fingerprint, "status": "completed"}), encoding="utf-8")
+    write_json_atomic(state_file, {"fingerprint": fingerprint, "status": "completed"}, indent=None)
     return {
         "output_dir": str(output_dir),
         "final_dir": str(final_dir),
@@ -524,8 +597,11 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     trained_model = {
         "model_dir": str(final_dir),
         **contract,
-        "fingerprint": raw.get("fingerprint") or training_run.get("fingerprint"),
-        "global_step": raw.get("global_step"),
+        # final/'s own record of its run first: evaluation checks the two agree
+        "fingerprint": contract.get("fingerprint")
+        or raw.get("fingerprint")
+        or training_run.get("fingerprint"),
+        "global_step": contract.get("global_step", raw.get("global_step")),
         "finished_at": finished.isoformat(timespec="seconds"),
     }
     return _clean(metrics), trained_model

@@ -1,4 +1,4 @@
-"""Training: config → data → base model → launched TRL run → metrics."""
+"""Training: config → data → lock → base model → launched TRL run → metrics."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -6,6 +6,7 @@ from .headline import training_headline
 from .nodes import (
     build_base_model,
     collect_training_metrics,
+    lock_training_dirs,
     prepare_training_data,
     resolve_config,
     train_dpo,
@@ -23,12 +24,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "training_data",
                 name="prepare_training_data",
             ),
+            # held from before the base model is built until train_dpo returns
             node(
-                build_base_model, ["training_data", "training_config"], "base_model", name="build_base_model"
+                lock_training_dirs,
+                ["training_data", "training_config"],
+                "training_lock",
+                name="lock_training_dirs",
+            ),
+            node(
+                build_base_model,
+                ["training_data", "training_config", "training_lock"],
+                "base_model",
+                name="build_base_model",
             ),
             node(
                 train_dpo,
-                ["training_data", "training_config", "base_model"],
+                ["training_data", "training_config", "base_model", "training_lock", "trained_model_record"],
                 "training_run",
                 name="train_dpo",
             ),
