@@ -72,6 +72,22 @@ def run_pipeline(
         os.chdir(cwd)
 
 
+def training_parameters(env: str | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `training:` parameters Kedro's config loader gives a run with `--env env --params runtime`.
+
+    No env: conf/base alone (a developer's git-ignored conf/local/ is not read)."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        env=env or "base",
+        base_env="base",
+        default_run_env="local",
+        runtime_params=runtime,
+    )
+    return loader["parameters"]["training"]
+
+
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     """Rows may be dicts (dumped as JSON) or raw strings/bytes (written verbatim, one per line)."""
     path.parent.mkdir(parents=True, exist_ok=True)

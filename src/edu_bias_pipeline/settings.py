@@ -5,12 +5,14 @@ from kedro.config import OmegaConfigLoader
 from edu_bias_pipeline.hooks import ParameterNamesHook
 from edu_bias_pipeline.offline import apply_offline_defaults
 from edu_bias_pipeline.training.credentials import TrainingCredentialsHook
+from edu_bias_pipeline.training.sources import TrainingSettingsHook
 
 apply_offline_defaults()
 
 # Hands `wandb.api_key` from conf/local/credentials.yml to the launched training process (never logged);
-# fails a run whose --params names a parameter group the project does not have.
-HOOKS = (TrainingCredentialsHook(), ParameterNamesHook())
+# fails a run whose --params names a parameter group the project does not have; logs each resolved training
+# setting with the layer it came from (base, environment, --params, env var).
+HOOKS = (TrainingCredentialsHook(), ParameterNamesHook(), TrainingSettingsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -155,10 +155,13 @@ def _param_groups(model):
 def _ds_config(precision: str, zero: dict, **deepspeed) -> dict:
     """The stage's generated config (gpu profile, ZeRO-2 unless asked otherwise) with the Trainer's `auto`s
     filled in as transformers fills them."""
+    from conftest import training_parameters
+
     from edu_bias_pipeline.training.config import resolve_training_config
     from edu_bias_pipeline.training.launch import deepspeed_config
 
-    params = {"profile": "gpu", "mode": "deepspeed", "deepspeed": {"zero_stage": 2, **deepspeed}}
+    runtime = {"training": {"mode": "deepspeed", "deepspeed": {"zero_stage": 2, **deepspeed}}}
+    params = training_parameters("gpu", runtime)  # kedro run --env gpu --params ...
     config = deepspeed_config(resolve_training_config(params, {}, check_model=False), precision)
     config.update(
         train_batch_size=MICRO_BATCH * RANKS,
