@@ -75,15 +75,15 @@ def run_pipeline(
 def training_parameters(env: str | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `training:` parameters Kedro's config loader gives a run with `--env env --params runtime`.
 
+    The loader is built as a session builds it (settings.py's class and arguments, merge strategy included).
     No env: conf/base alone (a developer's git-ignored conf/local/ is not read)."""
-    from kedro.config import OmegaConfigLoader
+    from edu_bias_pipeline import settings
 
-    loader = OmegaConfigLoader(
+    loader = settings.CONFIG_LOADER_CLASS(
         conf_source=str(PROJECT_ROOT / "conf"),
         env=env or "base",
-        base_env="base",
-        default_run_env="local",
         runtime_params=runtime,
+        **settings.CONFIG_LOADER_ARGS,
     )
     return loader["parameters"]["training"]
 
