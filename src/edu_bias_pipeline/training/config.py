@@ -55,9 +55,9 @@ ENV_OVERRIDES = {
 
 # Settings that earlier releases took and that now live elsewhere: the key, and what to do instead.
 MOVED_KEYS = {
-    "profile": "profiles are Kedro configuration environments now; select one with "
-    "`kedro run --env optimized` (or `--env gpu`) and drop training.profile. The base environment holds "
-    "the tiny-model settings; see docs/stages/training.md",
+    "profile": "profiles are Kedro configuration environments now: drop training.profile and select one with "
+    "`kedro run --env optimized` (conf/optimized/) or `--env gpu` (conf/gpu/); without --env, conf/base's "
+    "tiny-model settings apply. See docs/stages/training.md",
 }
 
 # The profile names earlier releases hashed into a run's fingerprint (`TrainingConfig.earlier_fingerprints`).
@@ -405,10 +405,10 @@ def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "training"
-        if err["type"] == "extra_forbidden" and where in MOVED_KEYS:
-            lines.append(f"  training.{where}: {MOVED_KEYS[where]}")
-            continue
         value = err.get("input")
+        if err["type"] == "extra_forbidden" and where in MOVED_KEYS:
+            lines.append(f"  training.{where}: {MOVED_KEYS[where]} (got {value!r})")
+            continue
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"  training.{where}: {err['msg']}{shown}")
     return "invalid training configuration:\n" + "\n".join(lines)
