@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,7 +183,9 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
     # ranks' figures, as TRL's gathers in every micro-batch give them.
     kept_local = "step metrics: kept on each rank"
     assert kept_local in proc.stderr
-    gathered_params = {**params, "output_dir": str(tmp_path / "ddp_gathered"), "gather_step_metrics": True}
+    gathered_params = gpu_params(
+        {**params, "output_dir": str(tmp_path / "ddp_gathered"), "gather_step_metrics": True}
+    )
     gathered_proc, gathered_out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, gathered_params)
     assert kept_local not in gathered_proc.stderr
     gathered = json.loads((gathered_out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
@@ -276,9 +279,12 @@ def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
     tiny = {"learning_rate": 2e-3, "per_device_eval_batch_size": 16, "max_length": 256}
     run_pipeline(project, "training", env="gpu", params={"training": {**SHORT_RUN, **tiny}})
 
-    shown = "".join(capfd.readouterr())  # the Kedro log (its handlers write to the console)
-    # rich wraps the console lines (and puts `nodes.py:NNN` inside them): look for the two halves
-    assert "without a CUDA device" in shown and "training in fp32 on CPU" in shown
+    # the Kedro log (its handlers write to the console); rich wraps the lines and puts `nodes.py:NNN` in them
+    shown = " ".join(re.sub(r"\S+\.py:\d+", " ", "".join(capfd.readouterr())).split())
+    assert (
+        "GPU settings (auto_find_batch_size, sdpa_backends, use_liger_kernel) without a CUDA device: "
+        "training in fp32 on CPU" in shown
+    )
     out = project / "data/06_models/dpo_model"
     log = (out / "train.log").read_text(encoding="utf-8")
     assert "precompute_ref_log_probs=True, sampling=group_by_length, attention=sdpa" in log
