@@ -1,14 +1,15 @@
 """Training throughput of the training stage itself: pairs/s, tokens/s, MFU, peak memory, loss curve.
 
 Runs `edu_bias_pipeline.training.entry.run` — the function the Kedro node launches, with the same
-TrainingConfig resolution (profile → parameters) — on a random-init Qwen2 architecture and synthetic token
-data built exactly like the bare-TRL anchor (`../shared/bench/trl_anchor.py`: word-level tokenizer over the
-151,936-token vocabulary, prompt ≈ 48 + completion ≈ 96 tokens, `random.Random(0)`, model init under
-`torch.manual_seed(0)`), so the two can be compared step for step on the same card. The clock is the
-anchor's: a callback on the trainer, synchronised, from the end of warm-up step `--warm` to the last step
-(the reference pre-pass, model load and final evaluations are outside it, as in the anchor; `setup_s` and
-`total_s` report them). MFU uses the anchor's formula: nominal tokens x parameters x (6 full / 4 LoRA,
-+2 when the reference runs every step) against 989 TFLOP/s dense bf16 (H100 SXM).
+TrainingConfig resolution (conf/<profile>/'s training block, as `kedro run --env <profile>`, then the flags)
+— on a random-init Qwen2 architecture and synthetic token data built exactly like the bare-TRL anchor
+(`../shared/bench/trl_anchor.py`: word-level tokenizer over the 151,936-token vocabulary, prompt ≈ 48 +
+completion ≈ 96 tokens, `random.Random(0)`, model init under `torch.manual_seed(0)`), so the two can be
+compared step for step on the same card. The clock is the anchor's: a callback on the trainer, synchronised,
+from the end of warm-up step `--warm` to the last step (the reference pre-pass, model load and final
+evaluations are outside it, as in the anchor; `setup_s` and `total_s` report them). MFU uses the anchor's
+formula: nominal tokens x parameters x (6 full / 4 LoRA, +2 when the reference runs every step) against
+989 TFLOP/s dense bf16 (H100 SXM).
 
     python benchmarks/train_throughput.py --arch 0.5b --profile gpu            # the issue-8 figure
     python benchmarks/train_throughput.py --arch 0.5b --profile gpu --sampling random   # same order as TRL
@@ -279,11 +280,36 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
     return Clock()
 
 
+def profile_parameters(name: str) -> dict:
+    """The `training:` parameters of `kedro run --env NAME` (conf/NAME/); `default`: the field defaults."""
+    if name == "default":
+        return {}
+    from kedro.config import OmegaConfigLoader
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    loader = OmegaConfigLoader(str(conf), env=name, base_env="base", default_run_env="local")
+    return dict(loader["parameters"]["training"])
+
+
+def merge_settings(profile: dict, params: dict) -> dict:
+    """`params` over `profile`, settings groups (`deepspeed`, `lora`, ...) key by key, as Kedro's --params."""
+    merged = dict(profile)
+    for key, value in params.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = {**merged[key], **value} if both else value
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="0.5b", choices=[a for a in ARCH if a != "tiny"])
     ap.add_argument("--tiny", action="store_true", help="tiny model, 3k vocabulary, CPU smoke run")
-    ap.add_argument("--profile", default="gpu", choices=["gpu", "optimized", "default"])
+    ap.add_argument(
+        "--profile",
+        default="gpu",
+        choices=["gpu", "optimized", "default"],
+        help="the training block of conf/<profile>/ (kedro run --env <profile>); default: the field defaults",
+    )
     ap.add_argument("--lora", action="store_true", help="LoRA r16 all-linear (the anchor's adapter)")
     ap.add_argument("--batch", type=int, default=None, help="per-device batch (default: the profile's)")
     ap.add_argument("--accum", type=int, default=None, help="gradient accumulation (default: the profile's)")
@@ -378,7 +404,6 @@ def main(argv: list[str] | None = None) -> dict:
     build_s = time.perf_counter() - started
 
     params: dict = {
-        "profile": a.profile,
         "model_name_or_path": str(model_dir),
         "output_dir": str(work / "out"),
         "max_length": 1024,  # the anchor's
@@ -414,7 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
     for item in a.set:
         key, _, value = item.partition("=")
         params[key] = json.loads(value)
-    config = resolve_training_config(params, {})
+    config = resolve_training_config(merge_settings(profile_parameters(a.profile), params), {})
     precision, notes = resolve_precision(config, detect_hardware())
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

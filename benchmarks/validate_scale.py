@@ -130,8 +130,20 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
 
     conf = read_conf("parameters_data_validation.yml")
     taxonomy = conf["taxonomy"]
-    params = dict(conf["data_validation"], input_path=str(path), data_docs_dir=str(out_dir / "data_docs"))
+    params = dict(conf["data_validation"])
     catalog = read_conf("catalog.yml")
+    # the catalog's file names, in out_dir (what `data_validation_locations` gives the nodes in a run)
+    locations = {
+        "input": str(path),
+        **{
+            key: str(out_dir / Path(catalog[name]["filepath"]).name)
+            for key, name in (
+                ("summary", "validation_summary"),
+                ("quarantine", "quarantined_pairs"),
+                ("data_docs", "data_docs"),
+            )
+        },
+    }
 
     def dataset(name: str, filepath: Path) -> AbstractDataset:
         """The catalog's entry for `name`, writing to `filepath` instead."""
@@ -154,7 +166,9 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
     del raw
     checked = timed("check_pairs", nodes.check_pairs, ingested, taxonomy, params)
     del ingested
-    validated, quarantined, summary = timed("partition_pairs", nodes.partition_pairs, checked, stats, params)
+    validated, quarantined, summary = timed(
+        "partition_pairs", nodes.partition_pairs, checked, stats, params, locations
+    )
 
     def save() -> None:
         for name, data in (
@@ -165,7 +179,9 @@ def run_nodes(path: Path, out_dir: Path) -> dict[str, float]:
             dataset(name, out_dir / Path(catalog[name]["filepath"]).name).save(data)
 
     timed("save outputs", save)
-    report = timed("build_data_docs (GX)", nodes.build_data_docs, checked, taxonomy, params)
+    report = timed(
+        "build_data_docs (GX)", nodes.build_data_docs, checked, taxonomy, params, locations["data_docs"]
+    )
     timed("enforce_error_rate", nodes.enforce_error_rate, summary, report)
     logging.getLogger(__name__).info(
         "kept %d, quarantined %d", summary["rows_kept"], summary["rows_quarantined"]

@@ -72,6 +72,22 @@ def run_pipeline(
         os.chdir(cwd)
 
 
+def training_parameters(env: str | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `training:` parameters Kedro's config loader gives a run with `--env env --params runtime`.
+
+    The loader is built as a session builds it (settings.py's class and arguments, merge strategy included).
+    No env: conf/base alone (a developer's git-ignored conf/local/ is not read)."""
+    from edu_bias_pipeline import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        env=env or "base",
+        runtime_params=runtime,
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return loader["parameters"]["training"]
+
+
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     """Rows may be dicts (dumped as JSON) or raw strings/bytes (written verbatim, one per line)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,14 @@
 # and launch path as everywhere else, deepspeed ZeRO-2, full fine-tuning of a random-init Qwen2-0.5B
 # architecture, on 1, 2, 4 (and 8 where there are 8) GPUs. Prints pairs/s per run.
 #   bash docs/gpu_proof/run_scaling.sh          (after the wheel install of docs/gpu_proof.md)
-#   GPUS="1 2" PROFILE=gpu BATCH=64 STEPS=40 bash docs/gpu_proof/run_scaling.sh   (the gpu profile's settings)
+#   GPUS="1 2" ENV=gpu BATCH=64 STEPS=40 bash docs/gpu_proof/run_scaling.sh   (the gpu profile: conf/gpu/)
 # pairs/s is the stage's own steady-state figure (training_metrics.json: run.pairs_per_s_after_warmup, the
 # steps after the first 5); train_runtime_s, which includes start-up and warm-up, is printed beside it.
 set -u
 OUT=${OUT:-gpu_proof_out}
 STEPS=${STEPS:-60}
 BATCH=${BATCH:-16}
-PROFILE=${PROFILE:-default}
+ENV=${ENV:-gpu_0_5b}  # the Kedro environment: gpu_0_5b (plain settings) or gpu (throughput settings)
 mkdir -p "$OUT" /tmp/gpu_logs
 export KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -21,8 +21,9 @@ for n in ${GPUS:-1 2 4 8}; do
   [ "$n" -le "$NGPU" ] || continue
   name=zero2_${n}gpu
   start=$(date +%s)
-  TRAIN_MODE=deepspeed OUTPUT_DIR=data/06_models/scale_$n python3 -m kedro run --pipelines training --env gpu_0_5b \
-    --params "training.profile=$PROFILE,training.launch.num_processes=$n,training.deepspeed.zero_stage=2,training.max_steps=$STEPS,training.per_device_train_batch_size=$BATCH,training.eval_strategy=no,training.eval_per_bias_type=false,training.save_strategy=no" \
+  TRAIN_MODE=deepspeed OUTPUT_DIR=data/06_models/scale_$n MODEL_NAME_OR_PATH=data/06_models/qwen2_0_5b_random \
+    python3 -m kedro run --pipelines training --env "$ENV" \
+    --params "training.launch.num_processes=$n,training.deepspeed.zero_stage=2,training.max_steps=$STEPS,training.per_device_train_batch_size=$BATCH,training.eval_strategy=no,training.eval_per_bias_type=false,training.save_strategy=no" \
     > "/tmp/gpu_logs/$name.log" 2>&1
   echo "== $name rc=$? wall $(( $(date +%s) - start ))s"
   grep -E "launching|ZeRO stage|Error" "/tmp/gpu_logs/$name.log" | cut -c1-300 | head -4

@@ -6,13 +6,15 @@ from edu_bias_pipeline.hooks import ParameterNamesHook
 from edu_bias_pipeline.offline import apply_offline_defaults
 from edu_bias_pipeline.stale_outputs import StaleOutputsHook
 from edu_bias_pipeline.training.credentials import TrainingCredentialsHook
+from edu_bias_pipeline.training.sources import TrainingSettingsHook
 
 apply_offline_defaults()
 
 # Hands `wandb.api_key` from conf/local/credentials.yml to the launched training process (never logged);
-# fails a run whose --params names a parameter group the project does not have; removes, when a run fails,
-# the outputs it did not write (an earlier run's, which the next stage would take as this run's).
-HOOKS = (TrainingCredentialsHook(), ParameterNamesHook(), StaleOutputsHook())
+# fails a run whose --params names a parameter group the project does not have; logs each resolved training
+# setting with the layer it came from (base, environment, --params, env var); removes, when a run fails, the
+# outputs it did not write (an earlier run's, which the next stage would take as this run's).
+HOOKS = (TrainingCredentialsHook(), ParameterNamesHook(), TrainingSettingsHook(), StaleOutputsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

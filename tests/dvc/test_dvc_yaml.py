@@ -57,10 +57,16 @@ print(json.dumps([m.__file__ for n, m in sys.modules.items() if n.startswith("ed
 """
 
 
-def _runtime_default(path: str) -> str:
-    """`${runtime_params:name,default}` -> default: the file a plain `dvc repro` reads."""
+def _runtime_default(path: str, catalog: dict | None = None) -> str:
+    """`${runtime_params:name,default}` -> default: the file a plain `dvc repro` reads;
+    `${entry.filepath}` -> that entry's path."""
     match = re.fullmatch(r"\$\{runtime_params:[^,}]+,([^}]+)\}", path.strip())
-    return match.group(1).strip() if match else path
+    if match:
+        return match.group(1).strip()
+    match = re.fullmatch(r"\$\{([^.}]+)\.filepath\}", path.strip())
+    if match and catalog is not None:
+        return _runtime_default(catalog[match.group(1)]["filepath"], catalog)
+    return path
 
 
 def _covered(path: str, deps: set[str]) -> bool:
@@ -76,7 +82,7 @@ def test_each_stage_depends_on_its_catalog_inputs_and_the_project_modules_it_imp
         deps = set(stage["deps"])
         outs, metrics = _declared(stage)
         entries = {ds: catalog[ds] for ds in pipeline.datasets() if "filepath" in catalog.get(ds, {})}
-        files = {ds: _runtime_default(entry["filepath"]) for ds, entry in entries.items()}
+        files = {ds: _runtime_default(entry["filepath"], catalog) for ds, entry in entries.items()}
         for dataset in pipeline.inputs():
             path = files.get(dataset)
             # An input reading a file the stage itself writes (validated_pairs' fingerprint) is no dep.
@@ -98,3 +104,32 @@ def test_each_stage_depends_on_its_catalog_inputs_and_the_project_modules_it_imp
             if dotted in PACKAGE_MARKERS:
                 continue
             assert _covered(f"src/{module.as_posix()}", deps), (name, f"src/{module.as_posix()}")
+
+
+# The directories the launched training process writes are `training` parameters (OUTPUT_DIR overrides
+# output_dir), not catalog entries: dvc.yaml must equal the base parameters there.
+TRAINING_PARAMETER_PATHS = {
+    "data/06_models/base_model": "base_model_dir",
+    "data/06_models/dpo_model": "output_dir",
+}
+
+
+def test_every_dvc_out_is_the_path_of_a_catalog_entry_of_its_stage() -> None:
+    """dvc.yaml repeats no path of its own: each out, metric and plot is the filepath of a catalog entry the
+    stage's pipeline reads or writes (the Data Docs directory: `data_docs`)."""
+    bootstrap_project(PROJECT_ROOT)
+    training = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text("utf-8"))
+    assert {path: training["training"][key] for path, key in TRAINING_PARAMETER_PATHS.items()} == {
+        path: path for path in TRAINING_PARAMETER_PATHS
+    }
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text(encoding="utf-8"))
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name in STAGES:
+        outs, metrics = _declared(stages[name])
+        entries = {
+            catalog[ds]["filepath"] for ds in pipelines[name].datasets() if "filepath" in catalog.get(ds, {})
+        }
+        if name == "training":
+            entries |= set(TRAINING_PARAMETER_PATHS)
+        assert outs | metrics <= entries, (name, sorted((outs | metrics) - entries))
+    assert catalog["data_docs"]["filepath"] in _declared(stages["data_validation"])[0]

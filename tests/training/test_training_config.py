@@ -1,4 +1,4 @@
-"""Typed training config: profiles, parameter and env-var precedence, validation errors."""
+"""Typed training config: parameter and env-var precedence, validation errors, fingerprints."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import training_parameters
 
 from edu_bias_pipeline.training.config import (
     EMBEDDED_MODEL,
-    PROFILES,
     TrainingConfig,
     TrainingConfigError,
     resolve_training_config,
@@ -18,8 +18,8 @@ from edu_bias_pipeline.training.config import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_profiles_mirror_the_old_configs():
-    default = resolve_training_config({"profile": "default"})
+def test_the_field_defaults_are_the_old_default_profile():
+    default = resolve_training_config({})
     assert (
         default.beta,
         default.learning_rate,
@@ -27,21 +27,11 @@ def test_profiles_mirror_the_old_configs():
         default.gradient_accumulation_steps,
         default.eval_strategy,
     ) == (0.1, 1e-6, 1, 1, "epoch")
-    optimized = resolve_training_config({"profile": "optimized"})
-    assert (
-        optimized.beta,
-        optimized.learning_rate,
-        optimized.per_device_train_batch_size,
-        optimized.gradient_accumulation_steps,
-        optimized.eval_strategy,
-        optimized.eval_steps,
-    ) == (0.5, 5e-6, 2, 4, "steps", 100)
-    assert set(PROFILES) >= {"default", "optimized"}
 
 
-def test_parameters_win_over_the_profile_and_nulls_do_not():
-    cfg = resolve_training_config({"profile": "optimized", "learning_rate": 1e-3, "beta": None})
-    assert cfg.learning_rate == 1e-3 and cfg.beta == 0.5
+def test_nulls_are_unset_and_keep_the_default():
+    cfg = resolve_training_config({"learning_rate": 1e-3, "beta": None, "deepspeed": {"zero_stage": None}})
+    assert cfg.learning_rate == 1e-3 and cfg.beta == 0.1 and cfg.deepspeed.zero_stage == 2
 
 
 def test_env_vars_win_over_parameters(tmp_path):
@@ -72,11 +62,11 @@ def test_env_vars_win_over_parameters(tmp_path):
         ({"learning_rate": -1}, {}, r"training\.learning_rate.*greater than 0"),
         ({"per_device_train_batch_size": 0}, {}, r"training\.per_device_train_batch_size"),
         ({"lerning_rate": 0.1}, {}, r"training\.lerning_rate.*Extra inputs"),
-        ({"profile": "fast"}, {}, r"unknown profile 'fast'"),
+        ({"profile": "fast"}, {}, r"training\.profile: profiles are Kedro configuration environments.*--env"),
         ({"lora": {"r": 0}}, {}, r"training\.lora\.r"),
         ({"deepspeed": {"zero_stage": 1}}, {}, r"training\.deepspeed\.zero_stage"),
         ({"deepspeed": {"offload_param": True}}, {}, r"offload_param needs deepspeed\.zero_stage: 3"),
-        ({"eval_strategy": "steps", "eval_steps": None, "profile": "default"}, {}, r"eval_steps"),
+        ({"eval_strategy": "steps", "eval_steps": None}, {}, r"eval_steps"),
         ({"model_name_or_path": "/no/such/model"}, {}, r"model directory not found: /no/such/model"),
         ({"model_name_or_path": "./models/missing"}, {}, r"model directory not found"),
         ({"model_name_or_path": "nobody-here/no-such-model"}, {"HF_HUB_OFFLINE": "1"}, r"Hugging Face cache"),
@@ -99,18 +89,13 @@ def _params(path: Path) -> dict:
 
 def test_shipped_parameter_files_validate():
     base = resolve_training_config(_params(ROOT / "conf/base/parameters_training.yml"), {})
-    assert base.model_name_or_path == EMBEDDED_MODEL and base.profile == "default" and base.mode == "single"
-    assert base.learning_rate > 1e-4  # tuned for the tiny model, unlike the profile's 1e-6
+    assert base.model_name_or_path == EMBEDDED_MODEL and base.mode == "single"
+    assert base.learning_rate > 1e-4  # tuned for the tiny model, unlike a pretrained model's 1e-6
     qwen = resolve_training_config(
         _params(ROOT / "conf/qwen2_7b/parameters_training.yml"), {}, check_model=False
     )
     assert qwen.model_name_or_path == "Qwen/Qwen2-7B-Instruct"
-    assert (qwen.profile, qwen.mode, qwen.deepspeed.zero_stage, qwen.precision) == (
-        "optimized",
-        "deepspeed",
-        3,
-        "bf16",
-    )
+    assert (qwen.mode, qwen.deepspeed.zero_stage, qwen.precision) == ("deepspeed", 3, "bf16")
     assert (qwen.beta, qwen.learning_rate) == (0.5, 5e-6)
 
 
@@ -136,19 +121,39 @@ def test_fingerprint_tracks_training_settings_only():
 
 
 @pytest.mark.parametrize(
-    ("profile", "plain", "zero3"),
+    ("env", "plain", "zero3"),
     [
-        ("default", "c697fa6280ce0c4c", "9949c903fdbafc4a"),
+        (None, "c697fa6280ce0c4c", "9949c903fdbafc4a"),
         ("optimized", "56cd4cd99cd145c8", "4751dcaa93153c0d"),
         ("gpu", "22e1e6007802f403", "56927cc56b126b24"),
     ],
 )
-def test_fingerprints_of_earlier_releases_still_match(profile, plain, zero3):
-    """Computed at commit 1d61650: a release that adds a setting, or changes a profile's value of one left out
-    of the fingerprint, must not make interrupted runs another configuration (they would start afresh)."""
-    assert resolve_training_config({"profile": profile}, {}).fingerprint("d") == plain
-    deepspeed3 = {"profile": profile, "mode": "deepspeed", "deepspeed": {"zero_stage": 3}}
-    assert resolve_training_config(deepspeed3, {}).fingerprint("d") == zero3
+def test_fingerprints_of_earlier_releases_still_match(env, plain, zero3):
+    """Computed at commit 1d61650 with `training.profile` (None: the `default` profile, the field defaults): a
+    release that adds a setting, changes a profile's value of one left out of the fingerprint, or moves the
+    profile into a Kedro environment must not make interrupted runs another configuration (they would start
+    afresh). Those releases hashed the profile's name too: `earlier_fingerprints` gives what they recorded."""
+
+    def recognised(params):
+        cfg = resolve_training_config(params, {})
+        return {cfg.fingerprint("d"), *cfg.earlier_fingerprints("d")}
+
+    # the environment's block alone on top of the defaults, as `training.profile` gave them
+    params = (
+        yaml.safe_load((ROOT / f"conf/{env}/parameters_training.yml").read_text())["training"] if env else {}
+    )
+    assert plain in recognised(params)
+    assert zero3 in recognised(
+        {**params, "mode": "deepspeed", "deepspeed": {**params.get("deepspeed", {}), "zero_stage": 3}}
+    )
+    if env is None:  # the default profile's name was never hashed
+        assert resolve_training_config(params, {}).fingerprint("d") == plain
+
+
+def test_an_earlier_fingerprint_needs_the_same_settings():
+    cfg = resolve_training_config(training_parameters("gpu"), {})
+    other = resolve_training_config(training_parameters("gpu", {"training": {"learning_rate": 1e-5}}), {})
+    assert not set(cfg.earlier_fingerprints("d")) & {other.fingerprint("d"), *other.earlier_fingerprints("d")}
 
 
 def test_every_field_is_documented():

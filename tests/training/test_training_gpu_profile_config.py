@@ -1,15 +1,21 @@
-"""The `gpu` training profile (issue 8): its settings, the untouched profiles, and its CPU fallback."""
+"""The `gpu` training profile (conf/gpu/, issue 8): its settings, the untouched profiles, its CPU fallback."""
 
 from __future__ import annotations
 
 import pytest
+from conftest import training_parameters
 
-from edu_bias_pipeline.training.config import PROFILES, TrainingConfigError, resolve_training_config
+from edu_bias_pipeline.training.config import TrainingConfigError, resolve_training_config
 from edu_bias_pipeline.training.launch import Hardware, plan_launch, resolve_precision
 
 
+def env_config(env: str | None, **params):
+    """The config of `kedro run --env env --params training.<params>` (no env: conf/base alone)."""
+    return resolve_training_config(training_parameters(env, {"training": params}), {})
+
+
 def test_gpu_profile_picks_the_throughput_settings():
-    cfg = resolve_training_config({"profile": "gpu"}, {})
+    cfg = env_config("gpu")
     assert cfg.precompute_ref_log_probs is True
     assert cfg.train_sampling_strategy == "group_by_length"
     assert cfg.auto_find_batch_size is True
@@ -18,24 +24,13 @@ def test_gpu_profile_picks_the_throughput_settings():
     assert cfg.use_liger_kernel == "auto" and cfg.torch_compile is False
     assert cfg.dataloader_num_workers > 0 and cfg.precision == "auto"
     assert cfg.sdpa_backends is not None and "cudnn" not in cfg.sdpa_backends and "math" in cfg.sdpa_backends
-    # the parameters still win over the profile
-    cfg = resolve_training_config(
-        {"profile": "gpu", "precompute_ref_log_probs": False, "torch_compile": True}, {}
-    )
+    # --params still win over the environment
+    cfg = env_config("gpu", precompute_ref_log_probs=False, torch_compile=True)
     assert cfg.precompute_ref_log_probs is False and cfg.torch_compile is True
 
 
-def test_default_and_optimized_profiles_are_unchanged():
-    assert PROFILES["default"] == {
-        "beta": 0.1,
-        "learning_rate": 1e-6,
-        "per_device_train_batch_size": 1,
-        "per_device_eval_batch_size": 1,
-        "gradient_accumulation_steps": 1,
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-    }
-    assert PROFILES["optimized"] == {
+def test_base_and_optimized_profiles_are_unchanged():
+    assert training_parameters("optimized") == {
         "beta": 0.5,
         "learning_rate": 5e-6,
         "per_device_train_batch_size": 2,
@@ -46,8 +41,8 @@ def test_default_and_optimized_profiles_are_unchanged():
         "save_strategy": "steps",
         "save_steps": 100,
     }
-    for name in ("default", "optimized"):
-        cfg = resolve_training_config({"profile": name}, {})
+    for name in (None, "optimized"):
+        cfg = env_config(name)
         assert not cfg.precompute_ref_log_probs and cfg.train_sampling_strategy == "random"
         assert (
             cfg.use_liger_kernel is False and cfg.attn_implementation is None and not cfg.auto_find_batch_size
@@ -55,12 +50,13 @@ def test_default_and_optimized_profiles_are_unchanged():
 
 
 def test_gpu_profile_falls_back_to_fp32_without_cuda_and_says_so(tmp_path):
-    cfg = resolve_training_config({"profile": "gpu"}, {})
+    cfg = env_config("gpu")
     precision, notes = resolve_precision(cfg, Hardware())
-    assert precision == "fp32" and any("profile 'gpu'" in n and "fp32" in n for n in notes)
+    assert precision == "fp32" and any("GPU settings" in n and "fp32" in n for n in notes)
     assert resolve_precision(cfg, Hardware(True, 1, True))[0] == "bf16"
     plan = plan_launch(cfg, tmp_path / "run.json", Hardware(), environ={})
-    assert plan.precision == "fp32" and plan.use_cpu and any("profile 'gpu'" in w for w in plan.warnings)
+    assert plan.precision == "fp32" and plan.use_cpu and any("GPU settings" in w for w in plan.warnings)
+    assert not any("GPU settings" in n for n in resolve_precision(env_config(None), Hardware())[1])
 
 
 @pytest.mark.parametrize(
@@ -73,7 +69,7 @@ def test_gpu_profile_falls_back_to_fp32_without_cuda_and_says_so(tmp_path):
 )
 def test_bad_throughput_settings_are_named(params, match):
     with pytest.raises(TrainingConfigError, match=match):
-        resolve_training_config({"profile": "gpu", **params}, {})
+        env_config("gpu", **params)
 
 
 def test_sdpa_backends_are_validated_and_applied_as_torch_switches():
@@ -108,29 +104,28 @@ def test_sdpa_backends_are_validated_and_applied_as_torch_switches():
 
 
 def test_gpu_profile_drops_deepspeeds_bf16_overflow_check_and_keeps_it_under_other_settings():
-    """The profile's `deepspeed` group merges key by key with the parameters' own: asking for ZeRO-3 under the
-    gpu profile keeps the profile's overflow setting, and the parameters can still turn the check back on."""
+    """--params merge key by key into the environment's `deepspeed` group (Kedro's merge): asking for ZeRO-3
+    under conf/gpu keeps its overflow setting, and --params can still turn the check back on."""
     from edu_bias_pipeline.training.launch import deepspeed_config
 
-    gpu = resolve_training_config({"profile": "gpu", "deepspeed": {"zero_stage": 3}}, {})
+    gpu = env_config("gpu", deepspeed={"zero_stage": 3})
     assert gpu.deepspeed.zero_stage == 3 and gpu.deepspeed.check_grad_overflow is False
     assert deepspeed_config(gpu, "bf16")["bf16"] == {"enabled": "auto", "check_grad_overflow": False}
-    back_on = resolve_training_config({"profile": "gpu", "deepspeed": {"check_grad_overflow": True}}, {})
+    back_on = env_config("gpu", deepspeed={"check_grad_overflow": True})
     assert back_on.deepspeed.check_grad_overflow is True
-    # a null inside the group leaves the profile's value, as a null at the top level does
+    # a null means unset: the field's default, inside the group as at the top level
     for unset in ({"deepspeed": {"check_grad_overflow": None}}, {"deepspeed": None}):
-        cfg = resolve_training_config({"profile": "gpu", **unset}, {})
-        assert cfg.deepspeed.check_grad_overflow is False
-    for profile in ("default", "optimized"):  # DeepSpeed's own default elsewhere
-        assert resolve_training_config({"profile": profile}, {}).deepspeed.check_grad_overflow is True
+        assert env_config("gpu", **unset).deepspeed.check_grad_overflow is True
+    for profile in (None, "optimized"):  # DeepSpeed's own default elsewhere
+        assert env_config(profile).deepspeed.check_grad_overflow is True
 
 
 def test_gpu_profile_stages_zero2_gradients_without_the_contiguous_buffer():
-    """`auto`, the profile's value: off only where it was measured (ZeRO-2 without optimizer offload)."""
+    """`auto`, conf/gpu's value: off only where it was measured (ZeRO-2 without optimizer offload)."""
     from edu_bias_pipeline.training.launch import deepspeed_config
 
     def zero(**deepspeed):
-        cfg = resolve_training_config({"profile": "gpu", "mode": "deepspeed", "deepspeed": deepspeed}, {})
+        cfg = env_config("gpu", mode="deepspeed", deepspeed=deepspeed)
         return deepspeed_config(cfg, "bf16")["zero_optimization"]
 
     assert zero()["contiguous_gradients"] is False
@@ -140,6 +135,6 @@ def test_gpu_profile_stages_zero2_gradients_without_the_contiguous_buffer():
     assert zero(offload_optimizer=True)["contiguous_gradients"] is True  # DeepSpeed would force it anyway
     assert zero(contiguous_gradients=True)["contiguous_gradients"] is True
     assert zero(zero_stage=3, contiguous_gradients=False)["contiguous_gradients"] is False  # asked for
-    for profile in ("default", "optimized"):  # DeepSpeed's own default elsewhere
-        cfg = resolve_training_config({"profile": profile}, {})
+    for profile in (None, "optimized"):  # DeepSpeed's own default elsewhere
+        cfg = env_config(profile)
         assert deepspeed_config(cfg, "fp32")["zero_optimization"]["contiguous_gradients"] is True

@@ -155,10 +155,19 @@ def _param_groups(model):
 def _ds_config(precision: str, zero: dict, **deepspeed) -> dict:
     """The stage's generated config (gpu profile, ZeRO-2 unless asked otherwise) with the Trainer's `auto`s
     filled in as transformers fills them."""
+    from edu_bias_pipeline import settings
     from edu_bias_pipeline.training.config import resolve_training_config
     from edu_bias_pipeline.training.launch import deepspeed_config
 
-    params = {"profile": "gpu", "mode": "deepspeed", "deepspeed": {"zero_stage": 2, **deepspeed}}
+    # `kedro run --env gpu --params ...`, loaded as a session loads it (the ranks run this file as a script,
+    # without the tests' conftest)
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(Path(__file__).resolve().parents[2] / "conf"),
+        env="gpu",
+        runtime_params={"training": {"mode": "deepspeed", "deepspeed": {"zero_stage": 2, **deepspeed}}},
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    params = loader["parameters"]["training"]
     config = deepspeed_config(resolve_training_config(params, {}, check_model=False), precision)
     config.update(
         train_batch_size=MICRO_BATCH * RANKS,

@@ -9,17 +9,19 @@ from edu_bias_pipeline.datasets.atomic import (
 )
 from edu_bias_pipeline.datasets.fingerprint import FileFingerprintDataset
 from edu_bias_pipeline.datasets.jsonl import JSONLinesDataset
+from edu_bias_pipeline.datasets.location import LocationDataset, LocationsDataset
 from edu_bias_pipeline.datasets.pair_file import PairFileDataset
 from edu_bias_pipeline.datasets.raw_lines import RawLinesDataset
-from edu_bias_pipeline.datasets.trained_model import FilePathDataset, TrainedModelDataset
+from edu_bias_pipeline.datasets.trained_model import TrainedModelDataset
 
 __all__ = [
     "AtomicSaveMixin",
     "CSVDataset",
     "FileFingerprintDataset",
-    "FilePathDataset",
     "JSONDataset",
     "JSONLinesDataset",
+    "LocationDataset",
+    "LocationsDataset",
     "MatplotlibDataset",
     "PairFileDataset",
     "RawLinesDataset",

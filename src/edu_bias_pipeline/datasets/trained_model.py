@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 
 from edu_bias_pipeline.datasets.atomic import JSONDataset
 
@@ -43,21 +43,3 @@ class TrainedModelDataset(JSONDataset):
     def save(self, data: dict[str, Any]) -> None:
         # record_file is where the record was read from, not part of it
         super().save({k: v for k, v in data.items() if k != "record_file"})
-
-
-class FilePathDataset(AbstractDataset[None, str]):
-    """Loads as its `path` (a string), for a node that manages that file itself; never saved. (`path`, not
-    `filepath`: no file of this entry is read or written through the catalog.)"""
-
-    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = str(path)
-        self.metadata = metadata
-
-    def load(self) -> str:
-        return self._filepath
-
-    def save(self, data: None) -> None:
-        raise DatasetError(f"{type(self).__name__} ({self._filepath}) is read-only")
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath}

@@ -1,16 +1,19 @@
-"""Typed training configuration: parameters → profile → env-var overrides → validated `TrainingConfig`.
+"""Typed training configuration: parameters → env-var overrides → validated `TrainingConfig`.
 
 Configuration flows one way. The Kedro node hands `resolve_training_config` the `training:` parameters
 and a snapshot of the environment; the result is validated here, before anything is launched, and
 written as JSON for the launched process (`entry.py`), which never reads env vars of its own.
 
-Precedence, lowest first:
-1. the named profile (`profile: default | optimized | gpu`, see `PROFILES`);
-2. every key set (not null) in `conf/<env>/parameters_training.yml` or `kedro run --params`; inside a settings
-   group (`lora`, `deepspeed`, `launch`, `health`) key by key, so a profile's group keeps the keys you leave
-   unset;
-3. the old scripts' env vars (`ENV_OVERRIDES`): `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS`,
+Precedence, lowest first, each layer the way Kedro users know it:
+1. the field defaults below;
+2. `training:` in `conf/base/parameters_training.yml` (tuned for the embedded tiny model);
+3. `training:` of the run's environment (`kedro run --env optimized`, `--env gpu`, `--env qwen2_7b`), which
+   replaces the base's whole block (Kedro's merge of an environment's top-level key);
+4. `kedro run --params training.x=y`, merged key by key;
+5. the old scripts' env vars (`ENV_OVERRIDES`): `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS`,
    `OUTPUT_DIR`.
+A null anywhere means "unset": the field keeps its default. `training.sources` logs where each value came
+from.
 
 Each field carries a `description`, in the manner of TRL's `dpo_config.py`, so
 `TrainingConfig.model_json_schema()`
@@ -50,74 +53,15 @@ ENV_OVERRIDES = {
     "OUTPUT_DIR": "output_dir",
 }
 
-# Named profiles mirroring the old scripts' configs for real models. A profile supplies values for the fields
-# the parameters leave unset; anything set in the parameters wins (inside a settings group such as
-# `deepspeed`, key by key). `gpu` keeps the `optimized` hyperparameters but picks the throughput settings
-# (issue 8): see docs/performance.md.
-PROFILES: dict[str, dict[str, Any]] = {
-    "default": {
-        "beta": 0.1,
-        "learning_rate": 1e-6,
-        "per_device_train_batch_size": 1,
-        "per_device_eval_batch_size": 1,
-        "gradient_accumulation_steps": 1,
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-    },
-    "optimized": {
-        "beta": 0.5,
-        "learning_rate": 5e-6,
-        "per_device_train_batch_size": 2,
-        "per_device_eval_batch_size": 2,
-        "gradient_accumulation_steps": 4,
-        "eval_strategy": "steps",
-        "eval_steps": 100,
-        "save_strategy": "steps",
-        "save_steps": 100,
-    },
-    "gpu": {
-        "beta": 0.5,
-        "learning_rate": 5e-6,
-        # Short preference pairs leave an H100 idle at small batches (bare TRL on 0.5B: batch 2 -> 9 pairs/s,
-        # batch 64 -> 132 pairs/s); auto_find_batch_size halves the batch on out-of-memory instead of failing.
-        "per_device_train_batch_size": 64,
-        "per_device_eval_batch_size": 128,
-        "gradient_accumulation_steps": 1,
-        "auto_find_batch_size": True,
-        "precision": "auto",  # bf16 on a bf16 GPU; fp32 (logged) without CUDA
-        # One reference pass over the data before training instead of one per step (bare TRL: +50% pairs/s).
-        "precompute_ref_log_probs": True,
-        "reference_cache_dir": "data/06_models/reference_cache",
-        "train_sampling_strategy": "group_by_length",
-        "attn_implementation": "sdpa",
-        # torch 2.11 prefers cuDNN attention on Hopper; with padding masks and a new length every batch it
-        # spent ~3 ms of CPU per call while the GPU idled (30% of the step; H100, docs/performance.md).
-        "sdpa_backends": ["flash", "efficient", "math"],
-        "use_liger_kernel": "auto",
-        "torch_compile": False,
-        "dataloader_num_workers": 4,
-        # DeepSpeed's bf16 overflow check costs small kernels per gradient tensor and a blocking all-reduce +
-        # .item() per step: +4.5-12% pairs/s without it (0.5B ZeRO-2, H200); single/accelerate never check.
-        # contiguous_gradients off under ZeRO-2: each per-parameter gradient hook then only files the gradient
-        # (7.2 vs 31.6 us of host time on CPU) and the bucket is flattened once; 0.5B on 2 x H200 at batch 64:
-        # +5.5% pairs/s in alternating runs (+6.5% on the means of all runs), 1.3 GiB less.
-        # foreach_grad_norm: ZeRO-2's gradient norm in a few multi-tensor kernels instead of two per parameter
-        # tensor (about 580 launches a step over both ranks of 0.5B): +4-6% pairs/s (0.5B on 2 x H200 at batch
-        # 64, alternating runs), the same loss curve.
-        "deepspeed": {
-            "check_grad_overflow": False,
-            "contiguous_gradients": "auto",
-            "foreach_grad_norm": True,
-        },
-        # TRL's per-micro-batch metric all-gathers stop every rank's CPU until the slowest arrives; with a
-        # host-bound step that is lost time on each rank (0.5B on 2 x H200: +4% DDP, +7% ZeRO-2, one call).
-        "gather_step_metrics": False,
-        "eval_strategy": "steps",
-        "eval_steps": 100,
-        "save_strategy": "steps",
-        "save_steps": 100,
-    },
+# Settings that earlier releases took and that now live elsewhere: the key, and what to do instead.
+MOVED_KEYS = {
+    "profile": "profiles are Kedro configuration environments now: drop training.profile and select one with "
+    "`kedro run --env optimized` (conf/optimized/) or `--env gpu` (conf/gpu/); without --env, conf/base's "
+    "tiny-model settings apply. See docs/stages/training.md",
 }
+
+# The profile names earlier releases hashed into a run's fingerprint (`TrainingConfig.earlier_fingerprints`).
+EARLIER_PROFILE_NAMES = ("optimized", "gpu")
 
 
 class TrainingConfigError(click.ClickException, ValueError):
@@ -164,7 +108,7 @@ class DeepSpeedSettings(_Strict):
         True,
         description="Copy each gradient into the reduction bucket inside its per-parameter hook (DeepSpeed "
         "`contiguous_gradients`, its default). Off, a hook only files the gradient and the bucket is "
-        "flattened once when it is reduced: less host time per hook. `auto` (the `gpu` profile): off under "
+        "flattened once when it is reduced: less host time per hook. `auto` (conf/gpu): off under "
         "ZeRO-2 without optimizer offload, where it was measured (0.5B on two H200s: +5.5% pairs/s in "
         "alternating runs), on otherwise: ZeRO-3's large models rely on the buffer against memory "
         "fragmentation, and ZeRO-2 with offload_optimizer keeps it whatever is asked.",
@@ -173,7 +117,7 @@ class DeepSpeedSettings(_Strict):
         False,
         description="ZeRO-2: take the gradient norm (for clipping and the logged grad_norm) with "
         "multi-tensor kernels instead of DeepSpeed's float64 copy and norm kernel per tensor of the rank's "
-        "partition. The same float64 norm, summed in another order (off: DeepSpeed's own). The `gpu` profile "
+        "partition. The same float64 norm, summed in another order (off: DeepSpeed's own). conf/gpu "
         "turns it on (0.5B on two H200s: +4-6% pairs/s). Not used with optimizer offload or model "
         "parallelism: DeepSpeed's norm runs there.",
     )
@@ -186,8 +130,8 @@ class DeepSpeedSettings(_Strict):
     check_grad_overflow: bool = Field(
         True,
         description="ZeRO-2 in bf16: check the gradients for inf/NaN before the optimizer step and skip the "
-        "step if one is found (on, as DeepSpeed 0.19.8 defaults; 0.18-0.19.7 defaulted to off; the `gpu` "
-        "profile turns it off). The check runs small kernels per gradient tensor, then an all-reduce and a "
+        "step if one is found (on, as DeepSpeed 0.19.8 defaults; 0.18-0.19.7 defaulted to off; conf/gpu "
+        "turns it off). The check runs small kernels per gradient tensor, then an all-reduce and a "
         "blocking `.item()` per step; off, a bf16 run steps as `single` and `accelerate` modes do, and the "
         "health check still reports a NaN loss. ZeRO-3 never checks bf16 gradients; fp16 is always checked "
         "(loss scaling needs it).",
@@ -245,9 +189,6 @@ class HealthSettings(_Strict):
 class TrainingConfig(_Strict):
     """Everything the training stage needs; serialised to JSON for the launched process."""
 
-    profile: str = Field(
-        "default", description="Named profile supplying unset fields: " + ", ".join(PROFILES)
-    )
     mode: Mode = Field("single", description="Hardware mode: single | accelerate | deepspeed.")
     model_name_or_path: str = Field(
         EMBEDDED_MODEL,
@@ -318,7 +259,7 @@ class TrainingConfig(_Strict):
     )
     dataloader_num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
 
-    # Throughput settings (issue 8); the `gpu` profile turns them on.
+    # Throughput settings (issue 8); conf/gpu turns them on.
     precompute_ref_log_probs: bool = Field(
         False,
         description="Compute the reference model's log-probs once, before training, for the train and val "
@@ -355,7 +296,7 @@ class TrainingConfig(_Strict):
     sdpa_backends: list[Literal["flash", "efficient", "cudnn", "math"]] | None = Field(
         None,
         description="Scaled-dot-product-attention kernels torch may use on CUDA (with `attn_implementation: "
-        "sdpa`); null = torch's own choice. The `gpu` profile leaves cuDNN out.",
+        "sdpa`); null = torch's own choice. conf/gpu leaves cuDNN out.",
     )
     use_liger_kernel: bool | Literal["auto"] = Field(
         False,
@@ -388,13 +329,6 @@ class TrainingConfig(_Strict):
         default_factory=dict,
         description="Further `trl.DPOConfig` keyword arguments, passed through unchanged (escape hatch).",
     )
-
-    @field_validator("profile")
-    @classmethod
-    def _known_profile(cls, value: str) -> str:
-        if value not in PROFILES:
-            raise ValueError(f"unknown profile {value!r}; choose one of {sorted(PROFILES)}")
-        return value
 
     @field_validator("train_datasets", mode="before")
     @classmethod
@@ -432,6 +366,15 @@ class TrainingConfig(_Strict):
 
     def fingerprint(self, *data_digests: str) -> str:
         """Identity of a training run: same config and same data → same fingerprint → resume allowed."""
+        return self._hash(self._fingerprint_payload(), data_digests)
+
+    def earlier_fingerprints(self, *data_digests: str) -> tuple[str, ...]:
+        """The fingerprints releases with `training.profile` gave these same settings: they hashed the name of
+        the profile that supplied them too. A run they interrupted resumes instead of starting afresh."""
+        payload = self._fingerprint_payload()
+        return tuple(self._hash({**payload, "profile": name}, data_digests) for name in EARLIER_PROFILE_NAMES)
+
+    def _fingerprint_payload(self) -> dict[str, Any]:
         # Fields at their default are left out, so a release that adds a setting does not make every
         # interrupted run look like another configuration (which starts afresh and deletes its checkpoints).
         # What is only logged (where, under which name, how step metrics meet across ranks) is left out too,
@@ -448,7 +391,10 @@ class TrainingConfig(_Strict):
             exclude_defaults=True,
         )
         # a group left with nothing but what is excluded is a group at its defaults
-        payload = {key: value for key, value in payload.items() if value != {}}
+        return {key: value for key, value in payload.items() if value != {}}
+
+    @staticmethod
+    def _hash(payload: dict[str, Any], data_digests: tuple[str, ...]) -> str:
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         for item in data_digests:
             digest.update(item.encode())
@@ -460,13 +406,15 @@ def _format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "training"
         value = err.get("input")
+        if err["type"] == "extra_forbidden" and where in MOVED_KEYS:
+            lines.append(f"  training.{where}: {MOVED_KEYS[where]} (got {value!r})")
+            continue
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"  training.{where}: {err['msg']}{shown}")
     return "invalid training configuration:\n" + "\n".join(lines)
 
 
-# Fields holding a settings model (`lora`, `deepspeed`, `launch`, `health`): a profile's value for one merges
-# key by key with the parameters'.
+# Fields holding a settings model (`lora`, `deepspeed`, `launch`, `health`).
 SETTINGS_GROUPS = tuple(
     name
     for name, info in TrainingConfig.model_fields.items()
@@ -498,18 +446,15 @@ def resolve_training_config(
     *,
     check_model: bool = True,
 ) -> TrainingConfig:
-    """Profile ← parameters ← env vars, validated. Raises `TrainingConfigError` with every problem listed."""
+    """Parameters ← env vars, validated. Raises `TrainingConfigError` with every problem listed."""
     params = dict(params or {})
     environ = {} if environ is None else environ
-    merged, applied = apply_env_overrides(_drop_nulls(params), environ)
+    values, applied = apply_env_overrides(_drop_nulls(params), environ)
     if applied:
         logger.info("Training parameters overridden from the environment: %s", ", ".join(applied))
-    # An unknown profile supplies nothing here and is reported by the `profile` validator below.
-    profile = PROFILES.get(merged.get("profile", "default"), {})
-    values = {**profile, **merged}
     for key in SETTINGS_GROUPS:
-        if isinstance(profile.get(key), dict) and isinstance(merged.get(key), Mapping):
-            values[key] = {**profile[key], **_drop_nulls(merged[key])}
+        if isinstance(values.get(key), Mapping):
+            values[key] = _drop_nulls(values[key])
     try:
         config = TrainingConfig.model_validate(values)
     except ValidationError as exc:

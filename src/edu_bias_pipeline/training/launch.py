@@ -81,6 +81,12 @@ class LaunchPlan:
         return f"{self.mode} ({self.num_processes} process(es), {where}, {self.precision})"
 
 
+def gpu_settings(config: TrainingConfig) -> list[str]:
+    """The settings on that only a GPU uses (conf/gpu turns them on): on CPU they say the run meant a GPU."""
+    names = ("auto_find_batch_size", "sdpa_backends", "use_liger_kernel")
+    return [name for name in names if getattr(config, name)]
+
+
 def resolve_precision(config: TrainingConfig, hw: Hardware) -> tuple[str, list[str]]:
     notes: list[str] = []
     if not hw.cuda_available:
@@ -88,8 +94,11 @@ def resolve_precision(config: TrainingConfig, hw: Hardware) -> tuple[str, list[s
             notes.append(
                 f"precision {config.precision} requested but no CUDA device: training in fp32 on CPU"
             )
-        elif config.profile == "gpu":
-            notes.append("profile 'gpu' without a CUDA device: training in fp32 on CPU (no bf16)")
+        elif gpu_only := gpu_settings(config):
+            notes.append(
+                f"GPU settings ({', '.join(gpu_only)}) without a CUDA device: training in fp32 on CPU "
+                "(no bf16)"
+            )
         return "fp32", notes
     if config.precision == "auto":
         return ("bf16" if hw.bf16_supported else "fp32"), notes

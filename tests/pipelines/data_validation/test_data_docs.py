@@ -207,18 +207,16 @@ def test_verdict_suite_agrees_with_summary_at_the_limit(
     boundary too (the nodes themselves, real GX, no browser needed)."""
     from edu_bias_pipeline.pipelines.data_validation import nodes
 
-    params = {
-        "max_error_rate": max_error_rate,
-        "min_pairs_per_category": 0,
-        "data_docs_dir": str(tmp_path / "docs"),
-    }
+    params = {"max_error_rate": max_error_rate, "min_pairs_per_category": 0}
+    site = str(tmp_path / "docs")
+    locations = {"input": "pairs.jsonl", "summary": "s.json", "quarantine": "q.jsonl", "data_docs": site}
     good = [json.dumps(row, ensure_ascii=False).encode() for row in clean_pairs(rows - bad)]
     ingested, stats = nodes.ingest_lines(good + [b"{not json"] * bad)
     taxonomy = {"gender_sexuality": [], "region": []}
     checked = nodes.check_pairs(ingested, taxonomy, params)
-    _, quarantined, summary = nodes.partition_pairs(checked, stats, params)
+    _, quarantined, summary = nodes.partition_pairs(checked, stats, params, locations)
     assert len(quarantined) == bad
-    report = nodes.build_data_docs(checked, taxonomy, params)
+    report = nodes.build_data_docs(checked, taxonomy, params, site)
     assert report["success"] is summary["passed"] is (bad / rows <= max_error_rate)
 
 

@@ -13,6 +13,7 @@ from edu_bias_pipeline.pipelines.data_validation.nodes import check_pairs, inges
 
 TAXONOMY = {"gender_sexuality": ["gender"], "region": []}
 PARAMS = {"min_pairs_per_category": 2}
+LOCATIONS = {"input": "in.jsonl", "summary": "s.json", "quarantine": "q.jsonl", "data_docs": "docs"}
 
 # Bytes that look a bit like JSONL pairs, so the generator reaches the deeper branches too.
 json_like = st.one_of(
@@ -36,7 +37,7 @@ files = st.lists(json_like, max_size=12).map(lambda parts: b"\n".join(parts))
 def run_core(content: bytes):
     frame, stats = ingest_lines(split_lines(content))
     checked = check_pairs(frame, TAXONOMY, PARAMS)
-    return partition_pairs(checked, stats, PARAMS)
+    return partition_pairs(checked, stats, PARAMS, LOCATIONS)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,12 +11,13 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_pipeline, write_jsonl
+from conftest import run_pipeline, training_parameters, write_jsonl
 from training_fixtures import SHORT_RUN, free_port, sample_rows, write_splits
 
 from edu_bias_pipeline.training.config import resolve_training_config
@@ -38,9 +39,15 @@ def tiny_run_inputs(tmp_path_factory) -> Path:
     return root
 
 
-def _run_in_process(root: Path, name: str, precision: str = "fp32", callbacks=(), **overrides) -> dict:
+def gpu_params(params: dict) -> dict:
+    """`--env gpu --params training.<params>`: conf/gpu's training block with these keys merged in."""
+    return training_parameters("gpu", {"training": params})
+
+
+def _run_in_process(
+    root: Path, name: str, precision: str = "fp32", callbacks=(), env: str | None = "gpu", **overrides
+) -> dict:
     params = {
-        "profile": "gpu",
         "output_dir": str(root / name),
         "max_steps": 6,
         "logging_steps": 1,
@@ -55,7 +62,7 @@ def _run_in_process(root: Path, name: str, precision: str = "fp32", callbacks=()
         "reference_cache_dir": str(root / name / "reference_cache"),
         **overrides,
     }
-    config = resolve_training_config(params, {})
+    config = resolve_training_config(gpu_params(params) if env == "gpu" else params, {})
     runtime = RuntimeSpec(
         model_path=str(root / "model"),
         base_model_id=str(root / "model"),
@@ -155,7 +162,6 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
     (`FileNotFoundError` on a cache file in another rank's temporary directory); the stage's does not. The
     logged step metrics are the same whether gathered every micro-batch or once per logging step."""
     params = {
-        "profile": "gpu",
         "output_dir": str(tmp_path / "ddp"),
         "max_steps": 2,
         "logging_steps": 1,
@@ -167,7 +173,7 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
         "dataloader_num_workers": 0,
         "reference_cache_dir": str(tmp_path / "reference_cache"),
     }
-    proc, out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, params)
+    proc, out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, gpu_params(params))
     assert "training process 1/2" in proc.stderr and "training process 0/2" in proc.stderr
     assert (out / "final/model.safetensors").exists()
     metrics = json.loads((out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
@@ -177,7 +183,9 @@ def test_precomputed_reference_works_across_two_processes(tiny_run_inputs, tmp_p
     # ranks' figures, as TRL's gathers in every micro-batch give them.
     kept_local = "step metrics: kept on each rank"
     assert kept_local in proc.stderr
-    gathered_params = {**params, "output_dir": str(tmp_path / "ddp_gathered"), "gather_step_metrics": True}
+    gathered_params = gpu_params(
+        {**params, "output_dir": str(tmp_path / "ddp_gathered"), "gather_step_metrics": True}
+    )
     gathered_proc, gathered_out = _torchrun_entry(tiny_run_inputs, tmp_path, 2, gathered_params)
     assert kept_local not in gathered_proc.stderr
     gathered = json.loads((gathered_out / "edu_bias_metrics.json").read_text(encoding="utf-8"))
@@ -265,13 +273,18 @@ def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
 
 
 def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
-    """`training.profile: gpu` without CUDA: fp32 (logged), precomputed reference, length-grouped batches."""
+    """`kedro run --env gpu` without CUDA: fp32 (logged), precomputed reference, length-grouped batches."""
     write_splits(project, limit=60)
-    run_pipeline(project, "training", params={"training": {**SHORT_RUN, "profile": "gpu"}})
+    # conf/base's tiny-model rate and eval batch, which conf/gpu's block replaces, so the tiny model moves
+    tiny = {"learning_rate": 2e-3, "per_device_eval_batch_size": 16, "max_length": 256}
+    run_pipeline(project, "training", env="gpu", params={"training": {**SHORT_RUN, **tiny}})
 
-    shown = "".join(capfd.readouterr())  # the Kedro log (its handlers write to the console)
-    # rich wraps the console lines (and puts `nodes.py:NNN` inside them): look for the two halves
-    assert "profile 'gpu' without a CUDA" in shown and "training in fp32 on CPU" in shown
+    # the Kedro log (its handlers write to the console); rich wraps the lines and puts `nodes.py:NNN` in them
+    shown = " ".join(re.sub(r"\S+\.py:\d+", " ", "".join(capfd.readouterr())).split())
+    assert (
+        "GPU settings (auto_find_batch_size, sdpa_backends, use_liger_kernel) without a CUDA device: "
+        "training in fp32 on CPU" in shown
+    )
     out = project / "data/06_models/dpo_model"
     log = (out / "train.log").read_text(encoding="utf-8")
     assert "precompute_ref_log_probs=True, sampling=group_by_length, attention=sdpa" in log
@@ -291,7 +304,6 @@ def _deepspeed_in_one_cpu_process(
     from edu_bias_pipeline.training.launch import deepspeed_config
 
     params = {
-        "profile": "gpu",
         "mode": "deepspeed",
         "output_dir": str(tmp_path / f"zero{stage}"),
         "max_steps": 1,
@@ -304,6 +316,7 @@ def _deepspeed_in_one_cpu_process(
         "deepspeed": {"zero_stage": stage},
         **params,
     }
+    params = gpu_params(params)
     ds_file = tmp_path / f"zero{stage}.json"
     ds_file.write_text(
         json.dumps(deepspeed_config(resolve_training_config(params, {}), precision)), encoding="utf-8"
@@ -547,7 +560,7 @@ def test_a_model_computing_nan_trips_the_health_check(tiny_run_inputs, tmp_path)
         model.model.norm.weight[0] = float("nan")
     model.save_pretrained(root / "model")
 
-    m = _run_in_process(root, "nan", profile="default", max_steps=2, eval_strategy="no", logging_steps=1)
+    m = _run_in_process(root, "nan", env=None, max_steps=2, eval_strategy="no", logging_steps=1)
     logs = [h for h in m["history"] if "loss" in h and "eval_loss" not in h]
     assert logs and all(math.isnan(h["rewards/chosen"]) for h in logs)
     assert m["health"]["checks"]["nan_loss"]

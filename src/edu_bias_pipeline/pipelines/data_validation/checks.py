@@ -32,6 +32,14 @@ from edu_bias_pipeline.taxonomy import label_key
 
 PARAMS_HINT = "conf/base/parameters_data_validation.yml (or --params data_validation.<key>=...)"
 
+# Parameters of earlier releases that repeated a catalog path: the entry that now holds it.
+MOVED_TO_CATALOG = {
+    "input_path": "the input file is the catalog's `raw_pairs` filepath (--params raw_pairs_path=PATH)",
+    "summary_path": "the summary file is the catalog's `validation_summary` filepath",
+    "quarantine_path": "the quarantine file is the catalog's `quarantined_pairs` filepath",
+    "data_docs_dir": "the Data Docs directory is the catalog's `data_docs` filepath",
+}
+
 Severity = Literal["error", "warning"]
 SeveritySetting = Literal["error", "warning", "off"]
 
@@ -41,7 +49,6 @@ class ValidationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_path: str = "data/01_raw/edu_bias_pairs.jsonl"
     min_chars: int = Field(2, ge=0)
     max_chars: int = Field(1000, ge=1)
     max_prompt_chars: int = Field(2000, ge=1)
@@ -51,9 +58,17 @@ class ValidationConfig(BaseModel):
     max_error_rate: float = Field(0.1, ge=0, le=1)
     severity: dict[str, SeveritySetting] = Field(default_factory=dict)
     suite_name: str = "validated_pairs"
-    data_docs_dir: str = "data/08_reporting/data_docs"
-    summary_path: str = "data/08_reporting/validation_summary.json"
-    quarantine_path: str = "data/02_intermediate/quarantined_pairs.jsonl"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_are_in_the_catalog(cls, values: Any) -> Any:
+        moved = sorted(set(values) & set(MOVED_TO_CATALOG)) if isinstance(values, dict) else []
+        if moved:
+            where = "; ".join(f"data_validation.{key}: {MOVED_TO_CATALOG[key]}" for key in moved)
+            raise ValueError(
+                f"{where}. Paths are set once, in conf/base/catalog.yml; remove the key from {PARAMS_HINT}"
+            )
+        return values
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> ValidationConfig:

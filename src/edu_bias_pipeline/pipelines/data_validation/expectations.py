@@ -1,7 +1,7 @@
 """The Great Expectations suites over the rows read, and their Data Docs.
 
 GX 1.x, ephemeral context (nothing to commit under gx/), one Checkpoint with two validations of the same
-batch (every row read, quarantined ones included), rendered into `data_validation.data_docs_dir`:
+batch (every row read, quarantined ones included), rendered into the catalog's `data_docs` directory:
 
 * suite `<suite_name>`, the stage's verdict. It holds exactly what `validation_summary.json`'s `passed`
   means (at least one row read; quarantined share at most `max_error_rate`, as the mean of a 0/1 column,
@@ -237,10 +237,11 @@ def run_data_docs(
     checked: pd.DataFrame,
     taxonomy: Sequence[str],
     config: ValidationConfig,
+    site: str | Path,
     counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Validate every row read with both suites through one Checkpoint and (re)build the Data Docs site."""
-    site_dir = Path(config.data_docs_dir).resolve()
+    site_dir = Path(site).resolve()
     frame = gx_frame(checked, config)
     report = replace_directory(site_dir, lambda tmp: _build_site(tmp, frame, taxonomy, config, counts or {}))
     report["data_docs"] = str(site_dir / "index.html")

@@ -352,9 +352,15 @@ def _pair_ids(
 
 @_gc_paused
 def partition_pairs(
-    checked: pd.DataFrame, ingest_stats: dict[str, Any], params: ValidationConfig
+    checked: pd.DataFrame,
+    ingest_stats: dict[str, Any],
+    params: ValidationConfig,
+    locations: Mapping[str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Split into validated / quarantined rows and build the summary (all written before the gate)."""
+    """Split into validated / quarantined rows and build the summary (all written before the gate).
+
+    `locations` (catalog `data_validation_locations`): the input, summary, quarantine and Data Docs paths
+    the summary and the messages name, as the catalog sets them."""
     config = parse_validation_config(params)
     has_error = _has_reasons(checked["errors"])
     kept = checked.loc[~has_error]
@@ -368,14 +374,14 @@ def partition_pairs(
             "reasons": bad["errors"],
             "raw": [line.decode("utf-8", errors="backslashreplace") for line in bad["raw"]],
             "details": [
-                [f"{config.input_path}:{line}: {d}" for d in ds]
+                [f"{locations['input']}:{line}: {d}" for d in ds]
                 for line, ds in zip(bad["source_line"], bad["details"], strict=True)
             ],
         },
         columns=list(QUARANTINE_COLUMNS),
     ).reset_index(drop=True)
 
-    summary = build_summary(checked, validated, quarantined, ingest_stats, config)
+    summary = build_summary(checked, validated, quarantined, ingest_stats, config, locations)
     return validated, quarantined, summary
 
 
@@ -385,15 +391,16 @@ def build_summary(
     quarantined: pd.DataFrame,
     ingest_stats: dict[str, Any],
     config: ValidationConfig,
+    locations: Mapping[str, str],
 ) -> dict[str, Any]:
     rows_read = int(ingest_stats["rows_read"])
     if rows_read != len(validated) + len(quarantined):
         raise AssertionError(  # the conservation invariant: a bug here must never pass silently
             f"rows read {rows_read} != kept {len(validated)} + quarantined {len(quarantined)}"
         )
-    hints = input_hints(ingest_stats.get("file_format"), config.input_path)
+    hints = input_hints(ingest_stats.get("file_format"), locations["input"])
     for hint in hints:
-        logger.warning("Input %s: %s", config.input_path, hint)
+        logger.warning("Input %s: %s", locations["input"], hint)
     severities = {name: "error" for name in PARSE_CHECKS}
     severities.update({c.name: c.severity for c in configured_checks(config)})
     descriptions = check_descriptions()
@@ -424,7 +431,7 @@ def build_summary(
     ]
     rate = (len(quarantined) / rows_read) if rows_read else 0.0
     return {
-        "input": config.input_path,
+        "input": locations["input"],
         "lines_total": int(ingest_stats["lines_total"]),
         "blank_lines": int(ingest_stats["blank_lines"]),
         "rows_read": rows_read,
@@ -442,9 +449,9 @@ def build_summary(
         "rows_with_warnings": int(sum(1 for ws in validated[pairs.WARNINGS] if ws)),
         "warnings": warning_list,
         "reports": {
-            "summary": config.summary_path,
-            "quarantine": config.quarantine_path,
-            "data_docs": f"{config.data_docs_dir.rstrip('/')}/index.html",
+            "summary": locations["summary"],
+            "quarantine": locations["quarantine"],
+            "data_docs": f"{locations['data_docs'].rstrip('/')}/index.html",
         },
     }
 
@@ -469,9 +476,10 @@ def seal_summary(summary: dict[str, Any], validated_fingerprint: dict[str, Any])
 
 
 def build_data_docs(
-    checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any]
+    checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any], site_dir: str
 ) -> dict[str, Any]:
-    """Run the GX suites over every row read and write the Data Docs site; returns its statistics.
+    """Run the GX suites over every row read and write the Data Docs site into `site_dir` (catalog
+    `data_docs`); returns its statistics.
 
     All rows, not only the kept ones: the verdict suite re-states the quality gate (so the pages and
     validation_summary.json agree) and the row-check suite lists what every check flagged.
@@ -486,7 +494,7 @@ def build_data_docs(
         "rows quarantined": len(checked) - len(kept),
         **{f"kept {name}": int(n) for name, n in kept["bias_type"].value_counts().sort_index().items()},
     }
-    return run_data_docs(checked, list(taxonomy), config, counts)
+    return run_data_docs(checked, list(taxonomy), config, site_dir, counts)
 
 
 def enforce_error_rate(summary: dict[str, Any], data_docs: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 partition_pairs,
-                ["checked_pairs", "ingest_stats", "params:data_validation"],
+                ["checked_pairs", "ingest_stats", "params:data_validation", "data_validation_locations"],
                 ["validated_pairs", "quarantined_pairs", "validation_summary_draft"],
                 name="partition_pairs",
             ),
@@ -42,7 +42,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_data_docs,
-                ["checked_pairs", "params:taxonomy", "params:data_validation"],
+                ["checked_pairs", "params:taxonomy", "params:data_validation", "data_docs"],
                 "data_docs_report",
                 name="build_data_docs",
             ),

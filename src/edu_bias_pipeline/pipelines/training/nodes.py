@@ -83,7 +83,7 @@ class OutputDirLockError(click.ClickException, TrainingRunError):
 
 
 def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
-    """Typed, validated training config from the parameters, the profile and the old env vars.
+    """Typed, validated training config from the parameters and the old env vars.
 
     This is the one place the env vars `TRAIN_MODE`, `MODEL_NAME_OR_PATH`, `TRAIN_DATASETS` and `OUTPUT_DIR`
     are read (see `training.config.ENV_OVERRIDES`). Hardware-dependent errors (QLoRA without CUDA, more
@@ -99,9 +99,8 @@ def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
             config.model_name_or_path,
         )
     logger.info(
-        "training config: mode=%s profile=%s model=%s lora=%s qlora=%s lr=%s beta=%s output=%s",
+        "training config: mode=%s model=%s lora=%s qlora=%s lr=%s beta=%s output=%s",
         config.mode,
-        config.profile,
         config.model_name_or_path,
         config.lora.enabled,
         config.lora.qlora,
@@ -446,12 +445,12 @@ def _train_locked(
     record: Path,
 ) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
-    fingerprint = cfg.fingerprint(
-        _digest(training_data["train"]), _digest(training_data["val"]), _model_identity(base_model)
-    )
+    digests = (_digest(training_data["train"]), _digest(training_data["val"]), _model_identity(base_model))
+    fingerprint = cfg.fingerprint(*digests)
     state_file = output_dir / RUN_STATE_FILE
     previous = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {}
-    same_run = previous.get("fingerprint") == fingerprint and cfg.resume
+    known = {fingerprint, *cfg.earlier_fingerprints(*digests)}
+    same_run = previous.get("fingerprint") in known and cfg.resume
     final_dir = output_dir / FINAL_DIR
 
     # final/ must name this run too: one written before final/ named its run is rewritten (from the last
