@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import training_parameters
+from test_training_environments import OPTIMIZED
 
 from edu_bias_pipeline.training.config import TrainingConfigError, resolve_training_config
 from edu_bias_pipeline.training.launch import Hardware, plan_launch, resolve_precision
@@ -30,17 +31,7 @@ def test_gpu_profile_picks_the_throughput_settings():
 
 
 def test_base_and_optimized_profiles_are_unchanged():
-    assert training_parameters("optimized") == {
-        "beta": 0.5,
-        "learning_rate": 5e-6,
-        "per_device_train_batch_size": 2,
-        "per_device_eval_batch_size": 2,
-        "gradient_accumulation_steps": 4,
-        "eval_strategy": "steps",
-        "eval_steps": 100,
-        "save_strategy": "steps",
-        "save_steps": 100,
-    }
+    assert training_parameters("optimized") == OPTIMIZED
     for name in (None, "optimized"):
         cfg = env_config(name)
         assert not cfg.precompute_ref_log_probs and cfg.train_sampling_strategy == "random"

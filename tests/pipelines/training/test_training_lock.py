@@ -7,14 +7,13 @@ training stage does (`lock_training_dirs`).
 from __future__ import annotations
 
 import errno
-import fcntl
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from conftest import run_pipeline
+from process_helpers import lock_is_free
 from training_fixtures import write_splits
 
 from edu_bias_pipeline.pipelines.training import nodes
@@ -62,15 +61,6 @@ def holder(project):
         proc.wait(timeout=60)
 
 
-def _probe(lock_file: Path) -> bool:
-    with open(lock_file, "r+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-
 def test_a_second_run_is_refused_before_it_touches_the_base_model(project, holder):
     """The first run (the holder) trains from base_model/; the second must not rebuild it under it."""
     write_splits(project, limit=40)
@@ -89,7 +79,7 @@ def test_another_output_dir_building_the_same_base_model_is_refused_too(project,
         run_pipeline(project, "training", params=ONE_STEP)
     assert not (project / BASE).exists()
     # what this run took it gave back: its own output dir is free
-    assert _probe(project / "data/06_models/.elsewhere.lock")
+    assert lock_is_free(project / "data/06_models/.elsewhere.lock")
 
 
 def test_a_file_system_without_locks_is_named_with_the_mount_option(project, monkeypatch):
