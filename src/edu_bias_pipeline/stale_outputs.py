@@ -6,7 +6,8 @@ the previous split, rc 0. `StaleOutputsHook` removes, on `on_pipeline_error`, ev
 directory) output of the failed run's pipeline that this run did not write, and logs them. What this run
 wrote stays (data_validation saves its summary, quarantine and Data Docs before its gate fails, on purpose),
 and so does anything this run read: only a pipeline's outputs are candidates, never its inputs such as
-`--params raw_pairs_path=...`. DVC-tracked outputs come back with `dvc checkout`.
+`--params raw_pairs_path=...`. DVC-tracked outputs come back with `dvc checkout`. A run stopped by a usage
+error (a click exception: a bad setting, a busy output dir, a device this machine lacks) removes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,11 @@ class StaleOutputsHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
+        if isinstance(error, click.ClickException):
+            # A usage error (bad setting, busy output dir, unusable device): the stage did no work, so the
+            # earlier outputs still describe what is on disk and a typo must not cost the last good run.
+            logger.debug("Run stopped by a usage error; outputs left as they are: %s", error)
+            return
         removed = remove_stale_outputs(pipeline.all_outputs(), self._touched, catalog, self._started)
         if removed:
             logger.warning(

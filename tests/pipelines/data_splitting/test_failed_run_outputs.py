@@ -110,3 +110,17 @@ def test_a_run_refused_before_any_node_runs_removes_nothing(split_once: Path) ->
             params={"data_splitting": {"ratios": {"train": 0.9, "val": 0.1, "test": 0.1}}},
         )
     assert {p: (project / p).read_bytes() for p in SPLIT_OUTPUTS} == before
+
+
+def test_a_run_stopped_by_a_bad_setting_in_a_node_removes_nothing(split_once: Path) -> None:
+    """`--params training.profile=optimized` fails in training's first node (a usage error): the earlier
+    training outputs still describe the model on disk and stay."""
+    from edu_bias_pipeline.training.config import TrainingConfigError
+
+    project = split_once
+    metrics = project / "data/08_reporting/training_metrics.json"
+    metrics.write_text('{"train/loss": 0.5}', encoding="utf-8")
+    with pytest.raises(TrainingConfigError, match="training.profile"):
+        run_pipeline(project, "training", params={"training": {"profile": "optimized"}})
+    assert metrics.read_text(encoding="utf-8") == '{"train/loss": 0.5}'
+    assert all((project / p).exists() for p in SPLIT_OUTPUTS)
