@@ -76,7 +76,8 @@ class StaleOutputsHook:
             logger.warning(
                 "The run failed, so these outputs of its pipeline are an earlier run's and would pass for "
                 "this run's: removed %s. Rerun the failed stage once its error is fixed (`dvc checkout` "
-                "restores DVC-tracked outputs of the last `dvc repro`).",
+                "restores the DVC-cached ones of the last `dvc repro`; the cache: false reports come back "
+                "with the rerun).",
                 ", ".join(str(p) for p in removed),
             )
 
