@@ -15,7 +15,6 @@ from elsewhere): it is never resumed from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -23,11 +22,9 @@ from typing import Any
 
 import click
 
-from edu_bias_pipeline.files import atomic_open
+from edu_bias_pipeline.files import atomic_open, fingerprint_file
 
 logger = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
 
 
 class UntrustedCheckpointError(click.ClickException, RuntimeError):
@@ -48,11 +45,7 @@ def file_hashes(checkpoint: Path) -> dict[str, str]:
         if path.is_symlink():
             hashes[rel] = "symlink"
         elif path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                while block := fh.read(_CHUNK):
-                    digest.update(block)
-            hashes[rel] = digest.hexdigest()
+            hashes[rel] = fingerprint_file(path)["sha256"]
     return hashes
 
 
