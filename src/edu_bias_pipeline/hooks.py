@@ -74,7 +74,7 @@ def _env_dirs(config_loader: Any) -> list[Path]:
     return [root / env for env in envs if (root / env).is_dir()]
 
 
-def _config_files(env_dir: Path, patterns: Iterable[str]) -> set[Path]:
+def config_files(env_dir: Path, patterns: Iterable[str]) -> set[Path]:
     """The files Kedro's glob patterns select (pathlib's `dir/**` yields the folder: its files are added)."""
     matched = [path for pattern in patterns for path in env_dir.glob(pattern)]
     files = {p for path in matched for p in (path.rglob("*") if path.is_dir() else [path])}
@@ -93,13 +93,13 @@ def valid_param_names(config_loader: Any) -> set[str] | None:
         return None
     names: set[str] = set()
     for env_dir in env_dirs:
-        for path in _config_files(env_dir, config_loader.config_patterns["parameters"]):
+        for path in config_files(env_dir, config_loader.config_patterns["parameters"]):
             loaded = OmegaConf.load(path)
             if OmegaConf.is_dict(loaded):
                 names.update(str(key) for key in loaded)
         patterns = config_loader.config_patterns
         referencing = [*patterns["catalog"], *patterns["parameters"]]
-        for path in _config_files(env_dir, referencing):
+        for path in config_files(env_dir, referencing):
             text = path.read_text(encoding="utf-8", errors="replace")
             names.update(ref.split(".")[0] for ref in RUNTIME_PARAMS_REF.findall(text))
     return names

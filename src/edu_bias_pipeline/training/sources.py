@@ -17,6 +17,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from omegaconf import OmegaConf
 
+from edu_bias_pipeline.hooks import config_files
 from edu_bias_pipeline.training.config import ENV_OVERRIDES, SETTINGS_GROUPS, TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,6 @@ class TrainingSettingsHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        from edu_bias_pipeline.hooks import _config_files
-
         loader = context.config_loader
         root = Path(str(loader.conf_source))
         patterns = loader.config_patterns["parameters"]
@@ -111,7 +110,7 @@ class TrainingSettingsHook:
             env_dir = root / env if env else None
             if env_dir is None or not env_dir.is_dir():
                 return None
-            return _training_block(_config_files(env_dir, patterns))
+            return _training_block(config_files(env_dir, patterns))
 
         env_block = block(run_env) if run_env and run_env != loader.base_env else None
         self._layers = {
