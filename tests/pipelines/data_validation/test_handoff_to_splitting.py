@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import make_project_copy, read_jsonl, run_pipeline, write_jsonl
 from dv_fixtures import clean_pairs, dirty_file
+from process_helpers import kedro_run_killed_before_saving
 
 from edu_bias_pipeline.files import fingerprint_file
 from edu_bias_pipeline.pipelines.data_splitting.gate import ValidationGateError
@@ -98,33 +99,6 @@ def _kedro(project: Path, *args: str) -> subprocess.Popen:
     )
 
 
-# `kedro run` in which the process SIGKILLs itself as validation_summary.json's save starts: the state a
-# kill -9 between the two saves of data_validation leaves, reached every time.
-_KILL_BEFORE_SUMMARY = """
-import os, signal, sys
-from edu_bias_pipeline.datasets import atomic
-from kedro.framework.cli import main
-
-save = atomic.JSONDataset.save
-def save_or_die(self, data):
-    if str(self._filepath).endswith("validation_summary.json"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    save(self, data)
-atomic.JSONDataset.save = save_or_die
-sys.argv = ["kedro", "run", *sys.argv[1:]]
-main()
-"""
-
-
-def _kedro_killed_before_summary(project: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", _KILL_BEFORE_SUMMARY, *args],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _kill_group(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -187,13 +161,12 @@ def test_kill_9_during_validation_never_lets_a_partial_output_be_split(tmp_path:
         _kill_group(proc)
         outcomes.append(_check_split_after_kill(project, known))
 
-    # A kill the moment the new validated_pairs.jsonl is in place, before the summary describing it is:
-    # the process kills itself as the summary's save begins, so the moment is exact (a race with a
-    # polling parent sometimes let the summary land first).
+    # A kill the moment the new validated_pairs.jsonl is in place, before the summary describing it is.
     next_input()
     before = fingerprint_file(project / VALIDATED)["sha256"]
-    proc = _kedro_killed_before_summary(project, "--pipelines", "data_validation", *passing)
-    assert proc.wait(timeout=300) == -signal.SIGKILL
+    kedro_run_killed_before_saving(
+        project, "validation_summary.json", "--pipelines", "data_validation", *passing
+    )
     assert fingerprint_file(project / VALIDATED)["sha256"] != before  # the new file is in place
     outcomes.append(_check_split_after_kill(project, known))
     # The new file is in place and the summary still describes the old one: the split must be refused.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from conftest import SAMPLE_PAIRS, read_jsonl, write_jsonl
 
+from edu_bias_pipeline.files import fingerprint_file
 from edu_bias_pipeline.pairs import pair_id
 
 _SYNTHETIC = [
@@ -63,7 +65,21 @@ def write_splits(
         row["split"] = "val"
     write_jsonl(project / "data/05_model_input/train.jsonl", train)
     write_jsonl(project / "data/05_model_input/val.jsonl", val)
+    describe_splits(project)
     return train, val
+
+
+def describe_splits(project: Path) -> None:
+    """The split_report.json part training checks: what the split files in place hold (as data_splitting
+    records after writing them)."""
+    files = {}
+    for split in ("train", "val", "test"):
+        path = Path("data/05_model_input") / f"{split}.jsonl"
+        if (project / path).exists():
+            files[split] = {"path": path.as_posix(), **fingerprint_file(project / path)}
+    report = project / "data/08_reporting/split_report.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps({"seed": None, "files": files}), encoding="utf-8")
 
 
 # A short run: a handful of steps, checkpoints and evals every 2 steps, small eval batches.

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from edu_bias_pipeline import pairs as P
+from edu_bias_pipeline.datasets.jsonl import SOURCE_ATTR
 from edu_bias_pipeline.pipelines.data_splitting import splitting as S
 from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig, parse_split_config
 
@@ -522,6 +523,9 @@ def build_split_report(
         "absent_from_val": absent["val"],
         "absent_from_test": absent["test"],
         "warnings": warnings,
+        # What each split file held when this report was written (saved after all three): a consumer
+        # compares it with the file it reads, so a set mixed by a killed run is refused (see gate.py).
+        "files": {s: f.attrs.get(SOURCE_ATTR) for s, f in files.items()},
     }
 
 
