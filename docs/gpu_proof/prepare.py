@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from edu_bias_pipeline.files import fingerprint_file
 from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE
 from edu_bias_pipeline.training.tiny_model import build_tiny_model
 
@@ -42,6 +43,14 @@ out.mkdir(parents=True, exist_ok=True)
 for name, part in (("val", split[:46]), ("train", split[46:])):
     with (out / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(dict(r, split=name), ensure_ascii=False) + "\n" for r in part)
+# Training reads only split files that split_report.json describes (edu_bias_pipeline.split_files).
+files = {
+    n: {"path": f"data/05_model_input/{n}.jsonl", **fingerprint_file(out / f"{n}.jsonl")}
+    for n in ("train", "val")
+}
+report = ROOT / "data/08_reporting/split_report.json"
+report.parent.mkdir(parents=True, exist_ok=True)
+report.write_text(json.dumps({"seed": 0, "files": files}, indent=2), encoding="utf-8")
 
 model_dir = ROOT / "data/06_models/qwen2_0_5b_random"
 build_tiny_model([r["chosen"] for r in split] + [r["rejected"] for r in split], model_dir)
