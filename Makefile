@@ -17,13 +17,13 @@ export TOKENIZERS_PARALLELISM := false
 # wandb: offline unless a key is set (environment or conf/local/credentials.yml); decided in
 # src/edu_bias_pipeline/offline.py and the training launcher, not here.
 
-.PHONY: run test test-fast venv lint clean-outputs
+.PHONY: run test test-fast venv lint viz clean-outputs
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,viz]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -41,6 +41,10 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+
+# The Kedro-Viz site of every pipeline, offline, in build/viz/ (docs/viz.md); runs no node, reads no data.
+viz: venv
+	$(BIN)/python -m edu_bias_pipeline.viz_site
 
 clean-outputs:
 	find data/02_intermediate data/05_model_input data/06_models data/08_reporting -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -4,15 +4,23 @@
 appended: after load it writes into the DOM what the page looks like (computed styles, which libraries
 ran, every resource URL, the title). `--dump-dom` returns the DOM. Networking is off: every http(s)
 request goes to a proxy at 127.0.0.1:9 that does not exist, so a page that needs a CDN shows it.
+
+`serve(directory)` is for apps that fetch their data over HTTP (file:// pages cannot): the directory is
+served on 127.0.0.1 by a thread, with the probe appended to each HTML page it serves; other hosts stay
+unreachable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+import http.server
 import json
 import os
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,12 @@ FLAGS = [
     "--proxy-server=127.0.0.1:9",
     "--proxy-bypass-list=<-loopback>",
     "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+# For pages served on 127.0.0.1 (`serve`): that address is reached directly, every other host still not.
+SERVED_FLAGS = [
+    *(f for f in FLAGS if not f.startswith(("--proxy-bypass-list", "--host-resolver-rules"))),
+    "--proxy-bypass-list=127.0.0.1",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
 # Runs after the page's own scripts (appended at the end of <body>, then waits for load + fonts): records
@@ -95,11 +109,11 @@ def require_chromium() -> str:
     pytest.skip(f"headless Chromium ({CHROMIUM}) is not installed: apt-get install chromium")
 
 
-def _run(args: list[str], timeout: int = 120) -> str:
+def _run(args: list[str], timeout: int = 120, flags: list[str] = FLAGS) -> str:
     binary = require_chromium()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         proc = subprocess.run(
-            [binary, *FLAGS, f"--user-data-dir={profile}", *args],
+            [binary, *flags, f"--user-data-dir={profile}", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -110,11 +124,14 @@ def _run(args: list[str], timeout: int = 120) -> str:
     return proc.stdout
 
 
-def _probed_copy(page: Path) -> Path:
-    text = page.read_text(encoding="utf-8")
+def _with_probe(text: str) -> str:
     end = text.rfind("</body>")  # the last one: inlined scripts may hold the string too
+    return text[:end] + PROBE + text[end:] if end >= 0 else text + PROBE
+
+
+def _probed_copy(page: Path) -> Path:
     probed = page.with_name(f".probe-{page.name}")
-    probed.write_text(text[:end] + PROBE + text[end:] if end >= 0 else text + PROBE, encoding="utf-8")
+    probed.write_text(_with_probe(page.read_text(encoding="utf-8")), encoding="utf-8")
     return probed
 
 
@@ -142,12 +159,84 @@ def open_page(page: Path, screenshot: Path | None = None) -> tuple[dict[str, Any
             )
     finally:
         probed.unlink(missing_ok=True)
+    return _probe_result(dom, page), dom
+
+
+def _probe_result(dom: str, where: object) -> dict[str, Any]:
     start = dom.find('<pre id="probe-result">')
     if start < 0:
-        raise AssertionError(f"the probe never ran on {page} (the page's scripts broke?)")
+        raise AssertionError(f"the probe never ran on {where} (the page's scripts broke?)")
     end = dom.find("</pre>", start)
-    result = json.loads(html.unescape(dom[start + len('<pre id="probe-result">') : end]))
-    return result, dom
+    return json.loads(html.unescape(dom[start + len('<pre id="probe-result">') : end]))
+
+
+class _ProbingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the files of `directory`; HTML pages with the probe appended."""
+
+    def do_GET(self) -> None:
+        local = Path(self.translate_path(self.path))
+        if local.is_dir():
+            local = local / "index.html"
+        if local.suffix != ".html" or not local.is_file():
+            super().do_GET()
+            return
+        body = _with_probe(local.read_text(encoding="utf-8")).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+class LocalSite:
+    """A directory served on 127.0.0.1 (`url`); `open` shows its pages in headless Chromium, every other
+    host unreachable as for `open_page`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def open(
+        self, path: str = "/", screenshot: Path | None = None, budget_ms: int = 10000
+    ) -> tuple[dict[str, Any], str]:
+        """(probe result, dumped DOM) of the page at `path` (query string included); optionally a PNG."""
+        url = self.url + path
+        args = [
+            f"--virtual-time-budget={budget_ms}",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            "--run-all-compositor-stages-before-draw",
+            "--dump-dom",
+            *([f"--screenshot={screenshot}"] if screenshot is not None else []),  # same run, same page
+            url,
+        ]
+        dom = _run(args, flags=SERVED_FLAGS)
+        return _probe_result(dom, url), dom
+
+    def external_urls(self, result: dict[str, Any]) -> list[str]:
+        """The URLs of the probe result that are neither local files nor this site."""
+        return [u for u in external_urls(result) if not u.startswith(self.url + "/")]
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[LocalSite]:
+    """Serve `directory` on 127.0.0.1 from a thread, stopped on exit."""
+    require_chromium()
+
+    def handler(*args: Any) -> _ProbingHandler:
+        return _ProbingHandler(*args, directory=str(directory))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LocalSite(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 class _Text(HTMLParser):

@@ -16,6 +16,11 @@ apply_offline_defaults()
 # outputs it did not write (an earlier run's, which the next stage would take as this run's).
 HOOKS = (TrainingCredentialsHook(), ParameterNamesHook(), TrainingSettingsHook(), StaleOutputsHook())
 
+# kedro-viz (the `viz` extra) registers run hooks in every session it is installed into: they write dataset
+# statistics and run events to .viz/ in the project root for its run-status view. `kedro viz` shows the
+# pipeline structure without them, and a run writes only its catalog outputs.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
