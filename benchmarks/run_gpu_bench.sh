@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8: the bare-TRL anchor and the training stage's own path, back to back on the same GPU, in one call.
 #
-# Needs the project's wheels installed as in docs/gpu_proof.md, PYTHONPATH=/tmp/site:$PWD/src (docs/performance.md,
-# "Running it again"). The anchor is benchmarks/trl_anchor.py.
+# Needs the project installed on a CUDA machine (docs/performance.md, "Measuring it again"; or the wheels of
+# docs/gpu_proof.md with PYTHONPATH=/tmp/site:$PWD/src). The anchor is benchmarks/trl_anchor.py.
 # Prints every run's RESULT line, then a side-by-side summary (pairs/s, MFU, peak memory, speed-up over the best
 # anchor figure of this call, loss curves) and the evaluation scoring figures. Results: $OUT/anchor.jsonl,
 # $OUT/project.jsonl, $OUT/eval.jsonl, $OUT/bench_logs.tgz.
