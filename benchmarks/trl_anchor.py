@@ -1,13 +1,16 @@
 # Provenance: the bare-TRL anchor from the project's shared reference files (`bench/trl_anchor.py`,
 # sha256 dd6e2b599540e472…), copied so that the anchor ratios of docs/performance.md can be reproduced from a
-# clone. Changed only to pass the project's ruff settings (imports split and sorted, the unused `math` import
-# dropped, lines wrapped, one comment moved above its line); the statements are the same.
+# clone. Changed: the project's ruff settings (imports split and sorted, the unused `math` import dropped,
+# lines wrapped, one comment moved above its line), and the architecture table, vocabulary size and peak
+# FLOP/s taken from edu_bias_pipeline.training.architectures, which holds the same values; every other
+# statement is the original's.
 """Anchor benchmark: bare TRL DPOTrainer throughput on one GPU, random-init Qwen2 architectures.
 
 Measures pairs/s, tokens/s, MFU and peak memory of plain TRL (what a user would run instead of
 the project), so the project's own training stage can be compared against it on the same card.
-It uses no project code: a word-level tokenizer over Qwen2's 151,936-token vocabulary, synthetic token data
-(prompt ≈ 48, completion ≈ 96 tokens by default), `DPOConfig` at beta 0.5 and lr 5e-6.
+It trains with no project code (only the architecture shapes are shared): a word-level tokenizer over
+Qwen2's 151,936-token vocabulary, synthetic token data (prompt ≈ 48, completion ≈ 96 tokens by default),
+`DPOConfig` at beta 0.5 and lr 5e-6.
 
     python benchmarks/trl_anchor.py --arch 0.5b|1.5b|7b --batch B --accum A --steps N --warm W \\
         [--lora] [--precompute] [--gc] [--prompt P --completion C] [--tag NAME] \\
@@ -24,8 +27,10 @@ import argparse
 import json
 import os
 import random
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import datasets
 import torch
@@ -34,33 +39,18 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-ARCH = {
-    "0.5b": dict(
-        hidden_size=896,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        intermediate_size=4864,
-        tie_word_embeddings=True,
-    ),
-    "1.5b": dict(
-        hidden_size=1536,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        intermediate_size=8960,
-        tie_word_embeddings=True,
-    ),
-    "7b": dict(
-        hidden_size=3584,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        intermediate_size=18944,
-        tie_word_embeddings=False,
-    ),
-}
-VOCAB = 151936
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from edu_bias_pipeline.training.architectures import (  # noqa: E402
+    PEAK_BF16_FLOPS,
+    QWEN2_ARCHITECTURES,
+    QWEN2_VOCAB_SIZE,
+)
+
+# The published Qwen2 shapes, vocabulary and bf16 peak, shared with the project's benchmarks so that both
+# sides of a comparison build the same model; the training path below is TRL's alone.
+ARCH = QWEN2_ARCHITECTURES
+VOCAB = QWEN2_VOCAB_SIZE
 
 
 def tokenizer():
@@ -167,7 +157,7 @@ def main():
     toks = pairs * (a.prompt + a.completion) * 2  # prompt repeated for chosen and rejected
     bwd = 4 if a.lora else 6
     flops = toks * nparams * (bwd + (0 if a.precompute else 2))
-    peak = 989e12  # H100 SXM dense bf16
+    peak = PEAK_BF16_FLOPS  # H100 SXM dense bf16
     if local_rank != 0:
         return
     out = dict(
