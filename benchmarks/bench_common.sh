@@ -1,6 +1,6 @@
 # Sourced by run_gpu_bench.sh and run_gpu_bench_2gpu.sh: the environment, the budgeted `run`, the optional Liger
-# install and the packing of what comes back. Needs .bench/trl_anchor.py (mkdir -p .bench && cp
-# ../shared/bench/trl_anchor.py .bench/; carried) and the wheels of docs/gpu_proof.md on PYTHONPATH.
+# install and the packing of what comes back. Needs the wheels of docs/gpu_proof.md on PYTHONPATH; the bare-TRL
+# anchor is benchmarks/trl_anchor.py.
 set -u
 export OUT=${OUT:-bench_out}
 export BENCH_MODEL_CACHE=${BENCH_MODEL_CACHE:-/tmp/bench_models}
@@ -8,7 +8,6 @@ export KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_
 BUDGET_S=${BUDGET_S:-480}
 rm -rf /tmp/bench_logs  # a warm machine keeps the last call's logs; the models in $BENCH_MODEL_CACHE are reused
 mkdir -p "$OUT" "$BENCH_MODEL_CACHE" /tmp/bench_logs
-[ -f .bench/trl_anchor.py ] || { echo "missing .bench/trl_anchor.py: mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/ (and carry .bench)"; exit 2; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c 'import torch, transformers, trl; print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__)'
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8: the bare-TRL anchor and the training stage's own path, back to back on the same GPU, in one call.
 #
-# Needs (see docs/performance.md, "Running it again"):
-#   - the anchor at .bench/trl_anchor.py (mkdir -p .bench && cp ../shared/bench/trl_anchor.py .bench/; carried);
-#   - the project's wheels installed as in docs/gpu_proof.md, PYTHONPATH=/tmp/site:$PWD/src.
+# Needs the project installed on a CUDA machine (docs/performance.md, "Measuring it again"; or the wheels of
+# docs/gpu_proof.md with PYTHONPATH=/tmp/site:$PWD/src). The anchor is benchmarks/trl_anchor.py.
 # Prints every run's RESULT line, then a side-by-side summary (pairs/s, MFU, peak memory, speed-up over the best
 # anchor figure of this call, loss curves) and the evaluation scoring figures. Results: $OUT/anchor.jsonl,
 # $OUT/project.jsonl, $OUT/eval.jsonl, $OUT/bench_logs.tgz.
@@ -14,7 +13,7 @@ source "$(dirname "$0")/bench_common.sh"
 RUN_7B=${RUN_7B:-1}
 STEPS=${STEPS:-25}
 WARM=${WARM:-5}
-A="python3 .bench/trl_anchor.py --steps $STEPS --warm $WARM"
+A="python3 benchmarks/trl_anchor.py --steps $STEPS --warm $WARM"
 P="python3 benchmarks/train_throughput.py --steps $STEPS --warm $WARM"
 X=${BENCH_EXTRA:-}  # appended to the stage's runs (CPU dry run: BENCH_EXTRA=--tiny)
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Issue 8, 2 GPUs: one GPU vs DDP vs DeepSpeed ZeRO-2, bare TRL (anchor) and the training stage, one call.
 # The one-GPU baselines run with CUDA_VISIBLE_DEVICES=0 (a process that sees two GPUs gets nn.DataParallel).
-# Kind nvidia-h100-x2 or nvidia-h200-x2; carry .whl and .bench (mkdir -p .bench && cp ../shared/bench/{trl_anchor.py,zero2.json} .bench/);
-# after the wheel install of docs/gpu_proof.md. The anchor cannot precompute under torchrun (TRL's cache of an
-# in-memory dataset); the stage's gpu profile does (file-backed datasets). The summary sets each run against the
-# same code on one GPU. The 7B LoRA anchor-against-stage pair on such a machine: CUDA_VISIBLE_DEVICES=0 bash
-# benchmarks/run_gpu_bench.sh.
+# Kind nvidia-h100-x2 or nvidia-h200-x2; carry .whl (and .bench for the optional Liger wheel), after the wheel
+# install of docs/gpu_proof.md. The anchor is benchmarks/trl_anchor.py, its ZeRO-2 config benchmarks/zero2.json.
+# The anchor cannot precompute under torchrun (TRL's cache of an in-memory dataset); the stage's gpu profile does
+# (file-backed datasets). The summary sets each run against the same code on one GPU. The 7B LoRA
+# anchor-against-stage pair on such a machine: CUDA_VISIBLE_DEVICES=0 bash benchmarks/run_gpu_bench.sh.
 source "$(dirname "$0")/bench_common.sh"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 B=${BATCH:-32}
@@ -13,8 +13,8 @@ B=${BATCH:-32}
 T="python3 -m torch.distributed.run --nproc_per_node 2"
 P="benchmarks/train_throughput.py --arch 0.5b --profile gpu --batch $B ${BENCH_EXTRA:-}"
 if [ "${ANCHORS:-1}" = 1 ]; then
-  run anchor_1gpu "$BUDGET_S" 60 env CUDA_VISIBLE_DEVICES=0 python3 .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
-  run anchor_ddp "$BUDGET_S" 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
+  run anchor_1gpu "$BUDGET_S" 60 env CUDA_VISIBLE_DEVICES=0 python3 benchmarks/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_1gpu
+  run anchor_ddp "$BUDGET_S" 60 $T benchmarks/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 --tag anchor_0.5b_b${B}_ddp
 fi
 # RUNS: which of the stage's runs, in that order (a run that no longer fits the budget is skipped). A run is
 # MODE (1gpu, ddp or zero2), optionally prefixed 7b_ (7B LoRA r16 all-linear, per-GPU batch 32, 8 timed steps)
@@ -80,9 +80,9 @@ if [ "${ABLATE:-0}" = 1 ]; then
   run random_1gpu "$BUDGET_S" 80 env CUDA_VISIBLE_DEVICES=0 python3 $P --sampling random --tag project_0.5b_gpu_b${B}_random_1gpu
   run random_ddp "$BUDGET_S" 80 $T $P --sampling random --tag project_0.5b_gpu_b${B}_random_ddp
 fi
-if [ "${ANCHORS:-1}" = 1 ] && [ -f .bench/zero2.json ]; then
-  run anchor_zero2 "$BUDGET_S" 60 $T .bench/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 \
-    --deepspeed .bench/zero2.json --tag anchor_0.5b_b${B}_zero2
+if [ "${ANCHORS:-1}" = 1 ] && [ -f benchmarks/zero2.json ]; then
+  run anchor_zero2 "$BUDGET_S" 60 $T benchmarks/trl_anchor.py --arch 0.5b --batch "$B" --accum 1 \
+    --deepspeed benchmarks/zero2.json --tag anchor_0.5b_b${B}_zero2
 fi
 python3 - "$OUT" <<'PY'
 import json, os, sys

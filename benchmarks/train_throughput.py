@@ -3,7 +3,7 @@
 Runs `edu_bias_pipeline.training.entry.run` — the function the Kedro node launches, with the same
 TrainingConfig resolution (conf/<profile>/'s training block, as `kedro run --env <profile>`, then the flags)
 — on a random-init Qwen2 architecture and synthetic token data built exactly like the bare-TRL anchor
-(`../shared/bench/trl_anchor.py`: word-level tokenizer over the 151,936-token vocabulary, prompt ≈ 48 +
+(`benchmarks/trl_anchor.py`: word-level tokenizer over the 151,936-token vocabulary, prompt ≈ 48 +
 completion ≈ 96 tokens, `random.Random(0)`, model init under `torch.manual_seed(0)`), so the two can be
 compared step for step on the same card. The clock is the anchor's: a callback on the trainer, synchronised,
 from the end of warm-up step `--warm` to the last step (the reference pre-pass, model load and final

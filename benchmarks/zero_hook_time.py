@@ -9,9 +9,10 @@ benchmarks/train_throughput.py) in this process and prints one line per method a
 
 and the same with `false` (the gpu profile's setting under ZeRO-2). `process_gradients` is what each
 parameter's gradient hook runs. With a 24-layer tiny model on a CPU the step is nearly all host work, so the
-figures are DeepSpeed's own Python and bookkeeping (docs/performance.md, W-Z). A hook that fills a bucket
-reduces it from inside: with more than one bucket a step, that reduction counts in both `process_gradients`
-and `reduce_ipg_grads` (a model in one bucket, as measured, reduces it once, after the backward).
+figures are DeepSpeed's own Python and bookkeeping (docs/performance-log.md, calls W-Z). A hook that fills a
+bucket reduces it from inside: with more than one bucket a step, that reduction counts in both
+`process_gradients` and `reduce_ipg_grads` (a model in one bucket, as measured, reduces it once, after the
+backward).
 """
 
 from __future__ import annotations

@@ -107,19 +107,17 @@ class DeepSpeedSettings(_Strict):
     contiguous_gradients: bool | Literal["auto"] = Field(
         True,
         description="Copy each gradient into the reduction bucket inside its per-parameter hook (DeepSpeed "
-        "`contiguous_gradients`, its default). Off, a hook only files the gradient and the bucket is "
-        "flattened once when it is reduced: less host time per hook. `auto` (conf/gpu): off under "
-        "ZeRO-2 without optimizer offload, where it was measured (0.5B on two H200s: +5.5% pairs/s in "
-        "alternating runs), on otherwise: ZeRO-3's large models rely on the buffer against memory "
-        "fragmentation, and ZeRO-2 with offload_optimizer keeps it whatever is asked.",
+        "`contiguous_gradients`, its default); off, a hook only files the gradient and the bucket is "
+        "flattened once when it is reduced, which costs less host time. `auto` (conf/gpu) is off under "
+        "ZeRO-2 without optimizer offload and on otherwise: ZeRO-3's large models rely on the buffer against "
+        "memory fragmentation, and offload_optimizer keeps it whatever is asked.",
     )
     foreach_grad_norm: bool = Field(
         False,
-        description="ZeRO-2: take the gradient norm (for clipping and the logged grad_norm) with "
-        "multi-tensor kernels instead of DeepSpeed's float64 copy and norm kernel per tensor of the rank's "
-        "partition. The same float64 norm, summed in another order (off: DeepSpeed's own). conf/gpu "
-        "turns it on (0.5B on two H200s: +4-6% pairs/s). Not used with optimizer offload or model "
-        "parallelism: DeepSpeed's norm runs there.",
+        description="ZeRO-2: take the gradient norm (for clipping and the logged grad_norm) in DeepSpeed's "
+        "float64 with a few multi-tensor kernels instead of a copy and a norm kernel per gradient tensor; "
+        "turn it on where those launches cost GPU time (conf/gpu). Optimizer offload and model parallelism "
+        "keep DeepSpeed's own norm.",
     )
     reduce_bucket_size: int | Literal["auto"] | None = Field(
         None,
@@ -129,12 +127,11 @@ class DeepSpeedSettings(_Strict):
     )
     check_grad_overflow: bool = Field(
         True,
-        description="ZeRO-2 in bf16: check the gradients for inf/NaN before the optimizer step and skip the "
-        "step if one is found (on, as DeepSpeed 0.19.8 defaults; 0.18-0.19.7 defaulted to off; conf/gpu "
-        "turns it off). The check runs small kernels per gradient tensor, then an all-reduce and a "
-        "blocking `.item()` per step; off, a bf16 run steps as `single` and `accelerate` modes do, and the "
-        "health check still reports a NaN loss. ZeRO-3 never checks bf16 gradients; fp16 is always checked "
-        "(loss scaling needs it).",
+        description="ZeRO-2 in bf16: check the gradients for inf/NaN before each optimizer step and skip the "
+        "step if one is found, as DeepSpeed does, at the cost of small kernels per gradient tensor and a "
+        "blocking sync a step. Turn it off for throughput (conf/gpu): a bf16 run then steps as `single` and "
+        "`accelerate` do, and the health check still reports a NaN loss. ZeRO-3 never checks bf16 "
+        "gradients; fp16 is always checked (loss scaling needs it).",
     )
     offload_param: bool = Field(False, description="Offload parameters to CPU memory (ZeRO-3 only).")
     launcher: Literal["accelerate", "deepspeed"] = Field(
@@ -259,7 +256,7 @@ class TrainingConfig(_Strict):
     )
     dataloader_num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
 
-    # Throughput settings (issue 8); conf/gpu turns them on.
+    # Throughput settings: conf/gpu turns them on; docs/performance.md gives what each gained.
     precompute_ref_log_probs: bool = Field(
         False,
         description="Compute the reference model's log-probs once, before training, for the train and val "
@@ -307,12 +304,11 @@ class TrainingConfig(_Strict):
     gather_step_metrics: bool = Field(
         True,
         description="Gather TRL's logging metrics (rewards, log-probs, logits, entropy, token counts) across "
-        "ranks in every training micro-batch, as TRL does: 15 all-gathers read by 13 blocking `.item()` "
-        "calls. False (TRL 1.16 only; other versions gather): each rank keeps its own until a logging "
-        "step, where one all-reduce averages them and sums the running `num_tokens`. The loss and gradients "
-        "are the same, and the reward and log-prob metrics too (equal batches per rank); entropy, mean "
-        "logits and token accuracy become the mean of each rank's token-weighted figure. One process: no "
-        "difference.",
+        "ranks in every training micro-batch, as TRL does, with blocking reads that make each rank wait for "
+        "the slowest. False (TRL 1.16; other versions gather) keeps them on each rank until a logging step, "
+        "where one all-reduce averages them: use it with several processes (conf/gpu). Loss, gradients, "
+        "rewards and log-probs are unchanged; entropy, mean logits and token accuracy become the mean of "
+        "each rank's token-weighted figure.",
     )
 
     report_to: Literal["none", "tensorboard", "wandb"] = Field(
