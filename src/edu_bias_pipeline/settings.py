@@ -2,6 +2,7 @@
 
 from kedro.config import OmegaConfigLoader
 
+from edu_bias_pipeline.context import ProjectContext
 from edu_bias_pipeline.hooks import ParameterNamesHook
 from edu_bias_pipeline.offline import apply_offline_defaults
 from edu_bias_pipeline.stale_outputs import StaleOutputsHook
@@ -15,6 +16,9 @@ apply_offline_defaults()
 # setting with the layer it came from (base, environment, --params, env var); removes, when a run fails, the
 # outputs it did not write (an earlier run's, which the next stage would take as this run's).
 HOOKS = (TrainingCredentialsHook(), ParameterNamesHook(), TrainingSettingsHook(), StaleOutputsHook())
+
+# Reports a stage's bad parameters in the project's one format, naming where each was set (params.py).
+CONTEXT_CLASS = ProjectContext
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

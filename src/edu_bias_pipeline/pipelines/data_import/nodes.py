@@ -22,7 +22,6 @@ from edu_bias_pipeline.pipelines.data_import.config import (
     CBBQ_CONDITIONS,
     PARAMS_HINT,
     ImportConfig,
-    parse_import_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,8 +34,10 @@ class ImportSourceError(FileNotFoundError):
     """A configured benchmark path that does not hold what the importer reads."""
 
 
-def check_import_params(params: dict[str, Any] | None) -> ImportConfig:
-    config = parse_import_config(params)
+def check_import_params(params: ImportConfig) -> ImportConfig:
+    """The validated `data_import` group (typed, so Kedro validates it when the run starts), if it names a
+    source to import."""
+    config = ImportConfig.parse(params)
     if not config.enabled():
         raise ValueError(
             "data_import: no source configured. The benchmarks are not shipped with the project: "
