@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edu_bias_pipeline.params import StageConfig
+from edu_bias_pipeline.pipelines.data_import.cbbq import ALL
 from edu_bias_pipeline.pipelines.data_import.importers import DEFAULT_UNKNOWN_ANSWERS
 
 PARAMS_HINT = "conf/base/parameters_data_import.yml (or --params data_import.<importer>.<key>=...)"
-CBBQ_CONDITIONS = ("ambiguous", "disambiguous")
 
 
 def _as_list(value: Any) -> Any:
@@ -29,7 +29,7 @@ class CbbqConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = None
-    categories: list[str] = Field(default_factory=lambda: ["all"])
+    categories: list[str] = Field(default_factory=lambda: [ALL])
     conditions: list[Literal["ambiguous", "disambiguous"]] = Field(default_factory=lambda: ["ambiguous"])
     license: str = "CC BY-SA 4.0"
     unknown_answers: list[str] = Field(default_factory=lambda: list(DEFAULT_UNKNOWN_ANSWERS))
