@@ -22,9 +22,6 @@ from edu_bias_pipeline.pipelines.data_import.tables import ImportSourceError, re
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_PATH = "data/03_primary/imported_pairs.jsonl"
-SKIPPED_PATH = "data/08_reporting/import_skipped.jsonl"
-
 
 def check_import_params(params: ImportConfig) -> ImportConfig:
     """The validated `data_import` group (typed, so Kedro validates it when the run starts), if it names a
@@ -243,8 +240,12 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def combine_imports(config: ImportConfig, *results: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
-    """All enabled sources -> one raw pairs file (duplicates dropped, reported), the report, skipped rows."""
+def combine_imports(
+    config: ImportConfig, locations: dict[str, str], *results: dict[str, Any]
+) -> tuple[str, dict[str, Any], str]:
+    """All enabled sources -> one raw pairs file (duplicates dropped, reported), the report, skipped rows.
+
+    `locations` (catalog `data_import_locations`): the `output` and `skipped_rows_file` the report names."""
     results_list = [r for r in results if r]
     all_rows = [row for r in results_list for row in r["rows"]]
     kept, duplicates = I.drop_duplicate_pairs(all_rows)
@@ -262,8 +263,8 @@ def combine_imports(config: ImportConfig, *results: dict[str, Any]) -> tuple[str
         sources.append(_source_report(result, mine, skipped, config.skipped_examples_per_reason))
         all_skipped.extend(skipped)
     report = {
-        "output": OUTPUT_PATH,
-        "skipped_rows_file": SKIPPED_PATH,
+        "output": locations["output"],
+        "skipped_rows_file": locations["skipped_rows_file"],
         "rows_read": sum(s["rows_read"] for s in sources),
         "rows_imported": len(kept),
         "rows_skipped": len(all_skipped),
@@ -271,7 +272,7 @@ def combine_imports(config: ImportConfig, *results: dict[str, Any]) -> tuple[str
         "sources": sources,
     }
     if not kept:
-        logger.warning("data_import: every row was skipped; see %s", SKIPPED_PATH)
+        logger.warning("data_import: every row was skipped; see %s", locations["skipped_rows_file"])
     for source in sources:
         logger.info(
             "%s (%s): %d read, %d imported, %d skipped %s",
