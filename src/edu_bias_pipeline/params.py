@@ -47,6 +47,7 @@ class ParameterOrigins:
     @cached_property
     def _layers(self) -> list[tuple[str, list[tuple[str, Mapping[str, Any]]]]]:
         """(environment, [(file label, its content)]) with the environment that wins first."""
+        # Imported on first use: the launched training process imports this module for the formatter alone.
         from omegaconf import OmegaConf
 
         from edu_bias_pipeline.hooks import config_files
