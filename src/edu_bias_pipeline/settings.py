@@ -2,6 +2,7 @@
 
 from kedro.config import OmegaConfigLoader
 
+from edu_bias_pipeline.context import ProjectContext
 from edu_bias_pipeline.hooks import ParameterNamesHook
 from edu_bias_pipeline.offline import apply_offline_defaults
 from edu_bias_pipeline.stale_outputs import StaleOutputsHook
@@ -20,6 +21,9 @@ HOOKS = (TrainingCredentialsHook(), ParameterNamesHook(), TrainingSettingsHook()
 # statistics and run events to .viz/ in the project root for its run-status view. `kedro viz` shows the
 # pipeline structure without them, and a run writes only its catalog outputs.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+
+# Reports a stage's bad parameters in the project's one format, naming where each was set (params.py).
+CONTEXT_CLASS = ProjectContext
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

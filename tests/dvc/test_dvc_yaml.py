@@ -133,3 +133,57 @@ def test_every_dvc_out_is_the_path_of_a_catalog_entry_of_its_stage() -> None:
             entries |= set(TRAINING_PARAMETER_PATHS)
         assert outs | metrics <= entries, (name, sorted((outs | metrics) - entries))
     assert catalog["data_docs"]["filepath"] in _declared(stages["data_validation"])[0]
+
+
+def test_every_dvc_data_dep_is_a_catalog_input_of_its_stage() -> None:
+    """Nor does dvc.yaml name an input path of its own: each dep outside src/ is the file of a catalog entry
+    the stage reads, or lies in a directory the training parameters name (the models training wrote)."""
+    bootstrap_project(PROJECT_ROOT)
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text(encoding="utf-8"))
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name in STAGES:
+        inputs = {
+            _runtime_default(catalog[ds]["filepath"], catalog)
+            for ds in pipelines[name].inputs()
+            if "filepath" in catalog.get(ds, {})
+        }
+        for dep in stages[name]["deps"]:
+            if not dep.startswith("src/"):
+                assert dep in inputs or _covered(dep, set(TRAINING_PARAMETER_PATHS)), (name, dep)
+
+
+def test_each_stage_tracks_the_parameter_groups_its_nodes_read() -> None:
+    """`dvc repro` reruns a stage when a parameter its nodes read changes, and only then."""
+    bootstrap_project(PROJECT_ROOT)
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name in STAGES:
+        read = {
+            p.removeprefix("params:").split(".")[0]
+            for p in pipelines[name].inputs()
+            if p.startswith("params:")
+        }
+        tracked = {
+            key: file for entry in stages[name]["params"] for file, keys in entry.items() for key in keys
+        }
+        assert set(tracked) == read, name
+        for key, file in tracked.items():
+            assert key in yaml.safe_load((PROJECT_ROOT / file).read_text(encoding="utf-8")), (name, file, key)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_no_parameter_file_repeats_a_catalog_path() -> None:
+    """Paths are set once, in the catalog: no parameter of any environment holds a catalog entry's path."""
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text(encoding="utf-8"))
+    paths = {_runtime_default(e["filepath"], catalog) for e in catalog.values() if "filepath" in e}
+    files = sorted((PROJECT_ROOT / "conf").glob("*/parameters*.yml"))
+    assert len(files) >= 5
+    for file in files:
+        repeated = set(_strings(yaml.safe_load(file.read_text(encoding="utf-8")))) & paths
+        assert not repeated, (file.relative_to(PROJECT_ROOT).as_posix(), sorted(repeated))

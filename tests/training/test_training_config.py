@@ -61,7 +61,7 @@ def test_env_vars_win_over_parameters(tmp_path):
         ({}, {"TRAIN_MODE": "gpu-please"}, r"training\.mode.*'gpu-please'"),
         ({"learning_rate": -1}, {}, r"training\.learning_rate.*greater than 0"),
         ({"per_device_train_batch_size": 0}, {}, r"training\.per_device_train_batch_size"),
-        ({"lerning_rate": 0.1}, {}, r"training\.lerning_rate.*Extra inputs"),
+        ({"lerning_rate": 0.1}, {}, r"training\.lerning_rate: unknown key; did you mean 'learning_rate'\?"),
         ({"profile": "fast"}, {}, r"training\.profile: profiles are Kedro configuration environments.*--env"),
         ({"lora": {"r": 0}}, {}, r"training\.lora\.r"),
         ({"deepspeed": {"zero_stage": 1}}, {}, r"training\.deepspeed\.zero_stage"),

@@ -1,4 +1,4 @@
-"""The `gpu` training profile (conf/gpu/, issue 8): its settings, the untouched profiles, its CPU fallback."""
+"""The `gpu` training profile (conf/gpu/): its settings, the untouched profiles, its CPU fallback."""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
+from edu_bias_pipeline.params import format_validation_error
 from edu_bias_pipeline.training.tiny_model import EMBEDDED_MODEL_NAME
 
 logger = logging.getLogger(__name__)
@@ -397,17 +398,9 @@ class TrainingConfig(_Strict):
         return digest.hexdigest()[:16]
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "training"
-        value = err.get("input")
-        if err["type"] == "extra_forbidden" and where in MOVED_KEYS:
-            lines.append(f"  training.{where}: {MOVED_KEYS[where]} (got {value!r})")
-            continue
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  training.{where}: {err['msg']}{shown}")
-    return "invalid training configuration:\n" + "\n".join(lines)
+def _format_validation_error(exc: ValidationError, env_vars: list[str]) -> str:
+    set_by = {ENV_OVERRIDES[var]: f"env var {var}" for var in env_vars}
+    return format_validation_error(exc, TrainingConfig, "training", MOVED_KEYS, set_by)
 
 
 # Fields holding a settings model (`lora`, `deepspeed`, `launch`, `health`).
@@ -454,7 +447,7 @@ def resolve_training_config(
     try:
         config = TrainingConfig.model_validate(values)
     except ValidationError as exc:
-        raise TrainingConfigError(_format_validation_error(exc)) from None
+        raise TrainingConfigError(_format_validation_error(exc, applied)) from None
     if check_model:
         check_model_available(config, environ)
     for path in config.train_datasets:

@@ -280,3 +280,30 @@ def test_cbbq_whole_release_every_row_accounted_for(project):
         "nationality",
         "disease",
     }
+
+
+def test_the_report_names_the_files_where_the_catalog_puts_them(project, tmp_path):
+    """The catalog is the one place the stage's paths are set: move its entries and the report follows."""
+    moved = {
+        "data/03_primary/imported_pairs.jsonl": "data/03_primary/moved/pairs.jsonl",
+        "data/08_reporting/import_skipped.jsonl": "data/08_reporting/moved/skipped.jsonl",
+    }
+    catalog = project / "conf/base/catalog.yml"
+    text = catalog.read_text(encoding="utf-8")
+    for old, new in moved.items():
+        assert text.count(f"filepath: {old}\n") == 1, old
+        text = text.replace(f"filepath: {old}\n", f"filepath: {new}\n")
+    catalog.write_text(text, encoding="utf-8")
+    root = _mini_cbbq(tmp_path / "CBBQ")
+    run_pipeline(project, "data_import", params={"data_import": {"cbbq": {"path": str(root)}}})
+    report = json.loads((project / "data/08_reporting/import_report.json").read_text(encoding="utf-8"))
+    assert (report["output"], report["skipped_rows_file"]) == tuple(moved.values())
+    assert (
+        len(read_jsonl(project / moved["data/03_primary/imported_pairs.jsonl"]))
+        == report["rows_imported"]
+        == 2
+    )
+    assert (
+        len(read_jsonl(project / moved["data/08_reporting/import_skipped.jsonl"])) == report["rows_skipped"]
+    )
+    assert not any((project / old).exists() for old in moved)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from split_helpers import common_keys, distinct_rows, leaked_keys, validated_row
 
 from edu_bias_pipeline.pipelines.data_splitting import splitting as S
-from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig, parse_split_config
+from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig
 from edu_bias_pipeline.pipelines.data_splitting.nodes import SplitRatioError, assign_splits, balance_splits
 
 CATEGORIES = ("age", "region", "religion", "disability")
@@ -221,7 +221,7 @@ def test_allocate_targets_sum_and_rounding():
 )
 def test_bad_parameters_are_clear_errors(params, needle):
     with pytest.raises(ValueError, match=needle):
-        parse_split_config(params)
+        SplitConfig.parse(params)
 
 
 def test_eval_only_must_be_boolean_and_errors_name_the_line():

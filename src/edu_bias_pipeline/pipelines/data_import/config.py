@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edu_bias_pipeline.params import StageConfig
+from edu_bias_pipeline.pipelines.data_import.cbbq import ALL
 from edu_bias_pipeline.pipelines.data_import.importers import DEFAULT_UNKNOWN_ANSWERS
 
 PARAMS_HINT = "conf/base/parameters_data_import.yml (or --params data_import.<importer>.<key>=...)"
-CBBQ_CONDITIONS = ("ambiguous", "disambiguous")
 
 
 def _as_list(value: Any) -> Any:
@@ -28,7 +29,7 @@ class CbbqConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = None
-    categories: list[str] = Field(default_factory=lambda: ["all"])
+    categories: list[str] = Field(default_factory=lambda: [ALL])
     conditions: list[Literal["ambiguous", "disambiguous"]] = Field(default_factory=lambda: ["ambiguous"])
     license: str = "CC BY-SA 4.0"
     unknown_answers: list[str] = Field(default_factory=lambda: list(DEFAULT_UNKNOWN_ANSWERS))
@@ -79,9 +80,18 @@ class GenericConfig(BaseModel):
 
     _lists = field_validator("meta_columns", mode="before")(_as_list)
 
+    @model_validator(mode="after")
+    def _license_with_path(self) -> GenericConfig:
+        if self.path and not self.license:
+            raise ValueError(
+                "data_import.generic.license is required: the license travels into every imported row's meta "
+                f"(set it in {PARAMS_HINT}, e.g. --params data_import.generic.license=CC-BY-4.0)"
+            )
+        return self
 
-class ImportConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class ImportConfig(StageConfig):
+    stage = "data_import"
 
     cbbq: CbbqConfig = Field(default_factory=CbbqConfig)
     crows_pairs: CrowsPairsConfig = Field(default_factory=CrowsPairsConfig)
@@ -90,20 +100,3 @@ class ImportConfig(BaseModel):
 
     def enabled(self) -> list[str]:
         return [name for name in ("cbbq", "crows_pairs", "generic") if getattr(self, name).path]
-
-
-def parse_import_config(params: dict[str, Any] | None) -> ImportConfig:
-    """Validate the raw parameter dict, turning pydantic's report into one readable error."""
-    try:
-        config = ImportConfig.model_validate(params or {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"data_import.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValueError(f"Invalid data_import parameters in {PARAMS_HINT}: {problems}") from None
-    if config.generic.path and not config.generic.license:
-        raise ValueError(
-            "data_import.generic.license is required: the license travels into every imported row's meta "
-            f"(set it in {PARAMS_HINT}, e.g. --params data_import.generic.license=CC-BY-4.0)"
-        )
-    return config

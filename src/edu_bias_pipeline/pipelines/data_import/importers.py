@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -31,10 +32,9 @@ from edu_bias_pipeline.pairs import (
     normalize_text,
     pair_id,
 )
+from edu_bias_pipeline.pipelines.data_import.cbbq import category_bias_types
+from edu_bias_pipeline.pipelines.data_import.tables import FILE, RECORD
 from edu_bias_pipeline.taxonomy import resolver
-
-RECORD = "_record"
-FILE = "_file"
 
 CBBQ_SOURCE = "CBBQ"
 CROWS_SOURCE = "CrowS-Pairs"
@@ -271,6 +271,154 @@ def _swap_contradictions(frame: pd.DataFrame) -> set[int]:
     return flagged
 
 
+class _Skip(Exception):
+    """A source row that cannot become a pair: a skip reason (the constants above) and what is wrong."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+CBBQ_COLUMNS = ("context", "question", "ans0", "ans1", "ans2", "label")
+
+
+def _cbbq_condition(rec: Mapping[str, Any], folder_condition: str | None) -> str:
+    raw = _text(rec.get("context_condition")) or (folder_condition or "")
+    condition = _CONDITIONS.get(raw.casefold())
+    if condition is None:
+        raise _Skip(UNKNOWN_CONDITION, f"context_condition {raw!r} is neither ambiguous nor disambiguous")
+    return condition
+
+
+def _cbbq_texts(rec: Mapping[str, Any]) -> tuple[str, str, list[str]]:
+    """Context, question and the three answers, normalised; all present and every template slot filled."""
+    context, question = _text(rec["context"]), _text(rec["question"])
+    answers = [_text(rec["ans0"]), _text(rec["ans1"]), _text(rec["ans2"])]
+    texts = [context, question, *answers]
+    empty = [name for name, value in zip(CBBQ_COLUMNS[:5], texts, strict=True) if not value]
+    if empty:
+        raise _Skip(MISSING_FIELD, f"empty field(s) {empty}")
+    slot = find_placeholder(*texts)
+    if slot is not None:
+        raise _Skip(UNFILLED_PLACEHOLDER, f"unfilled template slot in {slot!r}")
+    return context, question, answers
+
+
+def _the_unknown_answer(answers: Sequence[str], unknown_answers: Iterable[str]) -> int:
+    unknown = unknown_answer_index(answers, unknown_answers)
+    if not unknown:
+        raise _Skip(NO_UNKNOWN_ANSWER, f"no answer reads as 'cannot be determined': {list(answers)}")
+    if len(unknown) > 1:
+        raise _Skip(SEVERAL_UNKNOWN_ANSWERS, f"answers {unknown} all read as 'cannot be determined'")
+    return unknown[0]
+
+
+def _cbbq_label(rec: Mapping[str, Any]) -> int:
+    raw = _text(rec["label"])
+    if not (raw.isdigit() and int(raw) in (0, 1, 2)):
+        raise _Skip(INVALID_LABEL, f"label {raw!r} is not 0, 1 or 2")
+    return int(raw)
+
+
+def _ambiguous_pair(
+    answers: Sequence[str],
+    label: int,
+    unknown: int,
+    targeted: str,
+    markers: Mapping[str, Sequence[str]] | None,
+) -> tuple[str, str, dict[str, Any]]:
+    """chosen = the "cannot be determined" answer (the label), rejected = the answer naming the target."""
+    if label != unknown:
+        raise _Skip(
+            AMBIGUOUS_LABEL_NOT_UNKNOWN,
+            f"ambiguous row labelled ans{label} ({answers[label]!r}), not the unknown answer",
+        )
+    group = {i: a for i, a in enumerate(answers) if i != unknown}
+    target, how = match_targeted_answer(group, targeted, markers)
+    if target is None:
+        raise _Skip(TARGET_GROUP_MATCHES_BOTH if "both" in how else TARGET_GROUP_UNMATCHED, how)
+    roles = {
+        "chosen_answer": f"ans{unknown}",
+        "rejected_answer": f"ans{target}",
+        "rejected_role": "targeted_group",
+        "target_match": how,
+    }
+    return answers[unknown], answers[target], roles
+
+
+def _disambiguated_pair(
+    answers: Sequence[str], label: int, unknown: int, name_swap_contradicts: bool
+) -> tuple[str, str, dict[str, Any]]:
+    """chosen = the labelled group answer, rejected = the other group answer."""
+    if label == unknown:
+        raise _Skip(GOLD_IS_UNKNOWN, f"disambiguated row labelled with the unknown answer {answers[label]!r}")
+    if name_swap_contradicts:
+        raise _Skip(
+            LABEL_IGNORES_NAME_SWAP,
+            "a row with the two names swapped in the context (facts swapped too) has the same label",
+        )
+    other = next(i for i in range(len(answers)) if i not in (label, unknown))
+    roles = {"chosen_answer": f"ans{label}", "rejected_answer": f"ans{other}", "rejected_role": "other_group"}
+    return answers[label], answers[other], roles
+
+
+@dataclass(frozen=True)
+class _CbbqOptions:
+    license: str
+    unknown_answers: tuple[str, ...]
+    target_markers: Mapping[str, Sequence[str]] | None
+    eval_only: bool
+
+
+def _cbbq_meta(
+    rec: Mapping[str, Any], bias_type: str, condition: str, category: str, label: int, license: str
+) -> dict:
+    """Where the pair came from: the source row's identifiers and CBBQ's own annotations."""
+    return {
+        "bias_type": bias_type,
+        "source": CBBQ_SOURCE,
+        "license": license,
+        "source_file": rec.get(FILE),
+        "source_record": rec.get(RECORD),
+        "example_id": _text(rec.get("example_id")) or None,
+        "question_index": _text(rec.get("question_index")) or None,
+        "question_polarity": _text(rec.get("question_polarity")) or None,
+        "context_condition": condition,
+        "category": category,
+        "subcategory": _text(rec.get("subcategory")) or None,
+        "bias_targeted_groups": _text(rec.get("bias_targeted_groups")) or None,
+        "label": label,
+    }
+
+
+def _cbbq_pair(
+    rec: Mapping[str, Any],
+    *,
+    category: str,
+    bias_type: str | None,
+    folder_condition: str | None,
+    name_swap_contradicts: bool,
+    options: _CbbqOptions,
+) -> dict[str, Any]:
+    """One CBBQ question row -> a pair row, or _Skip saying why not."""
+    condition = _cbbq_condition(rec, folder_condition)
+    context, question, answers = _cbbq_texts(rec)
+    if bias_type is None:
+        raise _Skip(UNKNOWN_BIAS_TYPE, f"category {category!r} is not in the taxonomy (add it as an alias)")
+    unknown = _the_unknown_answer(answers, options.unknown_answers)
+    label = _cbbq_label(rec)
+    if condition == "ambiguous":
+        targeted = _text(rec.get("bias_targeted_groups"))
+        chosen, rejected, roles = _ambiguous_pair(answers, label, unknown, targeted, options.target_markers)
+    else:
+        chosen, rejected, roles = _disambiguated_pair(answers, label, unknown, name_swap_contradicts)
+    meta = {**_cbbq_meta(rec, bias_type, condition, category, label, options.license), **roles}
+    if options.eval_only:
+        meta[EVAL_ONLY] = True
+    return {PROMPT: _join_prompt(context, question), CHOSEN: chosen, REJECTED: rejected, META: meta}
+
+
 def import_cbbq(
     frame: pd.DataFrame,
     *,
@@ -289,109 +437,30 @@ def import_cbbq(
     rejected = the other group answer. `condition` / `category` are the file's folder names, used when a
     row's own `context_condition` / `category` cell is empty.
     """
-    required = ("context", "question", "ans0", "ans1", "ans2", "label")
-    _require_columns(frame, required, "CBBQ")
-    unknown_answers = tuple(unknown_answers)
+    _require_columns(frame, CBBQ_COLUMNS, "CBBQ")
+    options = _CbbqOptions(license, tuple(unknown_answers), target_markers, eval_only)
     swapped = _swap_contradictions(frame)
-    canonical_bias_type = resolver(taxonomy)
+    records = frame.to_dict("records")
+    categories = [_text(rec.get("category")) or (category or "") for rec in records]
+    bias_types = category_bias_types(set(categories), taxonomy)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for pos, rec in enumerate(frame.to_dict("records")):
-        cat = _text(rec.get("category")) or (category or "")
-
-        def skip(reason: str, detail: str, _rec=rec, _cat=cat) -> None:
-            skipped.append(_skip(CBBQ_SOURCE, _rec, reason, detail, id_field="example_id", category=_cat))
-
-        cond_raw = _text(rec.get("context_condition")) or (condition or "")
-        cond = _CONDITIONS.get(cond_raw.casefold())
-        if cond is None:
-            skip(UNKNOWN_CONDITION, f"context_condition {cond_raw!r} is neither ambiguous nor disambiguous")
-            continue
-        context, question = _text(rec["context"]), _text(rec["question"])
-        answers = [_text(rec["ans0"]), _text(rec["ans1"]), _text(rec["ans2"])]
-        empty = [
-            name for name, value in zip(required[:5], [context, question, *answers], strict=True) if not value
-        ]
-        if empty:
-            skip(MISSING_FIELD, f"empty field(s) {empty}")
-            continue
-        slot = find_placeholder(context, question, *answers)
-        if slot is not None:
-            skip(UNFILLED_PLACEHOLDER, f"unfilled template slot in {slot!r}")
-            continue
-        bias_type = canonical_bias_type(cat)
-        if bias_type is None:
-            skip(UNKNOWN_BIAS_TYPE, f"category {cat!r} is not in the taxonomy (add it as an alias)")
-            continue
-        unknown = unknown_answer_index(answers, unknown_answers)
-        if not unknown:
-            skip(NO_UNKNOWN_ANSWER, f"no answer reads as 'cannot be determined': {answers}")
-            continue
-        if len(unknown) > 1:
-            skip(SEVERAL_UNKNOWN_ANSWERS, f"answers {unknown} all read as 'cannot be determined'")
-            continue
-        unknown_idx = unknown[0]
-        group = {i: a for i, a in enumerate(answers) if i != unknown_idx}
-        label_raw = _text(rec["label"])
-        label = int(label_raw) if label_raw.isdigit() and int(label_raw) in (0, 1, 2) else None
-        if label is None:
-            skip(INVALID_LABEL, f"label {label_raw!r} is not 0, 1 or 2")
-            continue
-        meta: dict[str, Any] = {}
-        if cond == "ambiguous":
-            if label != unknown_idx:
-                skip(
-                    AMBIGUOUS_LABEL_NOT_UNKNOWN,
-                    f"ambiguous row labelled ans{label} ({answers[label]!r}), not the unknown answer",
-                )
-                continue
-            target, how = match_targeted_answer(group, _text(rec.get("bias_targeted_groups")), target_markers)
-            if target is None:
-                skip(TARGET_GROUP_MATCHES_BOTH if "both" in how else TARGET_GROUP_UNMATCHED, how)
-                continue
-            chosen, rejected = answers[unknown_idx], answers[target]
-            meta.update(
-                chosen_answer=f"ans{unknown_idx}",
-                rejected_answer=f"ans{target}",
-                rejected_role="targeted_group",
-                target_match=how,
+    for pos, (rec, cat) in enumerate(zip(records, categories, strict=True)):
+        try:
+            row = _cbbq_pair(
+                rec,
+                category=cat,
+                bias_type=bias_types[cat],
+                folder_condition=condition,
+                name_swap_contradicts=pos in swapped,
+                options=options,
             )
-        else:
-            if label == unknown_idx:
-                skip(
-                    GOLD_IS_UNKNOWN, f"disambiguated row labelled with the unknown answer {answers[label]!r}"
-                )
-                continue
-            if pos in swapped:
-                skip(
-                    LABEL_IGNORES_NAME_SWAP,
-                    "a row with the two names swapped in the context (facts swapped too) has the same label",
-                )
-                continue
-            other = next(i for i in group if i != label)
-            chosen, rejected = answers[label], answers[other]
-            meta.update(
-                chosen_answer=f"ans{label}", rejected_answer=f"ans{other}", rejected_role="other_group"
+        except _Skip as skip:
+            skipped.append(
+                _skip(CBBQ_SOURCE, rec, skip.reason, skip.detail, id_field="example_id", category=cat)
             )
-        meta = {
-            "bias_type": bias_type,
-            "source": CBBQ_SOURCE,
-            "license": license,
-            "source_file": rec.get(FILE),
-            "source_record": rec.get(RECORD),
-            "example_id": _text(rec.get("example_id")) or None,
-            "question_index": _text(rec.get("question_index")) or None,
-            "question_polarity": _text(rec.get("question_polarity")) or None,
-            "context_condition": cond,
-            "category": cat,
-            "subcategory": _text(rec.get("subcategory")) or None,
-            "bias_targeted_groups": _text(rec.get("bias_targeted_groups")) or None,
-            "label": label,
-            **meta,
-        }
-        if eval_only:
-            meta[EVAL_ONLY] = True
-        rows.append({PROMPT: _join_prompt(context, question), CHOSEN: chosen, REJECTED: rejected, META: meta})
+            continue
+        rows.append(row)
     return rows, skipped
 
 

@@ -14,29 +14,19 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from edu_bias_pipeline.pairs import META
 from edu_bias_pipeline.pipelines.data_import import importers as I
-from edu_bias_pipeline.pipelines.data_import.config import (
-    CBBQ_CONDITIONS,
-    PARAMS_HINT,
-    ImportConfig,
-    parse_import_config,
-)
+from edu_bias_pipeline.pipelines.data_import.cbbq import read_cbbq_files
+from edu_bias_pipeline.pipelines.data_import.config import PARAMS_HINT, ImportConfig
+from edu_bias_pipeline.pipelines.data_import.tables import ImportSourceError, read_csv_table, read_jsonl_table
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_PATH = "data/03_primary/imported_pairs.jsonl"
-SKIPPED_PATH = "data/08_reporting/import_skipped.jsonl"
 
-
-class ImportSourceError(FileNotFoundError):
-    """A configured benchmark path that does not hold what the importer reads."""
-
-
-def check_import_params(params: dict[str, Any] | None) -> ImportConfig:
-    config = parse_import_config(params)
+def check_import_params(params: ImportConfig) -> ImportConfig:
+    """The validated `data_import` group (typed, so Kedro validates it when the run starts), if it names a
+    source to import."""
+    config = ImportConfig.parse(params)
     if not config.enabled():
         raise ValueError(
             "data_import: no source configured. The benchmarks are not shipped with the project: "
@@ -62,72 +52,6 @@ def _existing(path_text: str, what: str, key: str) -> Path:
     return path
 
 
-def read_csv_table(path: Path, sep: str = ",") -> pd.DataFrame:
-    """Every cell as text (no NaN guessing); BOM tolerated; `_record` = 1-based data row, `_file` = path."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", sep=sep)
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise ValueError(
-            f"{path}: not a readable UTF-8 {'TSV' if sep == chr(9) else 'CSV'} file: {exc}"
-        ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame[I.RECORD] = range(1, len(frame) + 1)
-    frame[I.FILE] = str(path)
-    return frame
-
-
-def read_jsonl_table(path: Path) -> pd.DataFrame:
-    """One row per non-blank line; nested objects flattened to dotted columns ("meta.bias_type").
-
-    A line that is not a JSON object becomes a row with `_error` set, which the importer reports.
-    """
-    objects: list[dict[str, Any]] = []
-    numbers: list[int] = []
-    errors: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8-sig") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append({I.RECORD: number, "_error": f"line {number}: invalid JSON ({exc.msg})"})
-                continue
-            if not isinstance(value, dict):
-                errors.append({I.RECORD: number, "_error": f"line {number}: not a JSON object"})
-                continue
-            objects.append(value)
-            numbers.append(number)
-    # One json_normalize over all objects: per line it built a DataFrame each time (~570 µs a line).
-    frame = pd.json_normalize(objects) if objects else pd.DataFrame()
-    frame[I.RECORD] = numbers
-    if errors:
-        bad = pd.DataFrame.from_records(errors)
-        frame = bad if not objects else pd.concat([frame, bad], ignore_index=True)
-        frame = frame.sort_values(I.RECORD, kind="stable", ignore_index=True)
-    if "_error" not in frame.columns:
-        frame["_error"] = None
-    frame[I.FILE] = str(path)
-    return frame
-
-
-def _cbbq_root(path: Path) -> Path:
-    """The folder holding the category folders; the repository root (with `data/`) is accepted too."""
-    if not path.is_dir():
-        raise ImportSourceError(
-            f"data_import.cbbq.path = {str(path)!r} is not a folder: point it at CBBQ's data/"
-        )
-    for root in (path, path / "data"):
-        if root.is_dir() and any(
-            (sub / cond).is_dir() for sub in root.iterdir() if sub.is_dir() for cond in CBBQ_CONDITIONS
-        ):
-            return root
-    raise ImportSourceError(
-        f"data_import.cbbq.path = {str(path)!r} holds no CBBQ category folders "
-        "(<category>/ambiguous/ambiguous.csv, <category>/disambiguous/disambiguous.csv)"
-    )
-
-
 # ------------------------------------------------------------------------------------------ source nodes
 def _result(name: str, source: str, license: str | None, path: str | None, eval_only: bool) -> dict[str, Any]:
     return {
@@ -148,62 +72,45 @@ def import_cbbq_source(config: ImportConfig, taxonomy: dict[str, Any]) -> dict[s
     cfg = config.cbbq
     if not cfg.path:
         return {}  # disabled (Kedro does not save None)
-    root = _cbbq_root(_existing(cfg.path, "CBBQ folder", "cbbq"))
+    path = _existing(cfg.path, "CBBQ folder", "cbbq")
     result = _result("cbbq", I.CBBQ_SOURCE, cfg.license, cfg.path, cfg.eval_only)
-    available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    wanted = available if "all" in cfg.categories else cfg.categories
-    unknown = [c for c in wanted if c not in available]
-    if unknown:
-        raise ValueError(
-            f"data_import.cbbq.categories: {unknown} not found under {root}; available: {available}"
-        )
-    for category in wanted:
-        for condition in cfg.conditions:
-            file = root / category / condition / f"{condition}.csv"
-            if not file.is_file():
-                # A copy may lack the merged CSV of a category/condition (a partial copy has only templates).
-                note = "only templates_generate_*.csv present" if file.parent.is_dir() else "folder missing"
-                result["missing_files"].append(
-                    {"file": str(file), "category": category, "condition": condition, "note": note}
-                )
-                logger.warning("CBBQ %s/%s: %s not found (%s); skipped", category, condition, file, note)
-                continue
-            frame = read_csv_table(file)
-            rows, skipped = I.import_cbbq(
-                frame,
-                taxonomy=taxonomy,
-                license=cfg.license,
-                unknown_answers=cfg.unknown_answers,
-                target_markers=cfg.target_markers,
-                condition=condition,
-                category=category,
-                eval_only=cfg.eval_only,
-            )
-            result["rows"].extend(rows)
-            result["skipped"].extend(skipped)
-            result["rows_read"] += len(frame)
-            result["files"].append(
+    for file in read_cbbq_files(path, cfg.categories, cfg.conditions):
+        where = f"CBBQ {file.category}/{file.condition}"
+        if file.frame is None:
+            result["missing_files"].append(
                 {
-                    "file": str(file),
-                    "category": category,
-                    "condition": condition,
-                    "rows_read": len(frame),
-                    "rows_imported": len(rows),
+                    "file": str(file.path),
+                    "category": file.category,
+                    "condition": file.condition,
+                    "note": file.missing,
                 }
             )
-            logger.info(
-                "CBBQ %s/%s: %d rows read, %d imported, %d skipped",
-                category,
-                condition,
-                len(frame),
-                len(rows),
-                len(skipped),
-            )
-    if not result["files"]:
-        raise ImportSourceError(
-            f"CBBQ: none of the selected files exist under {root} (categories {wanted}, conditions "
-            f"{cfg.conditions}); missing: {[m['file'] for m in result['missing_files']]}"
+            logger.warning("%s: %s not found (%s); skipped", where, file.path, file.missing)
+            continue
+        rows, skipped = I.import_cbbq(
+            file.frame,
+            taxonomy=taxonomy,
+            license=cfg.license,
+            unknown_answers=cfg.unknown_answers,
+            target_markers=cfg.target_markers,
+            condition=file.condition,
+            category=file.category,
+            eval_only=cfg.eval_only,
         )
+        read = len(file.frame)
+        result["rows"].extend(rows)
+        result["skipped"].extend(skipped)
+        result["rows_read"] += read
+        result["files"].append(
+            {
+                "file": str(file.path),
+                "category": file.category,
+                "condition": file.condition,
+                "rows_read": read,
+                "rows_imported": len(rows),
+            }
+        )
+        logger.info("%s: %d rows read, %d imported, %d skipped", where, read, len(rows), len(skipped))
     return result
 
 
@@ -333,8 +240,12 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def combine_imports(config: ImportConfig, *results: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
-    """All enabled sources -> one raw pairs file (duplicates dropped, reported), the report, skipped rows."""
+def combine_imports(
+    config: ImportConfig, locations: dict[str, str], *results: dict[str, Any]
+) -> tuple[str, dict[str, Any], str]:
+    """All enabled sources -> one raw pairs file (duplicates dropped, reported), the report, skipped rows.
+
+    `locations` (catalog `data_import_locations`): the `output` and `skipped_rows_file` the report names."""
     results_list = [r for r in results if r]
     all_rows = [row for r in results_list for row in r["rows"]]
     kept, duplicates = I.drop_duplicate_pairs(all_rows)
@@ -352,8 +263,8 @@ def combine_imports(config: ImportConfig, *results: dict[str, Any]) -> tuple[str
         sources.append(_source_report(result, mine, skipped, config.skipped_examples_per_reason))
         all_skipped.extend(skipped)
     report = {
-        "output": OUTPUT_PATH,
-        "skipped_rows_file": SKIPPED_PATH,
+        "output": locations["output"],
+        "skipped_rows_file": locations["skipped_rows_file"],
         "rows_read": sum(s["rows_read"] for s in sources),
         "rows_imported": len(kept),
         "rows_skipped": len(all_skipped),
@@ -361,7 +272,7 @@ def combine_imports(config: ImportConfig, *results: dict[str, Any]) -> tuple[str
         "sources": sources,
     }
     if not kept:
-        logger.warning("data_import: every row was skipped; see %s", SKIPPED_PATH)
+        logger.warning("data_import: every row was skipped; see %s", locations["skipped_rows_file"])
     for source in sources:
         logger.info(
             "%s (%s): %d read, %d imported, %d skipped %s",

@@ -1,4 +1,4 @@
-"""data_import: downloaded benchmarks -> data/03_primary/imported_pairs.jsonl + an import report."""
+"""data_import: downloaded benchmarks -> imported pairs (catalog `imported_pairs`) + an import report."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -30,7 +30,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 combine_imports,
-                ["import_config", "cbbq_import", "crows_pairs_import", "generic_import"],
+                [
+                    "import_config",
+                    "data_import_locations",
+                    "cbbq_import",
+                    "crows_pairs_import",
+                    "generic_import",
+                ],
                 ["imported_pairs", "import_report", "import_skipped"],
                 name="combine_imports",
             ),

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from edu_bias_pipeline.params import validate_params
+from edu_bias_pipeline.params import StageConfig
 
 Balancing = Literal["none", "downsample", "upsample", "weights"]
-
-PARAMS_HINT = "conf/base/parameters_data_splitting.yml (or --params data_splitting.<key>=...)"
 
 
 class SplitRatios(BaseModel):
@@ -37,8 +35,8 @@ class SplitRatios(BaseModel):
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
-class SplitConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SplitConfig(StageConfig):
+    stage = "data_splitting"
 
     seed: int = 42
     ratios: SplitRatios = Field(default_factory=SplitRatios)
@@ -50,7 +48,3 @@ class SplitConfig(BaseModel):
     common_text_pairs: PositiveInt | None = 20
     # Largest allowed |realised - configured| ratio per category and split (one pair is always allowed).
     ratio_tolerance: float = Field(0.02, ge=0.0, le=1.0)
-
-
-def parse_split_config(params: SplitConfig | dict[str, Any] | None) -> SplitConfig:
-    return validate_params(SplitConfig, params, "data_splitting", PARAMS_HINT)

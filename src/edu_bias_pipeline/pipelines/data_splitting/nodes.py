@@ -17,7 +17,7 @@ import pandas as pd
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.datasets.jsonl import SOURCE_ATTR
 from edu_bias_pipeline.pipelines.data_splitting import splitting as S
-from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig, parse_split_config
+from edu_bias_pipeline.pipelines.data_splitting.config import SplitConfig
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def assign_splits(validated_pairs: pd.DataFrame, config: SplitConfig) -> tuple[p
     Raises `SplitRatioError` when a category's realised ratios miss the configured ones by more than
     `ratio_tolerance`, naming the group (and the text) that caused it.
     """
-    config = parse_split_config(config)
+    config = SplitConfig.parse(config)
     if config.max_per_category is not None and config.balancing != "downsample":
         logger.info(
             "data_splitting.max_per_category=%s is ignored: it only applies to balancing 'downsample' "
@@ -375,7 +375,7 @@ def balance_splits(
     split_pairs: pd.DataFrame, config: SplitConfig, split_notes: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Apply the configured balancing to train only and emit the three split frames."""
-    config = parse_split_config(config)
+    config = SplitConfig.parse(config)
     labels = list(split_pairs[P.BIAS_TYPE])
     splits = list(split_pairs[P.SPLIT])
     positions = {s: [i for i, v in enumerate(splits) if v == s] for s in S.SPLITS}
@@ -455,7 +455,7 @@ def build_split_report(
     `realised_ratios` describe the stratified split itself: before balancing, without eval_only pairs
     (those go to test whatever the ratios say). `counts` are what the output files hold.
     """
-    config = parse_split_config(config)
+    config = SplitConfig.parse(config)
     eval_only = [isinstance(m, dict) and m.get(P.EVAL_ONLY) is True for m in split_pairs[P.META]]
     categories = sorted(set(split_pairs[P.BIAS_TYPE]))
     ratios = config.ratios.as_dict()

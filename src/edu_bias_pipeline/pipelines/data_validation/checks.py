@@ -1,97 +1,31 @@
-"""Pair-quality and label-consistency checks.
+"""Pair-quality and label-consistency checks: the registry.
 
 Checks are data: each is a named function that takes the frame of parsed pairs and returns a boolean
 Series (True = the row offends), registered once in `ROW_CHECKS` with its default severity. An `error`
-quarantines the row, a `warning` keeps it and reports it. Adding a check is one function + one line.
+quarantines the row, a `warning` keeps it and reports it. Adding a check is one function + one line, and
+tests/pipelines/data_validation/test_checks.py fails until the new check has an offending example there.
 
 Checks run in registry order; `CheckContext.kept` holds the rows no earlier error has quarantined, for
 the checks that should only look at survivors (e.g. the per-category minimum). The frame columns they see:
 `source_line`, `prompt` (str or None), `chosen`, `rejected` (normalised str), `bias_label` (the raw label
-or None), `bias_type` (canonical name or None) and `pair_id`. The string work is vectorised with pyarrow
-compute (RE2) so a million pairs take seconds, not minutes.
+or None), `bias_type` (canonical name or None) and `pair_id`. The string measures come from `text.py`.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edu_bias_pipeline.pairs import near_duplicate_key, nearest
-from edu_bias_pipeline.params import validate_params
+from edu_bias_pipeline.pairs import nearest
+from edu_bias_pipeline.pipelines.data_validation import text
+from edu_bias_pipeline.pipelines.data_validation.config import Severity, ValidationConfig
 from edu_bias_pipeline.taxonomy import label_key
-
-PARAMS_HINT = "conf/base/parameters_data_validation.yml (or --params data_validation.<key>=...)"
-
-# Parameters of earlier releases that repeated a catalog path: the entry that now holds it.
-MOVED_TO_CATALOG = {
-    "input_path": "the input file is the catalog's `raw_pairs` filepath (--params raw_pairs_path=PATH)",
-    "summary_path": "the summary file is the catalog's `validation_summary` filepath",
-    "quarantine_path": "the quarantine file is the catalog's `quarantined_pairs` filepath",
-    "data_docs_dir": "the Data Docs directory is the catalog's `data_docs` filepath",
-}
-
-Severity = Literal["error", "warning"]
-SeveritySetting = Literal["error", "warning", "off"]
-
-
-class ValidationConfig(BaseModel):
-    """The `data_validation` parameters (conf/base/parameters_data_validation.yml)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_chars: int = Field(2, ge=0)
-    max_chars: int = Field(1000, ge=1)
-    max_prompt_chars: int = Field(2000, ge=1)
-    similarity_threshold: float = Field(96.0, ge=0, le=100)
-    similarity_window: int = Field(3, ge=1)
-    min_pairs_per_category: int = Field(30, ge=0)
-    max_error_rate: float = Field(0.1, ge=0, le=1)
-    severity: dict[str, SeveritySetting] = Field(default_factory=dict)
-    suite_name: str = "validated_pairs"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _paths_are_in_the_catalog(cls, values: Any) -> Any:
-        moved = sorted(set(values) & set(MOVED_TO_CATALOG)) if isinstance(values, dict) else []
-        if moved:
-            where = "; ".join(f"data_validation.{key}: {MOVED_TO_CATALOG[key]}" for key in moved)
-            raise ValueError(
-                f"{where}. Paths are set once, in conf/base/catalog.yml; remove the key from {PARAMS_HINT}"
-            )
-        return values
-
-    @model_validator(mode="after")
-    def _bounds_ordered(self) -> ValidationConfig:
-        if self.min_chars > self.max_chars:
-            raise ValueError(
-                f"data_validation.min_chars ({self.min_chars}) is greater than data_validation.max_chars "
-                f"({self.max_chars}): every text would be out of bounds and quarantined. Set min_chars <= "
-                f"max_chars in {PARAMS_HINT}"
-            )
-        return self
-
-    # Kedro hands nodes typed as ValidationConfig the validated model; nodes that still take the parameter
-    # group as a dict and unpack it (`ValidationConfig(**params)`) get the same values through these two.
-    def keys(self) -> Any:
-        return type(self).model_fields.keys()
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-
-def parse_validation_config(params: ValidationConfig | dict[str, Any] | None) -> ValidationConfig:
-    """The typed `data_validation` parameters, from the model Kedro validated or from a plain dict."""
-    return validate_params(ValidationConfig, params, "data_validation", PARAMS_HINT)
 
 
 @dataclass
@@ -135,117 +69,31 @@ PARSE_CHECKS: dict[str, str] = {
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _arrow(values: pd.Series) -> pa.Array:
-    return pa.array(values.tolist(), type=pa.large_string(), from_pandas=True)
+TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+PAIR_COLUMNS = ("chosen", "rejected")
 
 
 def _column(frame: pd.DataFrame, ctx: CheckContext, column: str) -> pa.Array:
     """A text column as an Arrow array, converted once per run and shared by the checks."""
-    return ctx.cached(f"arrow:{column}", lambda: _arrow(frame[column]))
+    return ctx.cached(f"arrow:{column}", lambda: text.arrow_strings(frame[column]))
 
 
 def _matches(frame: pd.DataFrame, ctx: CheckContext, columns: Sequence[str], pattern: str) -> pd.Series:
     """Rows where any of `columns` matches the RE2 `pattern` (None never matches)."""
     hit = np.zeros(len(frame), dtype=bool)
     for column in columns:
-        found = pc.match_substring_regex(_column(frame, ctx, column), pattern)
-        hit |= found.fill_null(False).to_numpy(zero_copy_only=False)
+        hit |= text.matches(_column(frame, ctx, column), pattern)
     return pd.Series(hit, index=frame.index)
-
-
-TEXT_COLUMNS = ("prompt", "chosen", "rejected")
-PAIR_COLUMNS = ("chosen", "rejected")
-
-
-def _re2_class(code_points: Sequence[int]) -> str:
-    """An RE2 character class of `code_points`, written as ranges."""
-    ranges: list[list[int]] = []
-    for cp in sorted(code_points):
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
-    body = "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
-    return f"[{body}]"
-
-
-@dataclass(frozen=True)
-class _KeyPlan:
-    drop: str  # RE2 class of the BMP code points near_duplicate_key deletes
-    exact_before: str  # texts matching this take the Python path (NFKC may differ by Unicode version)
-    exact_after: str  # NFKC texts matching this take the Python path (lower() != casefold())
-
-
-@lru_cache(maxsize=1)
-def _key_plan() -> _KeyPlan:
-    """What Arrow can compute exactly like `pairs.near_duplicate_key`, derived from both libraries at
-    run time (about 0.2 s), so a newer Arrow or Python cannot silently change the keys."""
-    bmp = [cp for cp in range(0x10000) if not 0xD800 <= cp <= 0xDFFF]
-    chars = pa.array([chr(cp) for cp in bmp], type=pa.large_string())
-    nfkc = pc.utf8_normalize(chars, form="NFKC").to_pylist()
-    lower = pc.utf8_lower(chars).to_pylist()
-    differ, unlike, drop = [], [], []
-    for cp, n, low in zip(bmp, nfkc, lower, strict=True):
-        ch = chr(cp)
-        if unicodedata.normalize("NFKC", ch) != n:
-            differ.append(cp)
-        if ch.casefold() != low:
-            unlike.append(cp)
-        if ch.isspace() or unicodedata.category(ch)[0] in ("P", "S", "C"):
-            drop.append(cp)
-    astral = "\\x{10000}-\\x{10FFFF}"
-    return _KeyPlan(
-        drop=_re2_class(drop) + "+",
-        exact_before=_re2_class(differ)[:-1] + astral + "]",
-        exact_after=_re2_class(unlike)[:-1] + astral + "]",
-    )
-
-
-def near_keys(texts: pd.Series, arr: pa.Array | None = None) -> pa.Array:
-    """Vectorised `pairs.near_duplicate_key` (same result; tests check it), as an Arrow array.
-
-    Arrow does NFKC, lower-casing and the deletions in C++; the rare texts where its Unicode tables could
-    disagree with Python's (astral characters, lower() != casefold(), newer code points) take the original.
-    None becomes "".
-    """
-    plan = _key_plan()
-    arr = _arrow(texts) if arr is None else arr
-    arr = pc.fill_null(arr, "")
-    nfkc = pc.utf8_normalize(arr, form="NFKC")
-    keys = pc.replace_substring_regex(pc.utf8_lower(nfkc), plan.drop, "")
-    exact = pc.or_(
-        pc.match_substring_regex(arr, plan.exact_before), pc.match_substring_regex(nfkc, plan.exact_after)
-    )
-    positions = np.flatnonzero(exact.to_numpy(zero_copy_only=False))
-    if len(positions):
-        patched = keys.to_pylist()
-        originals = arr.to_pylist()
-        for i in positions:
-            patched[i] = near_duplicate_key(originals[i])
-        keys = pa.array(patched, type=pa.large_string())
-    return keys
 
 
 def _keys(frame: pd.DataFrame, ctx: CheckContext) -> dict[str, pa.Array]:
     return ctx.cached(
-        "near_keys", lambda: {c: near_keys(frame[c], _column(frame, ctx, c)) for c in TEXT_COLUMNS}
+        "near_keys", lambda: {c: text.near_keys(frame[c], _column(frame, ctx, c)) for c in TEXT_COLUMNS}
     )
 
 
 def _nonempty(frame: pd.DataFrame, ctx: CheckContext, column: str) -> np.ndarray:
-    return ctx.cached(
-        f"nonempty:{column}",
-        lambda: (
-            pc.greater(pc.utf8_length(_column(frame, ctx, column)), 0)
-            .fill_null(False)
-            .to_numpy(zero_copy_only=False)
-        ),
-    )
-
-
-def _codes(values: pa.Array) -> np.ndarray:
-    """Dense integer codes of strings (equal strings, equal codes), hashed in C++."""
-    return pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return ctx.cached(f"nonempty:{column}", lambda: text.lengths(_column(frame, ctx, column)) > 0)
 
 
 def _text_codes(frame: pd.DataFrame, ctx: CheckContext) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +101,7 @@ def _text_codes(frame: pd.DataFrame, ctx: CheckContext) -> tuple[np.ndarray, np.
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
         both = pa.concat_arrays([_column(frame, ctx, "chosen"), _column(frame, ctx, "rejected")])
-        codes = _codes(both)
+        codes = text.codes(both)
         return codes[: len(frame)], codes[len(frame) :]
 
     return ctx.cached("text_codes", compute)
@@ -341,9 +189,9 @@ def length_out_of_bounds(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     cfg = ctx.config
     bad = np.zeros(len(frame), dtype=bool)
     for column in PAIR_COLUMNS:
-        n = pc.utf8_length(_column(frame, ctx, column)).to_numpy(zero_copy_only=False)
+        n = text.lengths(_column(frame, ctx, column))
         bad |= (n > 0) & ((n < cfg.min_chars) | (n > cfg.max_chars))
-    prompt_len = pc.utf8_length(_column(frame, ctx, "prompt")).fill_null(0).to_numpy(zero_copy_only=False)
+    prompt_len = text.lengths(_column(frame, ctx, "prompt"))
     bad |= prompt_len > cfg.max_prompt_chars
     return pd.Series(bad, index=frame.index)
 
@@ -352,10 +200,7 @@ def explain_length(frame: pd.DataFrame, ctx: CheckContext, positions: np.ndarray
     cfg = ctx.config
     bounds = [(c, cfg.min_chars, cfg.max_chars, "min_chars", "max_chars") for c in PAIR_COLUMNS]
     bounds.append(("prompt", 0, cfg.max_prompt_chars, None, "max_prompt_chars"))
-    lengths = {
-        column: pc.utf8_length(_column(frame, ctx, column)).fill_null(0).to_numpy(zero_copy_only=False)
-        for column, *_ in bounds
-    }
+    lengths = {column: text.lengths(_column(frame, ctx, column)) for column, *_ in bounds}
     out = []
     for pos in positions:
         parts = []
@@ -375,40 +220,13 @@ def truncated_text(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     return _matches(frame, ctx, PAIR_COLUMNS, r"(\.\.\.|…|⋯|。。。)$")
 
 
-# A UTF-8 lead byte read as Latin-1/cp1252 (Â..ô) followed by a continuation byte read the same way
-# (U+0080..U+00BF, or the cp1252 letters/punctuation that bytes 0x80..0x9F decode to).
-_MOJIBAKE_RE2 = (
-    r"[\x{00C2}-\x{00F4}][\x{0080}-\x{00BF}\x{0152}\x{0153}\x{0160}\x{0161}\x{0178}\x{017D}\x{017E}"
-    r"\x{0192}\x{02C6}\x{02DC}\x{2013}\x{2014}\x{2018}-\x{201A}\x{201C}-\x{201E}\x{2020}-\x{2022}"
-    r"\x{2026}\x{2030}\x{2039}\x{203A}\x{20AC}\x{2122}]"
-)
-_MOJIBAKE_RUN = re.compile(
-    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
-    "\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]{1,3}"
-)
-
-
-def is_mojibake(text: str) -> bool:
-    """True when a suspicious run re-encodes (cp1252 or Latin-1) into valid multi-byte UTF-8."""
-    for match in _MOJIBAKE_RUN.finditer(text):
-        run = match.group()
-        for codec in ("cp1252", "latin-1"):
-            try:
-                decoded = run.encode(codec).decode("utf-8")
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                continue
-            if decoded and ord(decoded[0]) > 0x7F:
-                return True
-    return False
-
-
 def mojibake(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """UTF-8 text that was decoded as Latin-1/cp1252 somewhere upstream, e.g. 教育 -> æ•™è‚²."""
-    candidates = _matches(frame, ctx, TEXT_COLUMNS, _MOJIBAKE_RE2)
+    candidates = _matches(frame, ctx, TEXT_COLUMNS, text.MOJIBAKE_CANDIDATE)
     hit = pd.Series(False, index=frame.index)
     for idx in candidates[candidates].index:
         hit.at[idx] = any(
-            isinstance(frame.at[idx, c], str) and is_mojibake(frame.at[idx, c]) for c in TEXT_COLUMNS
+            isinstance(frame.at[idx, c], str) and text.is_mojibake(frame.at[idx, c]) for c in TEXT_COLUMNS
         )
     return hit
 
@@ -432,66 +250,10 @@ def invisible_characters(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     )
 
 
-def _lead_bytes(*ranges: tuple[int, int]) -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
-    for lo, hi in ranges:
-        table[lo : hi + 1] = True
-    return table
-
-
-# Script by UTF-8 lead byte, which is all a script guess needs and runs at memory speed:
-# Han U+4000..U+9FFF = E4..E9; Latin = ASCII letters and U+00C0..U+024F (C3..C9);
-# other letters = Greek..Arabic/Indic (CD..DF, E0) and Yi/Hangul (EA..ED).
-_HAN = _lead_bytes((0xE4, 0xE9))
-_LATIN = _lead_bytes((0x41, 0x5A), (0x61, 0x7A), (0xC3, 0xC9))
-_OTHER = _lead_bytes((0xCD, 0xDF), (0xE0, 0xE0), (0xEA, 0xED))
-# The three counts packed into one integer per byte (21 bits each) so one reduction counts them all.
-_PACKED = _HAN.astype(np.uint64) | (_LATIN.astype(np.uint64) << 21) | (_OTHER.astype(np.uint64) << 42)
-_FIELD = np.uint64((1 << 21) - 1)
-
-
-def _script_counts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per string: Han, Latin and other-letter counts, from the Arrow UTF-8 buffer without a Python loop."""
-    arr = pc.fill_null(arr, "")
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    counts = np.zeros(len(arr), dtype=np.uint64)
-    if arr.buffers()[2] is None or offsets[-1] == offsets[0]:
-        return counts, counts, counts
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-    step = 1 << 16  # strings per block: keeps the per-byte temporary small (cache-friendly)
-    for lo in range(0, len(arr), step):
-        hi = min(lo + step, len(arr))
-        start, stop = offsets[lo], offsets[hi]
-        if stop == start:
-            continue
-        starts = offsets[lo:hi] - start
-        nonempty = offsets[lo + 1 : hi + 1] > offsets[lo:hi]
-        counts[lo:hi][nonempty] = np.add.reduceat(_PACKED[data[start:stop]], starts[nonempty])
-    return (
-        (counts & _FIELD).astype(np.int64),
-        ((counts >> 21) & _FIELD).astype(np.int64),
-        (counts >> 42).astype(np.int64),
-    )
-
-
-def scripts(texts: pd.Series | pa.Array) -> np.ndarray:
-    """Dominant script per text: 'han', 'latin', 'other' (letters of other scripts) or '' (no letters)."""
-    han, latin, other = _script_counts(texts if isinstance(texts, pa.Array) else _arrow(texts))
-    # One Han character carries about a word; Latin letters come about five to a word.
-    han_w = han * 5
-    out = np.full(len(han), "", dtype=object)
-    out[(han + latin + other) > 0] = "other"
-    out[(han_w >= latin) & (han_w >= other) & (han > 0)] = "han"
-    out[(latin > han_w) & (latin >= other)] = "latin"
-    return out
-
-
 def language_mismatch(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     """Chosen and rejected are written in different scripts (e.g. Chinese vs English)."""
-    a = scripts(_column(frame, ctx, "chosen"))
-    b = scripts(_column(frame, ctx, "rejected"))
+    a = text.scripts(_column(frame, ctx, "chosen"))
+    b = text.scripts(_column(frame, ctx, "rejected"))
     return pd.Series((a != "") & (b != "") & (a != b), index=frame.index)
 
 
@@ -506,7 +268,7 @@ def near_duplicate_pair(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     keys = _keys(frame, ctx)
     combined = np.zeros(len(frame), dtype=np.int64)
     for column in TEXT_COLUMNS:  # fold the three key codes into one dense code per pair
-        codes = _codes(keys[column])
+        codes = text.codes(keys[column])
         combined, _ = pd.factorize(combined * (int(codes.max(initial=0)) + 1) + codes)
     near = pd.Series(combined).duplicated(keep="first").to_numpy()
     return pd.Series(near, index=frame.index) & ~frame["pair_id"].duplicated(keep="first")
@@ -535,7 +297,7 @@ def similar_pair(frame: pd.DataFrame, ctx: CheckContext) -> pd.Series:
     rk = table["r"].to_numpy()
     c_len = pc.utf8_length(table["c"]).to_numpy().astype(np.int64)
     r_len = pc.utf8_length(table["r"]).to_numpy().astype(np.int64)
-    pk = _codes(keys["prompt"])[candidates]
+    pk = text.codes(keys["prompt"])[candidates]
     threshold = ctx.config.similarity_threshold
     for first, second in (("c", "r"), ("r", "c")):
         order = pc.sort_indices(table, sort_keys=[(first, "ascending"), (second, "ascending")]).to_numpy()

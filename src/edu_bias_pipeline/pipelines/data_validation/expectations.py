@@ -32,10 +32,10 @@ from edu_bias_pipeline import assets, pairs
 from edu_bias_pipeline.files import replace_directory
 from edu_bias_pipeline.pipelines.data_validation.checks import (
     PARSE_CHECKS,
-    ValidationConfig,
     check_descriptions,
     configured_checks,
 )
+from edu_bias_pipeline.pipelines.data_validation.config import ValidationConfig
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,10 @@ from edu_bias_pipeline import pairs
 from edu_bias_pipeline.pipelines.data_validation.checks import (
     PARSE_CHECKS,
     CheckContext,
-    ValidationConfig,
     check_descriptions,
     configured_checks,
-    parse_validation_config,
 )
+from edu_bias_pipeline.pipelines.data_validation.config import ValidationConfig
 from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
@@ -283,7 +282,7 @@ def check_pairs(
     `params` is typed, so Kedro validates the `data_validation` group (e.g. min_chars <= max_chars) when
     the run starts, before any node runs.
     """
-    config = parse_validation_config(params)
+    config = ValidationConfig.parse(params)
     frame = ingested.copy()
     parsed = ~_has_reasons(frame["parse_reasons"])
     labels = frame["bias_label"]
@@ -361,7 +360,7 @@ def partition_pairs(
 
     `locations` (catalog `data_validation_locations`): the input, summary, quarantine and Data Docs paths
     the summary and the messages name, as the catalog sets them."""
-    config = parse_validation_config(params)
+    config = ValidationConfig.parse(params)
     has_error = _has_reasons(checked["errors"])
     kept = checked.loc[~has_error]
     bad = checked.loc[has_error]
@@ -476,7 +475,7 @@ def seal_summary(summary: dict[str, Any], validated_fingerprint: dict[str, Any])
 
 
 def build_data_docs(
-    checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: dict[str, Any], site_dir: str
+    checked: pd.DataFrame, taxonomy: Mapping[str, Any], params: ValidationConfig, site_dir: str
 ) -> dict[str, Any]:
     """Run the GX suites over every row read and write the Data Docs site into `site_dir` (catalog
     `data_docs`); returns its statistics.
@@ -486,7 +485,7 @@ def build_data_docs(
     """
     from edu_bias_pipeline.pipelines.data_validation.expectations import run_data_docs
 
-    config = parse_validation_config(params)
+    config = ValidationConfig.parse(params)
     kept = checked.loc[~_has_reasons(checked["errors"])]
     counts = {
         "rows read": len(checked),

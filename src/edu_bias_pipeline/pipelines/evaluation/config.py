@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field, PositiveInt
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
-
-from edu_bias_pipeline.params import validate_params
+from edu_bias_pipeline.params import StageConfig
 from edu_bias_pipeline.scoring import Dtype
 
-PARAMS_HINT = "conf/base/parameters_evaluation.yml (or --params evaluation.<key>=...)"
 
-
-class EvaluationConfig(BaseModel):
+class EvaluationConfig(StageConfig):
     """Which model to evaluate and how to run the scoring passes.
 
     `checkpoint` null (the default) scores the model training recorded in `trained_model`; a path scores
@@ -22,7 +18,7 @@ class EvaluationConfig(BaseModel):
     here overrides it, and is required where there is no metadata at all (a model trained elsewhere).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    stage = "evaluation"
 
     checkpoint: str | None = None
     reference_model: str | None = None
@@ -40,7 +36,3 @@ class EvaluationConfig(BaseModel):
     # Reference log-probs kept here and reused by later runs on the same pairs and reference weights (only
     # for checkpoints whose training recorded the reference's hash: the gpu profile's runs); null: off.
     reference_cache_dir: str | None = "data/06_models/reference_cache"
-
-
-def as_config(params: EvaluationConfig | dict[str, Any] | None) -> EvaluationConfig:
-    return validate_params(EvaluationConfig, params, "evaluation", PARAMS_HINT)

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from edu_bias_pipeline import pairs as P
-from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
+from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
 from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model
 from edu_bias_pipeline.scoring import implicit_reward, load_scoring_models, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import resolver
@@ -121,7 +121,7 @@ def score_evaluation_pairs(
     The model is `trained_model`'s (training's record of what it wrote) unless `evaluation.checkpoint`
     overrides it. Returns the per-pair scores and a description of what was evaluated (for the report).
     """
-    cfg = as_config(config)
+    cfg = EvaluationConfig.parse(config)
     choice = choose_model(cfg.checkpoint, trained_model)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
     models = load_scoring_models(
