@@ -31,6 +31,7 @@ import pandas as pd
 
 from edu_bias_pipeline import pairs
 from edu_bias_pipeline.files import write_json_atomic
+from edu_bias_pipeline.split_files import check_training_splits
 from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
 from edu_bias_pipeline.training.entry import (
@@ -171,12 +172,14 @@ def _file_records(path: str) -> list[dict[str, Any]]:
 
 
 def prepare_training_data(
-    train_pairs: pd.DataFrame, val_pairs: pd.DataFrame, cfg: TrainingConfig
+    train_pairs: pd.DataFrame, val_pairs: pd.DataFrame, split_report: dict[str, Any], cfg: TrainingConfig
 ) -> dict[str, list[dict[str, Any]]]:
     """Train/val records for the launched process: `TRAIN_DATASETS` files replace the train split if given.
 
-    `eval_only` pairs (e.g. CrowS-Pairs) never reach training; finding one in the train data is logged.
+    Both split files must be the ones `split_report` describes (one data_splitting run, see
+    `split_files`). `eval_only` pairs (e.g. CrowS-Pairs) never reach training; finding one is logged.
     """
+    check_training_splits(train_pairs, val_pairs, split_report)
     if cfg.train_datasets:
         train = [rec for path in cfg.train_datasets for rec in _file_records(path)]
         logger.info(

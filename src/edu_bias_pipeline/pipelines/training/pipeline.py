@@ -2,8 +2,6 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from edu_bias_pipeline.split_files import check_training_splits
-
 from .headline import training_headline
 from .nodes import (
     build_base_model,
@@ -20,16 +18,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(resolve_config, "params:training", "training_config", name="resolve_training_config"),
-            # First: train only on train/val files of one split (split_report.json describes both).
-            node(
-                check_training_splits,
-                ["train_pairs", "val_pairs", "split_report"],
-                ["checked_train_pairs", "checked_val_pairs"],
-                name="check_split_files",
-            ),
             node(
                 prepare_training_data,
-                ["checked_train_pairs", "checked_val_pairs", "training_config"],
+                ["train_pairs", "val_pairs", "split_report", "training_config"],
                 "training_data",
                 name="prepare_training_data",
             ),
