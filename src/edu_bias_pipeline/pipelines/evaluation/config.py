@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from edu_bias_pipeline.params import validate_params
+from edu_bias_pipeline.pipelines.evaluation.crows_stereotype import CrowsPairsConfig
+from edu_bias_pipeline.pipelines.evaluation.length_confound import LengthConfoundConfig
+from edu_bias_pipeline.pipelines.evaluation.retention import RetentionConfig
 from edu_bias_pipeline.scoring import Dtype
 
 PARAMS_HINT = "conf/base/parameters_evaluation.yml (or --params evaluation.<key>=...)"
@@ -40,6 +43,10 @@ class EvaluationConfig(BaseModel):
     # Reference log-probs kept here and reused by later runs on the same pairs and reference weights (only
     # for checkpoints whose training recorded the reference's hash: the gpu profile's runs); null: off.
     reference_cache_dir: str | None = "data/06_models/reference_cache"
+    # CrowS-Pairs stereotype score, capability retention (KL, neutral perplexity), length-confound rule.
+    crows_pairs: CrowsPairsConfig = Field(default_factory=CrowsPairsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    length_confound: LengthConfoundConfig = Field(default_factory=LengthConfoundConfig)
 
 
 def as_config(params: EvaluationConfig | dict[str, Any] | None) -> EvaluationConfig:
