@@ -157,6 +157,13 @@ class ScoringModels:
     def reference_model(self) -> contextlib.AbstractContextManager[Any]:
         return _reference_context(self.policy, self.reference)
 
+    def context_length(self) -> int | None:
+        """The model's context window (`max_position_embeddings`): where texts scored without a prompt are
+        cut (training's `max_length` is a limit of prompt + answer pairs, not of a benchmark's texts);
+        None when the config does not say."""
+        value = getattr(getattr(self.policy, "config", None), "max_position_embeddings", None)
+        return value if isinstance(value, int) else None
+
 
 @contextlib.contextmanager
 def _reference_context(policy: Any, reference: Any | None) -> Iterator[Any]:

@@ -163,7 +163,7 @@ def score_retention(
     sample_scores = score_sequences(
         models, samples, batch_size=batch_size, with_kl=True, progress=cfg.progress
     )
-    encoded = encode_texts(models.tokenizer, texts["text"].tolist(), models.metadata.max_length)
+    encoded = encode_texts(models.tokenizer, texts["text"].tolist(), models.context_length())
     text_scores = score_sequences(models, encoded, batch_size=batch_size, with_kl=True, progress=cfg.progress)
 
     decoded = models.tokenizer.batch_decode(
@@ -387,7 +387,11 @@ def render_retention_section(metrics: Mapping[str, Any], locations: Mapping[str,
         "(exact KL of the next-token distributions, averaged over completion tokens; 0 = unchanged model).",
         f"- neutral text: `{locations['neutral_texts']}`, {metrics['texts/overall']} passages, "
         f"{metrics['text_tokens/overall']} tokens, scored without instruction or template"
-        + (f" ({metrics['texts/truncated']} truncated to max_length)" if metrics["texts/truncated"] else "")
+        + (
+            f" ({metrics['texts/truncated']} truncated to the model's context length)"
+            if metrics["texts/truncated"]
+            else ""
+        )
         + ". Perplexity = exp(mean negative log-likelihood per token); brackets: 95% bootstrap interval "
         "over passages (over completions for the KL).",
         "",
