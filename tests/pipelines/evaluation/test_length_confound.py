@@ -83,6 +83,14 @@ def test_the_rule_needs_both_a_winning_length_and_an_accuracy_gap():
     assert L.length_verdict(metrics, "baseline", "overall", cfg) == "shorter"
     assert L.length_verdict(metrics, "trained", "overall", cfg) is None  # 60% shorter wins: below 75%
     assert L.length_verdict(metrics, "reward", "overall", cfg) is None  # it loses everywhere: no gap
+    # The shorter statement wins 10 of 12, but the unbiased statement also wins 2 of 3 where it is longer:
+    # a 33-point gap, so length does not explain the preference.
+    mostly_right = (
+        [("age", 5, 9, -5.0, -9.0)] * 9 + [("age", 9, 5, -9.0, -5.0)] + [("age", 9, 5, -4.0, -5.0)] * 2
+    )
+    mixed = L.length_metrics(_pairs(mostly_right), OUTCOME_COLUMNS)
+    assert mixed["baseline_shorter_wins/overall"] == pytest.approx(10 / 12)
+    assert L.length_verdict(mixed, "baseline", "overall", cfg) is None
     # Too few pairs on one side: no verdict at all.
     assert L.length_verdict(metrics, "baseline", "overall", L.LengthConfoundConfig(min_pairs=3)) is None
     # A preference for the longer statement is length too.
