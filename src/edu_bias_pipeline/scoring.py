@@ -962,39 +962,53 @@ def generate_from_reference(
     do_sample: bool,
     temperature: float = 1.0,
     seed: int = 0,
+    batch_size: int = 64,
 ) -> list[EncodedCompletion]:
     """One completion of each prompt sampled (or greedily decoded) from the reference model, as the scorer
     encodes it: prompt ids + generated ids, up to and including eos when the model produced it.
 
-    Prompts with the same ids are generated together (`num_return_sequences`), so no padding is needed;
-    sampling is seeded and leaves the global torch random state as it was.
+    Prompts are generated `batch_size` at a time, longest first, left-padded (every step then advances all
+    of them at once). Sampling draws from the model's own distribution at `temperature`: no top-k/top-p cut
+    and no repetition penalty, whatever the model's generation config says. It is seeded and leaves the
+    global torch random state as it was.
     """
     import torch
 
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, ids in enumerate(prompt_ids):
-        groups.setdefault(tuple(ids), []).append(i)
-    eos = models.tokenizer.eos_token_id
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    eos, pad = models.tokenizer.eos_token_id, models.tokenizer.pad_token_id
+    decoding = (
+        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        if do_sample
+        else {"do_sample": False}
+    )
+    order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
     out: list[EncodedCompletion | None] = [None] * len(prompt_ids)
     devices = [models.device] if models.device.type == "cuda" else []
     with torch.inference_mode(), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         with models.reference_model() as reference:
-            for ids, members in groups.items():
-                inputs = torch.tensor([list(ids)], device=models.device)
-                sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            for idx in _batches(order, batch_size):
+                width = max(len(prompt_ids[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                attention = torch.zeros((len(idx), width), dtype=torch.long)
+                for j, i in enumerate(idx):
+                    n = len(prompt_ids[i])
+                    ids[j, width - n :] = torch.tensor(prompt_ids[i], dtype=torch.long)
+                    attention[j, width - n :] = 1
                 generated = reference.generate(
-                    input_ids=inputs,
-                    attention_mask=torch.ones_like(inputs),
+                    input_ids=ids.to(models.device),
+                    attention_mask=attention.to(models.device),
                     max_new_tokens=max_new_tokens,
-                    num_return_sequences=len(members),
-                    pad_token_id=models.tokenizer.pad_token_id,
+                    pad_token_id=pad,
                     eos_token_id=eos,
-                    **(sampling if do_sample else {"do_sample": False}),
+                    repetition_penalty=1.0,
+                    **decoding,
                 )
-                for row, i in zip(generated[:, len(ids) :].tolist(), members, strict=True):
+                for j, i in enumerate(idx):
+                    row = generated[j, width:].tolist()
                     completion = row[: row.index(eos) + 1] if eos is not None and eos in row else row
-                    out[i] = EncodedCompletion(list(ids) + completion, len(ids), False)
+                    out[i] = EncodedCompletion(list(prompt_ids[i]) + completion, len(prompt_ids[i]), False)
     return [enc for enc in out if enc is not None]
 
 

@@ -88,7 +88,8 @@ def test_kl_and_log_probs_after_a_weight_change_match_a_pass_by_hand(ck, tok, wh
 
 def test_reference_completions_are_seeded_sampled_from_the_reference_and_end_at_eos(ck, tok):
     models = scoring.load_scoring_models(ck.full, dtype="float64")
-    prompts = scoring.encode_prompts(tok, [None, None, "这句话公平吗？", None], DEFAULT_INSTRUCTION)
+    prompts = scoring.encode_prompts(tok, [None, None, tc.LONG_STATEMENT, None], DEFAULT_INSTRUCTION)
+    assert len({len(p) for p in prompts}) == 2  # two prompt lengths: batches are left-padded
     state = torch.get_rng_state()
     first = scoring.generate_from_reference(models, prompts, max_new_tokens=12, do_sample=True, seed=5)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is left alone
@@ -101,23 +102,28 @@ def test_reference_completions_are_seeded_sampled_from_the_reference_and_end_at_
         assert len(completion) == 12 or completion[-1] == tok.eos_token_id
         assert tok.eos_token_id not in completion[:-1]
 
-    greedy = scoring.generate_from_reference(models, prompts[:1], max_new_tokens=12, do_sample=False)
-    _, reference = tc.float64_models(ck, "full")
-    x = torch.tensor([prompts[0]])
-    expected = reference.generate(
-        input_ids=x,
-        attention_mask=torch.ones_like(x),
-        max_new_tokens=12,
-        do_sample=False,
-        pad_token_id=tok.pad_token_id,
-    )[0].tolist()
+    # Greedy, prompts of different lengths left-padded into one batch == the reference's own unpadded
+    # generate per prompt: the reference here (the base model) and, with more context-dependent choices than
+    # the random-init base, the perturbed model as its own reference.
     eos = tok.eos_token_id
-    expected = (
-        expected[: expected.index(eos, len(prompts[0])) + 1]
-        if eos in expected[len(prompts[0]) :]
-        else expected
-    )
-    assert greedy[0].input_ids == expected
+    own = scoring.load_scoring_models(ck.full, reference_model=str(ck.full), dtype="float64")
+    for scored in (models, own):
+        greedy = scoring.generate_from_reference(
+            scored, prompts, max_new_tokens=12, do_sample=False, batch_size=4
+        )
+        reference = tc.float64_models(ck, "full")[1] if scored is models else own.policy
+        for enc, prompt in zip(greedy, prompts, strict=True):
+            x = torch.tensor([prompt])
+            expected = reference.generate(
+                input_ids=x,
+                attention_mask=torch.ones_like(x),
+                max_new_tokens=12,
+                do_sample=False,
+                pad_token_id=eos,
+            )[0].tolist()
+            if eos in expected[len(prompt) :]:
+                expected = expected[: expected.index(eos, len(prompt)) + 1]
+            assert enc.input_ids == expected
 
 
 def _pairs_frame():

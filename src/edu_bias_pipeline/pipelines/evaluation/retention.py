@@ -159,6 +159,8 @@ def score_retention(
         do_sample=ret.decoding == "sample",
         temperature=ret.temperature,
         seed=ret.seed,
+        # a generation step costs one token per prompt: batches wider than the scorer's
+        batch_size=cfg.batch_size or (256 if models.device.type == "cuda" else 64),
     )
     sample_scores = score_sequences(
         models, samples, batch_size=batch_size, with_kl=True, progress=cfg.progress
