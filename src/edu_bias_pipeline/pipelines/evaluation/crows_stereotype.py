@@ -32,6 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from edu_bias_pipeline.pipelines.evaluation.length_confound import shorter_won
+from edu_bias_pipeline.pipelines.evaluation.parts import part_headline, switched_off_figure
 from edu_bias_pipeline.pipelines.evaluation.stats import share_keys
 
 logger = logging.getLogger(__name__)
@@ -221,9 +222,7 @@ HEADLINE_KEYS = (
 
 def crows_pairs_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """What `dvc metrics show` lists for CrowS-Pairs: the overall scores of both models."""
-    headline = {"model": metrics["model"], "crows_pairs/enabled": bool(metrics["enabled"])}
-    headline.update({f"crows_pairs/{k}": metrics[k] for k in HEADLINE_KEYS if k in metrics})
-    return headline
+    return part_headline(metrics, "crows_pairs", HEADLINE_KEYS)
 
 
 # --------------------------------------------------------------------------------------- chart
@@ -244,9 +243,7 @@ def plot_crows_pairs(metrics: Mapping[str, Any]):
     from matplotlib.figure import Figure
 
     if not metrics.get("enabled"):
-        fig = Figure(figsize=(6, 1.5))
-        fig.text(0.5, 0.5, "CrowS-Pairs switched off (evaluation.crows_pairs.enabled: false)", ha="center")
-        return fig
+        return switched_off_figure("CrowS-Pairs switched off (evaluation.crows_pairs.enabled: false)")
     scopes = _scopes(metrics)[::-1]
     height = 0.38
     fig = Figure(figsize=(8, 0.45 * len(scopes) + 1.6))

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from edu_bias_pipeline.pipelines.evaluation.parts import part_headline, switched_off_figure
 from edu_bias_pipeline.pipelines.evaluation.stats import ratio_bootstrap
 
 logger = logging.getLogger(__name__)
@@ -305,9 +306,7 @@ HEADLINE_KEYS = (
 
 def retention_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """What `dvc metrics show` lists for the cost of alignment."""
-    headline = {"model": metrics["model"], "retention/enabled": bool(metrics["enabled"])}
-    headline.update({f"retention/{k}": metrics[k] for k in HEADLINE_KEYS if k in metrics})
-    return headline
+    return part_headline(metrics, "retention", HEADLINE_KEYS)
 
 
 # --------------------------------------------------------------------------------------- chart
@@ -329,9 +328,7 @@ def plot_retention(metrics: Mapping[str, Any]):
     from matplotlib.figure import Figure
 
     if not metrics.get("enabled"):
-        fig = Figure(figsize=(6, 1.5))
-        fig.text(0.5, 0.5, "Retention switched off (evaluation.retention.enabled: false)", ha="center")
-        return fig
+        return switched_off_figure("Retention switched off (evaluation.retention.enabled: false)")
     fig = Figure(figsize=(10, 3.8))
     left, right = fig.subplots(1, 2)
     scopes = _text_scopes(metrics)
