@@ -179,3 +179,11 @@ def test_switched_off_scores_nothing_and_says_so():
     assert metrics == {"enabled": False, **RUN_INFO}
     assert crows.crows_pairs_headline(metrics) == {"model": "scripted", "crows_pairs/enabled": False}
     assert "Switched off" in crows.render_crows_pairs_section(metrics, {}, {})
+
+
+def test_a_label_from_the_users_file_cannot_break_the_report_table():
+    scores = _scores([("odd|type\nlabel", "stereo", -1.0, -2.0, -1.0, -2.0)])
+    metrics = {**crows.stereotype_metrics(scores), "enabled": True, "pairs/read": 1, "pairs/skipped": 0}
+    metrics["pairs/truncated"] = 0
+    section = crows.render_crows_pairs_section(metrics, {"crows_pairs": "c.csv"}, {})
+    assert "| odd\\|type label | 1 | 100.0% [21–100] | 100.0% [21–100] | +0.0 |" in section

@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from edu_bias_pipeline.pipelines.evaluation.length_confound import shorter_won
-from edu_bias_pipeline.pipelines.evaluation.parts import part_headline, switched_off_figure
+from edu_bias_pipeline.pipelines.evaluation.parts import part_headline, scope_cell, switched_off_figure
 from edu_bias_pipeline.pipelines.evaluation.stats import share_keys
 
 logger = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def render_crows_pairs_section(metrics: Mapping[str, Any], locations: Mapping[st
         "|---|---:|---:|---:|---:|",
     ]
     for scope in _scopes(metrics):
-        name = f"**{scope}**" if scope == "overall" else scope
+        name = scope_cell(scope)
         if metrics[f"n/{scope}"] == 0:
             lines.append(f"| {name} | 0 | – | – | – |")
             continue

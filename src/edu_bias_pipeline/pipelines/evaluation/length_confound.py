@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from edu_bias_pipeline.pipelines.evaluation.parts import scope_cell
 from edu_bias_pipeline.pipelines.evaluation.stats import share_keys
 
 FAMILY_NAMES = {
@@ -199,7 +200,7 @@ def render_length_confound_section(eval_metrics: Mapping[str, Any], config: Any)
                 _pct(eval_metrics, f"{family}_shorter_wins/{scope}") + flag,
                 _split(eval_metrics, family, scope),
             ]
-        name = f"**{scope}**" if scope == "overall" else scope
+        name = scope_cell(scope)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)

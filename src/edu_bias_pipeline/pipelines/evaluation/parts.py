@@ -21,3 +21,11 @@ def switched_off_figure(text: str):
     fig = Figure(figsize=(6, 1.5))
     fig.text(0.5, 0.5, text, ha="center")
     return fig
+
+
+def scope_cell(scope: str) -> str:
+    """A scope (a bias type or language, read from the user's file) as a Markdown table cell: `overall` in
+    bold, a `|` or line break in a label cannot split the row."""
+    if scope == "overall":
+        return "**overall**"
+    return " ".join(str(scope).split()).replace("|", "\\|")

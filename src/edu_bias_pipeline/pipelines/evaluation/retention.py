@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from edu_bias_pipeline.pipelines.evaluation.parts import part_headline, switched_off_figure
+from edu_bias_pipeline.pipelines.evaluation.parts import part_headline, scope_cell, switched_off_figure
 from edu_bias_pipeline.pipelines.evaluation.stats import ratio_bootstrap
 
 logger = logging.getLogger(__name__)
@@ -399,7 +399,7 @@ def render_retention_section(metrics: Mapping[str, Any], locations: Mapping[str,
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scope in _text_scopes(metrics):
-        name = f"**{scope}**" if scope == "overall" else scope
+        name = scope_cell(scope)
         lines.append(
             f"| {name} | {metrics[f'texts/{scope}']} | {metrics[f'text_tokens/{scope}']} "
             f"| {_value(metrics, 'perplexity_baseline', scope, '{:.1f}')} "
