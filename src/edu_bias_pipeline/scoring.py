@@ -157,6 +157,13 @@ class ScoringModels:
     def reference_model(self) -> contextlib.AbstractContextManager[Any]:
         return _reference_context(self.policy, self.reference)
 
+    def context_length(self) -> int | None:
+        """The model's context window (`max_position_embeddings`): where texts scored without a prompt are
+        cut (training's `max_length` is a limit of prompt + answer pairs, not of a benchmark's texts);
+        None when the config does not say."""
+        value = getattr(getattr(self.policy, "config", None), "max_position_embeddings", None)
+        return value if isinstance(value, int) else None
+
 
 @contextlib.contextmanager
 def _reference_context(policy: Any, reference: Any | None) -> Iterator[Any]:
@@ -353,6 +360,25 @@ class EncodedCompletion:
         return len(self.input_ids) - self.n_prompt
 
 
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str | None], instruction: str = DEFAULT_INSTRUCTION
+) -> list[list[int]]:
+    """Token ids of each rendered prompt (`pairs.render_prompt`), what completions are scored after."""
+    rendered: dict[str | None, list[int]] = {}
+    for prompt in set(prompts):
+        text = render_prompt(tokenizer, prompt, instruction)
+        rendered[prompt] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [list(rendered[prompt]) for prompt in prompts]
+
+
+def _cut(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> EncodedCompletion:
+    full = prompt_ids + completion_ids
+    truncated = max_length is not None and len(full) > max_length
+    if truncated:
+        full = full[:max_length]
+    return EncodedCompletion(full, min(len(prompt_ids), len(full)), truncated)
+
+
 def encode_completions(
     tokenizer: Any,
     prompts: Sequence[str | None],
@@ -363,22 +389,47 @@ def encode_completions(
     """Token ids of rendered prompt + completion + eos for each (prompt, completion), per the contract."""
     if len(prompts) != len(completions):
         raise ValueError("prompts and completions must have the same length")
-    rendered: dict[str | None, list[int]] = {}
-    for prompt in set(prompts):
-        text = render_prompt(tokenizer, prompt, instruction)
-        rendered[prompt] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prompt_ids = encode_prompts(tokenizer, prompts, instruction)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     completion_ids = (
         tokenizer(list(completions), add_special_tokens=False)["input_ids"] if completions else []
     )
+    return [
+        _cut(prompt, list(ids) + eos, max_length)
+        for prompt, ids in zip(prompt_ids, completion_ids, strict=True)
+    ]
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """The one token an unconditional text is scored after: bos, or eos for tokenizers without one (Qwen2).
+
+    The rule of lm-evaluation-harness (`HFLM.prefix_token_id`) for an empty context, so a text's
+    log-likelihood here is the one lm-eval reports for it.
+    """
+    token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if token is None:
+        raise CheckpointError("the tokenizer has neither a bos nor an eos token to score a text after")
+    return int(token)
+
+
+def encode_texts(
+    tokenizer: Any, texts: Sequence[str], max_length: int | None = None
+) -> list[EncodedCompletion]:
+    """Unconditional text likelihood: no instruction, no chat template, no eos appended.
+
+    Ids = ``[prefix_token_id] + tokenizer(text, add_special_tokens=False)``; every text token is scored (the
+    first one predicted from the prefix token). As in lm-eval, a text whose first token already is the
+    prefix token is not given a second one. Cut to `max_length` keeping the start.
+    """
+    prefix = prefix_token_id(tokenizer)
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
     out = []
-    for prompt, ids in zip(prompts, completion_ids, strict=True):
-        prompt_ids = rendered[prompt]
-        full = prompt_ids + list(ids) + eos
-        truncated = max_length is not None and len(full) > max_length
-        if truncated:
-            full = full[:max_length]
-        out.append(EncodedCompletion(full, min(len(prompt_ids), len(full)), truncated))
+    for text_ids in ids:
+        text_ids = list(text_ids)
+        if text_ids and text_ids[0] == prefix:
+            out.append(_cut(text_ids[:1], text_ids[1:], max_length))
+        else:
+            out.append(_cut([prefix], text_ids, max_length))
     return out
 
 
@@ -455,13 +506,32 @@ def _batch_cache(prefix: _Prefix, n: int) -> Any:
     return cache
 
 
-def _completion_logps(
+@dataclass
+class _Scored:
+    """The scored positions of a batch after one forward pass: what predicts each completion token."""
+
+    positions: Any  # hidden states (project is set) or logits, one row per scored token
+    targets: Any  # the token each row predicts
+    rows: Any  # the batch row each scored token belongs to
+    counts: Any  # scored tokens per batch row
+    project: Any | None  # the vocabulary projection still to apply to `positions`, or None
+
+    def logits(self, start: int, stop: int) -> torch.Tensor:
+        """Logits of scored tokens start..stop, at least float32 (float64 stays float64)."""
+        import torch
+
+        chunk = self.positions[start:stop]
+        chunk = self.project(chunk) if self.project is not None else chunk
+        return chunk.to(torch.promote_types(chunk.dtype, torch.float32))
+
+
+def _scored_positions(
     model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any, prefix: _Prefix | None = None
-):
-    """(sum of completion-token log-probs, completion token count) per sequence, one forward pass.
+) -> _Scored:
+    """One forward pass over the batch, keeping only the positions that predict completion tokens.
 
     Two routes to the same numbers (the float64 tests hold both to a plain forward pass):
-    - shared prompt (every batch `score_encoded_pairs` / `score_statements` builds, for the architectures
+    - shared prompt (every batch `score_encoded_pairs` / `score_sequences` builds, for the architectures
       in `_HIDDEN_STATE_ARCHS`): the prompt runs once, its key/value cache is repeated over the batch, only
       the completions are run after it, and the vocabulary projection covers completion positions only.
       With a 30-token chat prompt this roughly halves the tokens processed.
@@ -521,26 +591,34 @@ def _completion_logps(
         positions = logits[:, :-1][target_mask]
         project = None
     rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(target_mask)[target_mask]
+    return _Scored(positions, targets, rows, target_mask.sum(dim=1), project)
 
-    token_logps = []
-    for start in range(0, positions.shape[0], _LOGIT_CHUNK_TOKENS):
-        chunk = positions[start : start + _LOGIT_CHUNK_TOKENS]
-        chunk_logits = project(chunk) if project is not None else chunk
-        # At least float32 for the softmax; float64 stays float64 (the correctness tests use it).
-        chunk_logits = chunk_logits.to(torch.promote_types(chunk_logits.dtype, torch.float32))
-        tgt = targets[start : start + _LOGIT_CHUNK_TOKENS]
-        token_logps.append(
-            chunk_logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - chunk_logits.logsumexp(-1)
-        )
-    acc_dtype = torch.float64
+
+def _per_row(values: list[torch.Tensor], scored: _Scored, n: int) -> list[float]:
+    """Per-token values (in scored order, chunked) summed per batch row, in float64."""
+    import torch
+
+    device = scored.rows.device
     flat = (
-        torch.cat(token_logps).to(acc_dtype)
-        if token_logps
-        else torch.zeros(0, dtype=acc_dtype, device=device)
+        torch.cat(values).to(torch.float64) if values else torch.zeros(0, dtype=torch.float64, device=device)
     )
-    sums = torch.zeros(len(batch), dtype=acc_dtype, device=device).index_add_(0, rows, flat)
-    counts = target_mask.sum(dim=1)
-    return sums.cpu().tolist(), counts.cpu().tolist()
+    return torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, scored.rows, flat).cpu().tolist()
+
+
+def _token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def _completion_logps(
+    model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any, prefix: _Prefix | None = None
+):
+    """(sum of completion-token log-probs, completion token count) per sequence, one forward pass."""
+    scored = _scored_positions(model, batch, pad_id, device, prefix)
+    token_logps = []
+    for start in range(0, scored.positions.shape[0], _LOGIT_CHUNK_TOKENS):
+        stop = start + _LOGIT_CHUNK_TOKENS
+        token_logps.append(_token_logps(scored.logits(start, stop), scored.targets[start:stop]))
+    return _per_row(token_logps, scored, len(batch)), scored.counts.cpu().tolist()
 
 
 def _batches(order: list[int], batch_size: int) -> list[list[int]]:
@@ -715,8 +793,31 @@ def score_pairs(
             len(enc_c),
             meta.max_length,
         )
+    return score_encoded_pairs_cached(
+        models,
+        enc_c,
+        enc_r,
+        batch_size=batch_size,
+        progress=progress,
+        reference_cache_dir=reference_cache_dir,
+    )
+
+
+def score_encoded_pairs_cached(
+    models: ScoringModels,
+    enc_c: Sequence[EncodedCompletion],
+    enc_r: Sequence[EncodedCompletion],
+    *,
+    batch_size: int = 16,
+    progress: bool | None = None,
+    reference_cache_dir: str | Path | None = None,
+    cache_name: str = "eval",
+) -> PairScores:
+    """`score_encoded_pairs` with the reference log-probs kept in, and reused from, `reference_cache_dir`
+    as `<cache_name>-ref-<key>.json` (see `score_pairs`); any tokenisation of the pairs, the key holds
+    their token ids."""
     key = reference_logps_key(models, enc_c, enc_r, batch_size) if reference_cache_dir else None
-    path = Path(reference_cache_dir) / f"eval-ref-{key}.json" if key else None
+    path = Path(reference_cache_dir) / f"{cache_name}-ref-{key}.json" if key else None
     cached = _read_reference_logps(path, len(enc_c)) if path and path.is_file() else None
     scores = score_encoded_pairs(
         models,
@@ -764,31 +865,151 @@ def score_statements(
     models: ScoringModels, statements: Sequence[str], *, batch_size: int = 16
 ) -> list[StatementScore]:
     """Implicit reward of each statement as the answer to the bias-judgement instruction."""
-    import torch
-
     meta = models.metadata
     enc = encode_completions(
         models.tokenizer, [None] * len(statements), statements, meta.instruction, meta.max_length
     )
-    pad = models.tokenizer.pad_token_id
-    scores: list[StatementScore | None] = [None] * len(statements)
-    with torch.inference_mode():
-        for idx in _batches(list(range(len(enc))), batch_size):
-            seqs = [enc[i] for i in idx]
-            p_sums, counts = _completion_logps(models.policy, seqs, pad, models.device)
-            with models.reference_model() as ref_model:
-                r_sums, _ = _completion_logps(ref_model, seqs, pad, models.device)
+    scores = score_sequences(models, enc, batch_size=batch_size)
+    out = []
+    for statement, pol, ref, count in zip(
+        statements, scores.policy, scores.reference, scores.tokens, strict=True
+    ):
+        reward = implicit_reward(meta.beta, pol, ref)
+        out.append(StatementScore(statement, pol, ref, count, reward, reward / count if count else 0.0))
+    return out
+
+
+@dataclass
+class SequenceScores:
+    """Per sequence: summed completion-token log-probs under policy and reference, the scored token count,
+    and (when asked for) the summed per-token KL(policy ‖ reference) of the next-token distributions."""
+
+    policy: list[float]
+    reference: list[float]
+    tokens: list[int]
+    kl: list[float] | None = None
+
+
+def score_sequences(
+    models: ScoringModels | tuple[Any, Any],
+    encoded: Sequence[EncodedCompletion],
+    *,
+    batch_size: int = 16,
+    with_kl: bool = False,
+    pad_id: int | None = None,
+    device: Any = None,
+    progress: bool | None = None,
+) -> SequenceScores:
+    """Score single sequences (no pairing) under the policy and the reference, batched longest first.
+
+    With `with_kl`, each completion position also gets the exact KL(π ‖ π_ref) = Σ_v π(v|·)·(log π(v|·) −
+    log π_ref(v|·)) over the whole vocabulary, from the same forward passes (one per model per batch).
+    `models` is ScoringModels or a (policy, reference) tuple of modules (then give `pad_id`).
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(models, ScoringModels):
+        policy, reference, device = models.policy, models.reference, models.device
+        pad_id = models.tokenizer.pad_token_id if pad_id is None else pad_id
+    else:
+        policy, reference = models
+        device = device if device is not None else next(policy.parameters()).device
+    if pad_id is None:
+        raise ValueError("pad_id is required when models is a (policy, reference) tuple")
+    n = len(encoded)
+    order = sorted(range(n), key=lambda i: -len(encoded[i].input_ids))
+    pol, ref, kls = [0.0] * n, [0.0] * n, [0.0] * n
+    tokens = [0] * n
+    with torch.inference_mode(), _progress(n, "scoring texts", progress) as bar:
+        for idx in _batches(order, batch_size):
+            seqs = [encoded[i] for i in idx]
+            p_scored = _scored_positions(policy, seqs, pad_id, device)
+            with _reference_context(policy, reference) as reference_model:
+                r_scored = _scored_positions(reference_model, seqs, pad_id, device)
+            p_logps, r_logps, token_kl = [], [], []
+            for start in range(0, p_scored.positions.shape[0], _LOGIT_CHUNK_TOKENS):
+                stop = start + _LOGIT_CHUNK_TOKENS
+                targets = p_scored.targets[start:stop]
+                # The vocabulary projection runs where its model is the reference (a LoRA adapter's
+                # lm_head may be adapted too).
+                p_logits = p_scored.logits(start, stop)
+                with _reference_context(policy, reference):
+                    r_logits = r_scored.logits(start, stop)
+                p_logps.append(_token_logps(p_logits, targets))
+                r_logps.append(_token_logps(r_logits, targets))
+                if with_kl:
+                    p_log = p_logits.log_softmax(-1)
+                    token_kl.append((p_log.exp() * (p_log - r_logits.log_softmax(-1))).sum(-1))
+            sums = (
+                _per_row(p_logps, p_scored, len(idx)),
+                _per_row(r_logps, p_scored, len(idx)),
+                _per_row(token_kl, p_scored, len(idx)) if with_kl else [0.0] * len(idx),
+            )
+            counts = p_scored.counts.cpu().tolist()
             for j, i in enumerate(idx):
-                reward = implicit_reward(meta.beta, p_sums[j], r_sums[j])
-                scores[i] = StatementScore(
-                    statements[i],
-                    p_sums[j],
-                    r_sums[j],
-                    counts[j],
-                    reward,
-                    reward / counts[j] if counts[j] else 0.0,
+                pol[i], ref[i], kls[i], tokens[i] = sums[0][j], sums[1][j], sums[2][j], counts[j]
+            bar.update(len(idx))
+    return SequenceScores(pol, ref, tokens, kls if with_kl else None)
+
+
+def generate_from_reference(
+    models: ScoringModels,
+    prompt_ids: Sequence[list[int]],
+    *,
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> list[EncodedCompletion]:
+    """One completion of each prompt sampled (or greedily decoded) from the reference model, as the scorer
+    encodes it: prompt ids + generated ids, up to and including eos when the model produced it.
+
+    Prompts are generated `batch_size` at a time, longest first, left-padded (every step then advances all
+    of them at once). Sampling draws from the model's own distribution at `temperature`: no top-k/top-p cut
+    and no repetition penalty, whatever the model's generation config says. It is seeded and leaves the
+    global torch random state as it was.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    eos, pad = models.tokenizer.eos_token_id, models.tokenizer.pad_token_id
+    decoding = (
+        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        if do_sample
+        else {"do_sample": False}
+    )
+    order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+    out: list[EncodedCompletion | None] = [None] * len(prompt_ids)
+    devices = [models.device] if models.device.type == "cuda" else []
+    with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        with models.reference_model() as reference:
+            for idx in _batches(order, batch_size):
+                width = max(len(prompt_ids[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                attention = torch.zeros((len(idx), width), dtype=torch.long)
+                for j, i in enumerate(idx):
+                    n = len(prompt_ids[i])
+                    ids[j, width - n :] = torch.tensor(prompt_ids[i], dtype=torch.long)
+                    attention[j, width - n :] = 1
+                generated = reference.generate(
+                    input_ids=ids.to(models.device),
+                    attention_mask=attention.to(models.device),
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad,
+                    eos_token_id=eos,
+                    repetition_penalty=1.0,
+                    **decoding,
                 )
-    return [s for s in scores if s is not None]
+                for j, i in enumerate(idx):
+                    row = generated[j, width:].tolist()
+                    completion = row[: row.index(eos) + 1] if eos is not None and eos in row else row
+                    out[i] = EncodedCompletion(list(prompt_ids[i]) + completion, len(prompt_ids[i]), False)
+    return [enc for enc in out if enc is not None]
 
 
 def generate_answer(models: ScoringModels, statement: str, *, max_new_tokens: int = 48) -> str:
@@ -831,7 +1052,12 @@ __all__ = [
     "ScoringModels",
     "StatementScore",
     "TrainingMetadata",
+    "SequenceScores",
     "encode_completions",
+    "encode_prompts",
+    "encode_texts",
+    "generate_from_reference",
+    "prefix_token_id",
     "find_metadata_file",
     "generate_answer",
     "implicit_reward",
@@ -839,6 +1065,8 @@ __all__ = [
     "resolve_metadata",
     "resolve_device",
     "score_encoded_pairs",
+    "score_encoded_pairs_cached",
+    "score_sequences",
     "score_pairs",
     "score_statements",
     "wilson_interval",

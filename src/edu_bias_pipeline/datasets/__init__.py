@@ -10,6 +10,7 @@ from edu_bias_pipeline.datasets.atomic import (
 from edu_bias_pipeline.datasets.fingerprint import FileFingerprintDataset
 from edu_bias_pipeline.datasets.jsonl import JSONLinesDataset
 from edu_bias_pipeline.datasets.location import LocationDataset, LocationsDataset
+from edu_bias_pipeline.datasets.optional_json import OptionalJSONDataset
 from edu_bias_pipeline.datasets.pair_file import PairFileDataset
 from edu_bias_pipeline.datasets.raw_lines import RawLinesDataset
 from edu_bias_pipeline.datasets.trained_model import TrainedModelDataset
@@ -23,6 +24,7 @@ __all__ = [
     "LocationDataset",
     "LocationsDataset",
     "MatplotlibDataset",
+    "OptionalJSONDataset",
     "PairFileDataset",
     "RawLinesDataset",
     "TextDataset",

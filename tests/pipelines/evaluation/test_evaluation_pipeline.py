@@ -245,6 +245,11 @@ def test_evaluation_reads_the_training_record_so_kedro_orders_it_after_training(
         "params:evaluation",
         "params:taxonomy",
         "trained_model",
+        # benchmark and retention data, training's health checks (read when present), their paths
+        "crows_pairs",
+        "neutral_texts",
+        "training_health",
+        "benchmark_locations",
     }
     names = [n.name for n in (create_pipeline() + training_pipeline()).nodes]
     assert names.index("collect_training_metrics") < names.index("score_evaluation_pairs")

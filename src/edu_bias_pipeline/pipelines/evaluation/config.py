@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field, PositiveInt
 
 from edu_bias_pipeline.params import StageConfig
+from edu_bias_pipeline.pipelines.evaluation.crows_stereotype import CrowsPairsConfig
+from edu_bias_pipeline.pipelines.evaluation.length_confound import LengthConfoundConfig
+from edu_bias_pipeline.pipelines.evaluation.retention import RetentionConfig
 from edu_bias_pipeline.scoring import Dtype
 
 
@@ -36,3 +39,7 @@ class EvaluationConfig(StageConfig):
     # Reference log-probs kept here and reused by later runs on the same pairs and reference weights (only
     # for checkpoints whose training recorded the reference's hash: the gpu profile's runs); null: off.
     reference_cache_dir: str | None = "data/06_models/reference_cache"
+    # CrowS-Pairs stereotype score, capability retention (KL, neutral perplexity), length-confound rule.
+    crows_pairs: CrowsPairsConfig = Field(default_factory=CrowsPairsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    length_confound: LengthConfoundConfig = Field(default_factory=LengthConfoundConfig)

@@ -21,8 +21,15 @@ import pandas as pd
 
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
+from edu_bias_pipeline.pipelines.evaluation.length_confound import length_metrics
 from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model
-from edu_bias_pipeline.scoring import implicit_reward, load_scoring_models, score_pairs, wilson_interval
+from edu_bias_pipeline.scoring import (
+    ScoringModels,
+    implicit_reward,
+    load_scoring_models,
+    score_pairs,
+    wilson_interval,
+)
 from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
@@ -115,11 +122,12 @@ def score_evaluation_pairs(
     config: EvaluationConfig,
     taxonomy: dict[str, list[str] | None],
     trained_model: dict[str, Any],
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, dict[str, Any], ScoringModels]:
     """Log-probs of every pair's chosen and rejected statement under the model and its reference.
 
     The model is `trained_model`'s (training's record of what it wrote) unless `evaluation.checkpoint`
-    overrides it. Returns the per-pair scores and a description of what was evaluated (for the report).
+    overrides it. Returns the per-pair scores, a description of what was evaluated (for the report) and
+    the loaded models, which the benchmark and retention nodes score with (loaded once per run).
     """
     cfg = EvaluationConfig.parse(config)
     choice = choose_model(cfg.checkpoint, trained_model)
@@ -186,7 +194,7 @@ def score_evaluation_pairs(
         "n_truncated": int(frame["truncated"].sum()),
         "reference_logps": scores.reference_cache or "computed (not cached)",
     }
-    return frame, run_info
+    return frame, run_info, models
 
 
 # --------------------------------------------------------------------------------------- metrics
@@ -253,7 +261,8 @@ def build_metrics(
     (no NaN). Beside them, the model scored is named by strings: `model`, `model_source` and the
     `training_run/*` keys (e.g. `training_run/finished_at`), which may also hold integers.
     """
-    overall = _summarise(add_pair_outcomes(pair_scores))
+    scored = add_pair_outcomes(pair_scores)
+    overall = _summarise(scored)
     present = per_category[per_category["n"] > 0]
     metrics: dict[str, float | int] = {}
     for key, value in overall.items():
@@ -269,6 +278,7 @@ def build_metrics(
         for key, value in row.items():
             if key not in (P.BIAS_TYPE, "status", "n"):
                 metrics[f"{key}/{category}"] = float(value)
+    metrics.update(length_metrics(scored, OUTCOME_COLUMNS))
     metrics["categories/evaluated"] = int((per_category["n"] > 0).sum())
     metrics["categories/missing"] = int((per_category["status"] == STATUS_MISSING).sum())
     metrics["pairs/truncated"] = int(run_info.get("n_truncated", 0))
@@ -403,8 +413,11 @@ def _training_run(run_info: Mapping[str, Any]) -> str:
     return ", ".join(parts) or "recorded without details"
 
 
-def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info: dict[str, Any]) -> str:
-    """A short Markdown report: what was evaluated, trained vs baseline per bias type, what is missing."""
+def render_report(
+    per_category: pd.DataFrame, metrics: dict[str, Any], run_info: dict[str, Any], *sections: str
+) -> str:
+    """A short Markdown report: what was evaluated, trained vs baseline per bias type, what is missing,
+    then `sections` (Markdown rendered by the length-confound, benchmark and retention nodes) in order."""
     lines = [
         "# Evaluation: per-category bias preference",
         "",
@@ -474,4 +487,6 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
     if small:
         lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {', '.join(small)}."]
     lines.append("")
+    for section in sections:
+        lines += [section.rstrip("\n"), ""]
     return "\n".join(lines)
