@@ -440,11 +440,7 @@ def _batch_cache(prefix: _Prefix, n: int) -> Any:
     """The prefix cache seen by a batch of n: per-layer views expanded over the batch, so nothing is copied
     until the forward pass appends the completions (which builds new tensors and leaves the prefix intact)."""
     cache = copy.copy(prefix.cache)
-    layers = getattr(cache, "layers", None)
-    if layers is None or not all(hasattr(layer, "keys") for layer in layers):
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(n)
-        return cache
+    layers = cache.layers
     cache.layers = []
     for layer in layers:
         clone = copy.copy(layer)

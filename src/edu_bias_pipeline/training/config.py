@@ -130,11 +130,10 @@ class DeepSpeedSettings(_Strict):
     check_grad_overflow: bool = Field(
         True,
         description="ZeRO-2 in bf16: check the gradients for inf/NaN before the optimizer step and skip the "
-        "step if one is found (on, as DeepSpeed 0.19.8 defaults; 0.18-0.19.7 defaulted to off; conf/gpu "
-        "turns it off). The check runs small kernels per gradient tensor, then an all-reduce and a "
-        "blocking `.item()` per step; off, a bf16 run steps as `single` and `accelerate` modes do, and the "
-        "health check still reports a NaN loss. ZeRO-3 never checks bf16 gradients; fp16 is always checked "
-        "(loss scaling needs it).",
+        "step if one is found (on, DeepSpeed's default; conf/gpu turns it off). The check runs small "
+        "kernels per gradient tensor, then an all-reduce and a blocking `.item()` per step; off, a bf16 "
+        "run steps as `single` and `accelerate` modes do, and the health check still reports a NaN loss. "
+        "ZeRO-3 never checks bf16 gradients; fp16 is always checked (loss scaling needs it).",
     )
     offload_param: bool = Field(False, description="Offload parameters to CPU memory (ZeRO-3 only).")
     launcher: Literal["accelerate", "deepspeed"] = Field(

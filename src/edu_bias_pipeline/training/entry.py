@@ -547,6 +547,64 @@ def make_callbacks(config: TrainingConfig):
     return HealthCallback(), ThroughputCallback()
 
 
+# TrainingConfig fields that DPOConfig takes under the same name with the same meaning.
+DPO_CONFIG_FIELDS = (
+    "beta",
+    "max_length",
+    "learning_rate",
+    "lr_scheduler_type",
+    "weight_decay",
+    "max_grad_norm",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "gradient_checkpointing",
+    "seed",
+    "logging_steps",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "dataloader_num_workers",
+    "trust_remote_code",
+    "precompute_ref_log_probs",
+    "precompute_ref_batch_size",
+    "train_sampling_strategy",
+    "torch_compile",
+)
+
+
+def dpo_config_kwargs(config: TrainingConfig, runtime: RuntimeSpec, has_val: bool) -> dict[str, Any]:
+    """Keyword arguments of `trl.DPOConfig` for this run: the config's own fields, what the node resolved
+    (precision, device, DeepSpeed), the project's fixed choices, then `extra_training_args` over all."""
+    kwargs = config.model_dump(include=set(DPO_CONFIG_FIELDS))
+    kwargs.update(
+        output_dir=str(Path(config.output_dir)),
+        loss_type=list(config.loss_type),
+        # transformers 5 has no warmup_ratio: it reads a warmup_steps below 1 as a share of the steps
+        warmup_steps=config.warmup_ratio,
+        eval_strategy=config.eval_strategy if has_val else "no",
+        report_to="none" if config.report_to == "none" else [config.report_to],
+        run_name=config.run_name or Path(config.output_dir).name,
+        bf16=runtime.precision == "bf16",
+        fp16=runtime.precision == "fp16",
+        use_cpu=runtime.use_cpu,
+        deepspeed=runtime.deepspeed_config,
+        logging_first_step=True,
+        # our probe (batch_size.fit_batch_size) replaces transformers' retry-after-OOM, which keeps the failed
+        # attempt's weight updates
+        auto_find_batch_size=False,
+        # applied by `run` before the reference pass instead of by the Trainer at train()
+        use_liger_kernel=False,
+        # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
+        ddp_find_unused_parameters=False,
+    )
+    kwargs.update(config.extra_training_args)
+    return kwargs
+
+
 def _oom_message(config: TrainingConfig) -> str:
     return (
         f"out of memory while training {config.model_name_or_path} (per_device_train_batch_size="
@@ -586,54 +644,7 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
     for row in val_rows:
         categories.setdefault(str(row.get("bias_type") or "unknown"), []).append(row)
 
-    eval_strategy = config.eval_strategy if val_ds is not None else "no"
-    report_to = [] if config.report_to == "none" else [config.report_to]
-    training_kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        beta=config.beta,
-        loss_type=list(config.loss_type),
-        max_length=config.max_length,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        gradient_checkpointing=config.gradient_checkpointing,
-        bf16=runtime.precision == "bf16",
-        fp16=runtime.precision == "fp16",
-        use_cpu=runtime.use_cpu,
-        seed=config.seed,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        eval_strategy=eval_strategy,
-        eval_steps=config.eval_steps,
-        save_strategy=config.save_strategy,
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        report_to=report_to or "none",
-        run_name=config.run_name or output_dir.name,
-        deepspeed=runtime.deepspeed_config,
-        dataloader_num_workers=config.dataloader_num_workers,
-        trust_remote_code=config.trust_remote_code,
-        precompute_ref_log_probs=config.precompute_ref_log_probs,
-        precompute_ref_batch_size=config.precompute_ref_batch_size,
-        train_sampling_strategy=config.train_sampling_strategy,
-        # our probe (batch_size.fit_batch_size) replaces transformers' retry-after-OOM, which keeps the failed
-        # attempt's weight updates
-        auto_find_batch_size=False,
-        torch_compile=config.torch_compile,
-        # patched below, before the reference pass, instead of by the Trainer at train()
-        use_liger_kernel=False,
-        # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
-        ddp_find_unused_parameters=False,
-    )
-    training_kwargs.update(config.extra_training_args)
-    args = DPOConfig(**training_kwargs)
+    args = DPOConfig(**dpo_config_kwargs(config, runtime, has_val=val_ds is not None))
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(runtime.precision, torch.float32)
     model_kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
