@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import click
 
+from edu_bias_pipeline import patches
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
 
@@ -398,6 +399,8 @@ def _shared_prompt(batch: Sequence[EncodedCompletion]) -> list[int] | None:
 
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    if not patches.applies("shared_prompt_cache"):
+        return None
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     model_type = getattr(getattr(causal_lm, "config", None), "model_type", None)
     if model_type in _HIDDEN_STATE_ARCHS and hasattr(causal_lm, "model") and hasattr(causal_lm, "lm_head"):

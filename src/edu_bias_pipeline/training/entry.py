@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from edu_bias_pipeline import patches
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import render_prompt
 from edu_bias_pipeline.scoring import METADATA_FILE
@@ -220,19 +221,6 @@ def _this_rank(data, *args, **kwargs):
     return data
 
 
-def _keeps_step_metrics_local() -> bool:
-    """Whether this TRL's training loss can run with rank-local gathers: checked against TRL 1.16 only,
-    where every gather in `_compute_loss` feeds a logged metric and none the loss."""
-    import trl
-
-    if trl.__version__.startswith("1.16."):
-        return True
-    logger.warning(
-        "gather_step_metrics: false is checked against TRL 1.16 only; TRL %s gathers", trl.__version__
-    )
-    return False
-
-
 def make_trainer_class():
     import torch
     from transformers import Trainer
@@ -286,7 +274,8 @@ def make_trainer_class():
             # Resumed from a checkpoint already at max_steps: transformers would still run one optimizer step
             # of the epoch before it checks the step count (a run to max_steps: 4 resumed at checkpoint-4
             # ended at step 5). The checkpoint's weights are already loaded; nothing is left to train.
-            if self.state.global_step >= self.state.max_steps > 0:
+            at_end = self.state.global_step >= self.state.max_steps > 0
+            if at_end and patches.applies("resume_at_max_steps"):
                 logger.info(
                     "resumed at step %d of max_steps %d: no further steps",
                     self.state.global_step,
@@ -309,7 +298,7 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not (model.training and self.local_step_metrics):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            # TRL 1.16's _compute_loss gathers 15 logging values across ranks and reads them with 13 .item()
+            # TRL's _compute_loss gathers 15 logging values across ranks and reads them with 13 .item()
             # calls: every rank's CPU stops there until the slowest rank arrives. These are its only uses of
             # the accelerator's gathers in a training step (none feeds the loss), so for the step they
             # return this rank's values; log() averages them over the ranks once per logging step.
@@ -445,7 +434,7 @@ def make_trainer_class():
     return EduBiasDPOTrainer
 
 
-def skip_adapter_input_casts(model) -> int:
+def skip_adapter_input_casts(model, installed: dict[str, str] | None = None) -> int:
     """Stop PEFT from casting each adapter's input up to the adapter's dtype; returns the layers changed.
 
     PEFT keeps LoRA weights in float32 over a bf16/fp16 base (a float32 master copy for the optimizer) and
@@ -455,7 +444,10 @@ def skip_adapter_input_casts(model) -> int:
     (bf16 → float32 → bf16 is exact; tested); with dropout the mask is drawn over bf16 instead of float32
     inputs, the same distribution but not the same draws. Weights stay float32. (PEFT's
     `disable_input_dtype_casting` does this as a context manager; the trainer needs it for its whole life.)
+    `installed`: the library versions the patch guard judges (default: those installed).
     """
+    if not patches.applies("adapter_input_casts", installed):
+        return 0
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
@@ -726,7 +718,11 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         config.gather_step_metrics,
     )
     trainer_cls = make_trainer_class()
-    if config.precompute_ref_log_probs and config.reference_cache_dir:
+    if (
+        config.precompute_ref_log_probs
+        and config.reference_cache_dir
+        and patches.applies("reference_log_probs_cache")
+    ):
         # set on the class: TRL computes the reference log-probs inside __init__
         trainer_cls.reference_cache = Path(config.reference_cache_dir)
         trainer_cls.reference_cache_salt = (
@@ -736,7 +732,9 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
         trainer_cls.reference_cache.mkdir(parents=True, exist_ok=True)
     # only where ranks meet at all, and only on the TRL this was checked against
     trainer_cls.local_step_metrics = (
-        not config.gather_step_metrics and state.num_processes > 1 and _keeps_step_metrics_local()
+        not config.gather_step_metrics
+        and state.num_processes > 1
+        and patches.applies("rank_local_step_metrics")
     )
     if trainer_cls.local_step_metrics:
         logger.info("step metrics: kept on each rank, averaged over the ranks at each logging step")
@@ -761,17 +759,16 @@ def run(config: TrainingConfig, runtime: RuntimeSpec, extra_callbacks: tuple = (
     trainer.category_eval_datasets = category_datasets
 
     if config.lora.enabled and runtime.precision in ("bf16", "fp16"):
-        logger.info(
-            "LoRA: %d adapted layers take half-precision inputs as they are",
-            skip_adapter_input_casts(trainer.model),
-        )
+        skipped = skip_adapter_input_casts(trainer.model)
+        if skipped:
+            logger.info("LoRA: %d adapted layers take half-precision inputs as they are", skipped)
     if trainer.is_deepspeed_enabled:
         logger.info("DeepSpeed ZeRO stage %s engine", trainer.accelerator.state.deepspeed_plugin.zero_stage)
     if config.auto_find_batch_size:
         if runtime.use_cpu or trainer.is_deepspeed_enabled:
             # no out-of-memory to avoid on CPU; DeepSpeed places the weights only at train()
             logger.info("auto_find_batch_size: not probed (%s)", "CPU" if runtime.use_cpu else "DeepSpeed")
-        else:
+        elif patches.applies("batch_size_probe"):
             import torch
 
             budget = int(HEADROOM * torch.cuda.get_device_properties(state.device).total_memory)
@@ -872,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = RuntimeSpec.model_validate(spec["runtime"])
     error_file = Path(runtime.run_dir) / "error.json"
     try:
+        patches.require("dpo_trainer")  # each machine checks its own libraries
         run(config, runtime)
     except Exception as exc:  # noqa: BLE001 - reported to the node through error.json and the exit code
         oom = _is_oom(exc)

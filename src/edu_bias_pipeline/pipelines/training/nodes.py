@@ -29,7 +29,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from edu_bias_pipeline import pairs
+from edu_bias_pipeline import pairs, patches
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
@@ -90,6 +90,7 @@ def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
     processes than GPUs) are raised here too, so a bad configuration never reaches a launched process.
     """
     config = resolve_training_config(params, os.environ)
+    patches.require("dpo_trainer")  # the launched trainer overrides TRL's and transformers' internals
     # Hardware errors are raised now; the fallback notes come back in the launch plan and are logged there.
     validate_against_hardware(config, hardware_for(config))
     if config.trust_remote_code:
