@@ -367,14 +367,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     from edu_bias_pipeline.offline import apply_offline_defaults
     from edu_bias_pipeline.training.config import resolve_training_config
-    from edu_bias_pipeline.training.entry import RuntimeSpec, resolve_liger, run
+    from edu_bias_pipeline.training.contract import RuntimeSpec
+    from edu_bias_pipeline.training.entry import run
     from edu_bias_pipeline.training.launch import detect_hardware, resolve_precision
+    from edu_bias_pipeline.training.model import resolve_liger
 
     apply_offline_defaults()
     if a.peft_input_casts:
-        import edu_bias_pipeline.training.entry as entry
+        import edu_bias_pipeline.training.model as training_model
 
-        entry.skip_adapter_input_casts = lambda model: 0
+        training_model.skip_adapter_input_casts = lambda model, installed=None: 0
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
     # Under torchrun (as the anchor's 2-GPU runs): one GPU per process; rank 0 builds files and prints RESULT.

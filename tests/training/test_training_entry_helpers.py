@@ -5,16 +5,10 @@ from __future__ import annotations
 import torch
 
 from edu_bias_pipeline.training import credentials
+from edu_bias_pipeline.training.arguments import DPO_CONFIG_FIELDS, dpo_config_kwargs
 from edu_bias_pipeline.training.config import TrainingConfig
-from edu_bias_pipeline.training.entry import (
-    DPO_CONFIG_FIELDS,
-    RuntimeSpec,
-    _is_oom,
-    _oom_message,
-    dpo_config_kwargs,
-    history_record,
-    legacy_metrics,
-)
+from edu_bias_pipeline.training.contract import RuntimeSpec, history_record, legacy_metrics
+from edu_bias_pipeline.training.entry import _is_oom, _oom_message
 
 
 def test_legacy_names_for_train_logs_only():

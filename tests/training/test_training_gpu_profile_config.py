@@ -66,7 +66,7 @@ def test_bad_throughput_settings_are_named(params, match):
 def test_sdpa_backends_are_validated_and_applied_as_torch_switches():
     import torch
 
-    from edu_bias_pipeline.training.entry import SDPA_TOGGLES, select_sdpa_backends
+    from edu_bias_pipeline.training.model import SDPA_TOGGLES, select_sdpa_backends
 
     with pytest.raises(TrainingConfigError, match="sdpa_backends"):
         resolve_training_config({"sdpa_backends": ["cudnn", "fast"]}, {})

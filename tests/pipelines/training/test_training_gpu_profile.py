@@ -21,7 +21,9 @@ from conftest import run_pipeline, training_parameters, write_jsonl
 from training_fixtures import SHORT_RUN, free_port, sample_rows, write_splits
 
 from edu_bias_pipeline.training.config import resolve_training_config
-from edu_bias_pipeline.training.entry import RuntimeSpec, completion_lengths, run
+from edu_bias_pipeline.training.contract import RuntimeSpec
+from edu_bias_pipeline.training.data import completion_lengths
+from edu_bias_pipeline.training.entry import run
 
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
@@ -230,13 +232,13 @@ def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
     from datasets import Dataset
     from torch.utils.data import BatchSampler
 
-    from edu_bias_pipeline.training.entry import make_trainer_class
+    from edu_bias_pipeline.training.trainer import EduBiasDPOTrainer
 
     rng = random.Random(0)
     lengths = [rng.randint(20, 300) for _ in range(84)]
     batch, eval_batch = 3, 2
     # only these arguments are read to choose a sampler: no model is needed
-    trainer = object.__new__(make_trainer_class())
+    trainer = object.__new__(EduBiasDPOTrainer)
     trainer.args = SimpleNamespace(
         train_sampling_strategy="group_by_length",
         train_batch_size=batch,
@@ -493,7 +495,7 @@ def test_adapter_inputs_skip_the_float32_round_trip_with_identical_results(tiny_
     autocast's cast straight back) changes no value, so without it logits and adapter gradients are equal."""
     import torch
 
-    from edu_bias_pipeline.training.entry import skip_adapter_input_casts
+    from edu_bias_pipeline.training.model import skip_adapter_input_casts
 
     ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(0))
 

@@ -28,7 +28,7 @@ WEIGHT_FILES = (
 # What final/edu_bias_training.json holds: the record carries a copy, which must still match the directory.
 CONTRACT_KEYS = tuple(f for f in TrainingMetadata.__dataclass_fields__ if f != "source")
 RUN_KEYS = ("fingerprint", "global_step", "finished_at")
-# What final/'s metadata also records of the run that wrote it (training.entry `_save_final`).
+# What final/'s metadata also records of the run that wrote it (training.final `save_final`).
 SAME_RUN_KEYS = ("fingerprint", "global_step")
 WHAT_TO_DO = (
     "run training again (kedro run --pipelines training,evaluation) or name the model to score with "

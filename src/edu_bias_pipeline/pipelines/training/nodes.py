@@ -33,12 +33,15 @@ from edu_bias_pipeline import pairs, patches
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
-from edu_bias_pipeline.training.entry import (
+from edu_bias_pipeline.training.contract import (
     CONTRACT_FILE,
+    ERROR_FILE,
     EXIT_OOM,
     FINAL_DIR,
     FINAL_TMP,
     METRICS_FILE,
+    RunSpec,
+    RuntimeSpec,
     history_record,
     legacy_metrics,
 )
@@ -407,7 +410,7 @@ def _run_streaming(
 
 
 def _failure_reason(output_dir: Path, returncode: int, stderr_tail: list[str]) -> str:
-    error_file = output_dir / RUN_DIR / "error.json"
+    error_file = output_dir / RUN_DIR / ERROR_FILE
     if error_file.exists():
         try:
             return json.loads(error_file.read_text(encoding="utf-8"))["message"]
@@ -478,7 +481,7 @@ def _train_locked(
         _clear_run(output_dir, record)
     run_dir = output_dir / RUN_DIR
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "error.json").unlink(missing_ok=True)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
     _write_jsonl(run_dir / "train.jsonl", training_data["train"])
     _write_jsonl(run_dir / "val.jsonl", training_data["val"])
     write_json_atomic(state_file, {"fingerprint": fingerprint, "status": "running"}, indent=None)
@@ -497,20 +500,20 @@ def _train_locked(
         logger.warning("training: %s", note)
     if plan.deepspeed_config is not None:
         write_json_atomic(ds_path, plan.deepspeed_config)
-    runtime = {
-        "model_path": base_model["path"],
-        "base_model_id": base_model["path"],
-        "train_file": str(run_dir / "train.jsonl"),
-        "val_file": str(run_dir / "val.jsonl"),
-        "run_dir": str(run_dir),
-        "precision": plan.precision,
-        "use_cpu": plan.use_cpu,
-        "deepspeed_config": plan.deepspeed_config_file,
-        "resume_from": str(resume_from) if resume_from else None,
-        "fingerprint": fingerprint,
-    }
+    runtime = RuntimeSpec(
+        model_path=base_model["path"],
+        base_model_id=base_model["path"],
+        train_file=str(run_dir / "train.jsonl"),
+        val_file=str(run_dir / "val.jsonl"),
+        run_dir=str(run_dir),
+        precision=plan.precision,
+        use_cpu=plan.use_cpu,
+        deepspeed_config=plan.deepspeed_config_file,
+        resume_from=str(resume_from) if resume_from else None,
+        fingerprint=fingerprint,
+    )
     # machines 1..N-1 poll for this file (launch.read_run_spec): it appears whole or not at all
-    write_json_atomic(run_dir / "run.json", {"config": cfg.model_dump(mode="json"), "runtime": runtime})
+    write_json_atomic(run_dir / "run.json", RunSpec(config=cfg, runtime=runtime).model_dump(mode="json"))
     if resume_from:
         logger.info("training: resuming the interrupted run from %s", resume_from)
     logger.info("training: launching %s: %s", plan.description, " ".join(plan.argv))
