@@ -1,4 +1,4 @@
-"""Training's record of the model it wrote (`trained_model.json`), read by evaluation."""
+"""Training's record of the model it wrote (`trained_model.json`, a `TrainedModel`), read by evaluation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import DatasetError
+from pydantic import ValidationError
 
 from edu_bias_pipeline.datasets.atomic import JSONDataset
+from edu_bias_pipeline.training.contract import TrainedModel
 
 
 class TrainedModelDataset(JSONDataset):
@@ -33,13 +35,18 @@ class TrainedModelDataset(JSONDataset):
             raise DatasetError(
                 f"{self._record}: cannot read the trained-model record ({exc}); rerun training to rewrite it"
             ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("model_dir"), str):
+        try:
+            record = TrainedModel.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "the file"
             raise DatasetError(
-                f"{self._record}: not a trained-model record (a JSON object with 'model_dir'); "
+                f"{self._record}: not a trained-model record ({where}: {first['msg']}); "
                 "rerun training to rewrite it"
-            )
-        return {**data, "record_file": str(self._record)}
+            ) from None
+        # what the file holds, no defaults added: evaluation compares only what was recorded
+        return {**record.model_dump(mode="json", exclude_unset=True), "record_file": str(self._record)}
 
     def save(self, data: dict[str, Any]) -> None:
         # record_file is where the record was read from, not part of it
-        super().save({k: v for k, v in data.items() if k != "record_file"})
+        super().save(TrainedModel.model_validate(data).model_dump(mode="json"))

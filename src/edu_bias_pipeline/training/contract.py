@@ -2,23 +2,27 @@
 
 The node writes `.run/run.json` (`RunSpec`: the validated `TrainingConfig` and the `RuntimeSpec` it resolved)
 and launches `python -m edu_bias_pipeline.training.entry RUN.json`; the process answers with its exit code
-(`EXIT_OOM`, `EXIT_FAILED`, with `.run/error.json` saying why), `METRICS_FILE` and the `final/` directory.
+(`EXIT_OOM`, `EXIT_FAILED`, with `.run/error.json` saying why), `METRICS_FILE` and the `final/` directory,
+whose `METADATA_FILE` (`FinalMetadata`) says how the model in it was trained and by which run. Evaluation and
+the CLI read that file (`scoring`), and the node copies it into the catalog's `trained_model` record
+(`TrainedModel`).
 
-Kept free of torch, transformers and TRL: the Kedro process imports it.
+Kept free of torch, transformers and TRL: the Kedro process, scoring and the datasets import it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from edu_bias_pipeline.scoring import METADATA_FILE
+from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
 from edu_bias_pipeline.training.config import TrainingConfig
 
 FINAL_DIR = "final"  # the trained model or adapter, renamed into place complete
 FINAL_TMP = ".final.tmp"  # where final/ is written before the rename
-CONTRACT_FILE = METADATA_FILE  # final/edu_bias_training.json, read back by scoring (evaluation and the CLI)
+METADATA_FILE = "edu_bias_training.json"  # in final/: `FinalMetadata`
 METRICS_FILE = "edu_bias_metrics.json"  # in the output dir; the node turns it into training_metrics.json
 ERROR_FILE = "error.json"  # in the run dir: {"kind": "oom" | "error", "message": ...} of a failed run
 EXIT_OOM = 3
@@ -33,6 +37,65 @@ LEGACY_ALIASES = {
     "worse_sample_reward": "rewards/rejected",
     "lr": "learning_rate",
 }
+
+
+DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used only when no metadata or parameter gives one
+
+
+class FinalMetadata(BaseModel):
+    """`final/edu_bias_training.json`: how the model or adapter beside it was trained, and by which run.
+
+    Written by the training process (`training.final.save_final`); read by scoring, for evaluation and the
+    CLI, which fills what a checkpoint without this file lacks from its adapter config, parameters and the
+    defaults here (`source` says which); copied by the training node into `TrainedModel`.
+    """
+
+    # unknown keys (a file written by another release) are ignored; `frozen`: one value per model
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    base_model: str | None = None  # the base model, which is the reference (a LoRA run: adapter disabled)
+    is_adapter: bool = False
+    beta: float = DEFAULT_BETA
+    instruction: str = DEFAULT_INSTRUCTION
+    max_length: int | None = None
+    trust_remote_code: bool = False
+    # TRL's hash of the reference weights (precomputed reference log-probs only): evaluation keys its own
+    # cached reference log-probs by it instead of hashing the weights again
+    reference_sha256: str | None = None
+    # the run that wrote final/: evaluation checks that the trained_model record names this same run
+    fingerprint: str | None = None
+    global_step: int | None = None
+    source: str = Field("defaults", exclude=True)  # where a reader's values came from; never written
+
+    # What scoring needs to score the model; the rest names the run that wrote it.
+    SCORING_FIELDS: ClassVar[tuple[str, ...]] = (
+        "base_model",
+        "is_adapter",
+        "beta",
+        "instruction",
+        "max_length",
+        "trust_remote_code",
+        "reference_sha256",
+    )
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("fingerprint", "global_step")
+
+    @classmethod
+    def read(cls, directory: str | Path) -> FinalMetadata:
+        """The metadata of the final/ at `directory` (OSError: missing; ValueError: not this model)."""
+        path = Path(directory) / METADATA_FILE
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def write(self, directory: str | Path) -> None:
+        text = self.model_dump_json(indent=2)
+        (Path(directory) / METADATA_FILE).write_text(text, encoding="utf-8")
+
+
+class TrainedModel(FinalMetadata):
+    """The catalog's `trained_model` record: the final/ a training run wrote, a copy of its metadata, and when
+    it was saved. Evaluation scores `model_dir` after checking its metadata still is this copy."""
+
+    model_dir: str
+    finished_at: str | None = None  # when final/ was saved (ISO 8601, UTC)
 
 
 class RuntimeSpec(BaseModel):

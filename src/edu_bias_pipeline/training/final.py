@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edu_bias_pipeline.training.config import TrainingConfig
-from edu_bias_pipeline.training.contract import CONTRACT_FILE, FINAL_DIR, FINAL_TMP, RuntimeSpec
+from edu_bias_pipeline.training.contract import FINAL_DIR, FINAL_TMP, FinalMetadata, RuntimeSpec
 from edu_bias_pipeline.training.data import PreferenceData
 from edu_bias_pipeline.training.permissions import apply_umask
 
@@ -45,20 +44,17 @@ def save_final(
     trainer.save_model(str(tmp))  # every rank: ZeRO-3 gathers the shards here
     if state.is_main_process:
         tokenizer.save_pretrained(str(tmp))
-        contract = {
-            "base_model": runtime.base_model_id,
-            "is_adapter": bool(config.lora.enabled),
-            "beta": float(trainer.args.beta),
-            "instruction": config.instruction,
-            "max_length": int(config.max_length),
-            "trust_remote_code": bool(config.trust_remote_code),
-            # evaluation keys its own cached reference log-probs by it instead of hashing the weights again
-            "reference_sha256": trainer.reference_weights_hash(),
-            # the run that wrote these weights: evaluation checks trained_model.json names this same run
-            "fingerprint": runtime.fingerprint,
-            "global_step": int(trainer.state.global_step),
-        }
-        (tmp / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False), encoding="utf-8")
+        FinalMetadata(
+            base_model=runtime.base_model_id,
+            is_adapter=config.lora.enabled,
+            beta=trainer.args.beta,
+            instruction=config.instruction,
+            max_length=config.max_length,
+            trust_remote_code=config.trust_remote_code,
+            reference_sha256=trainer.reference_weights_hash(),
+            fingerprint=runtime.fingerprint,
+            global_step=trainer.state.global_step,
+        ).write(tmp)
         if (tmp / "training_args.bin").exists():
             shutil.copy2(tmp / "training_args.bin", output_dir / "training_args.bin")
         apply_umask(tmp)  # save_pretrained writes model.safetensors 0600 whatever the umask

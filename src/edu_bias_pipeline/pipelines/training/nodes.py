@@ -34,14 +34,16 @@ from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
 from edu_bias_pipeline.training.contract import (
-    CONTRACT_FILE,
     ERROR_FILE,
     EXIT_OOM,
     FINAL_DIR,
     FINAL_TMP,
+    METADATA_FILE,
     METRICS_FILE,
+    FinalMetadata,
     RunSpec,
     RuntimeSpec,
+    TrainedModel,
     history_record,
     legacy_metrics,
 )
@@ -266,8 +268,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def _final_run(final_dir: Path) -> str | None:
     """The fingerprint of the run that wrote `final_dir`, as its metadata names it (None: unknown)."""
     try:
-        return json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8")).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
+        return FinalMetadata.read(final_dir).fingerprint
+    except (OSError, ValueError):
         return None
 
 
@@ -523,7 +525,7 @@ def _train_locked(
         if returncode == EXIT_OOM:
             raise TrainingRunError(f"training ran out of memory: {reason}")
         raise TrainingRunError(f"training process failed ({plan.description}): {reason}")
-    if not (final_dir / CONTRACT_FILE).exists():
+    if not (final_dir / METADATA_FILE).exists():
         raise TrainingRunError(f"training process exited cleanly but {final_dir} was not written")
     write_json_atomic(state_file, {"fingerprint": fingerprint, "status": "completed"}, indent=None)
     return {
@@ -593,21 +595,18 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     metrics["run"]["train_runtime_s"] = train.get("train_runtime")
     metrics["run"].update(raw.get("throughput", {}))
     final_dir = Path(training_run["final_dir"])
-    contract_file = final_dir / CONTRACT_FILE
-    contract = json.loads(contract_file.read_text(encoding="utf-8"))
+    contract = FinalMetadata.read(final_dir)
     # The run that wrote final/, so evaluation can name it: fingerprint, last step, when final/ was saved.
-    finished = datetime.fromtimestamp(contract_file.stat().st_mtime, tz=timezone.utc)
-    trained_model = {
-        "model_dir": str(final_dir),
-        **contract,
+    finished = datetime.fromtimestamp((final_dir / METADATA_FILE).stat().st_mtime, tz=timezone.utc)
+    trained_model = TrainedModel(
+        **contract.model_dump(exclude=set(FinalMetadata.RUN_FIELDS)),
+        model_dir=str(final_dir),
         # final/'s own record of its run first: evaluation checks the two agree
-        "fingerprint": contract.get("fingerprint")
-        or raw.get("fingerprint")
-        or training_run.get("fingerprint"),
-        "global_step": contract.get("global_step", raw.get("global_step")),
-        "finished_at": finished.isoformat(timespec="seconds"),
-    }
-    return _clean(metrics), trained_model
+        fingerprint=contract.fingerprint or raw.get("fingerprint") or training_run.get("fingerprint"),
+        global_step=raw.get("global_step") if contract.global_step is None else contract.global_step,
+        finished_at=finished.isoformat(timespec="seconds"),
+    )
+    return _clean(metrics), trained_model.model_dump(mode="json")
 
 
 TRAIN_CURVE_KEYS = ("train/loss", "train/reward_accuracy", "train/reward_margin", "train/lr")
