@@ -204,7 +204,7 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
-        """The anchor's clock, plus the batch size actually used (auto_find_batch_size may halve it)."""
+        """The anchor's clock, plus the batch size actually used (probe_batch_size may halve it)."""
 
         def __init__(self):
             self.t0 = self.t1 = self.t_begin = None
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.sampling != "profile":
         params["train_sampling_strategy"] = a.sampling
     if a.liger != "profile":
-        params["use_liger_kernel"] = {"on": True, "off": False}.get(a.liger, "auto")
+        params["liger_kernels"] = {"on": True, "off": False}.get(a.liger, "auto")
     if a.workers is not None:
         params["dataloader_num_workers"] = a.workers
     if a.lora:

@@ -83,7 +83,7 @@ PATCHES = {
             {**TRL, **TRANSFORMERS},
             "training.batch_size.fit_batch_size calls the Trainer's private `_prepare_inputs` and "
             "`_remove_unused_columns`, sets `_train_batch_size` and clears TRL's `_metrics` and "
-            "`_total_train_tokens` (training.auto_find_batch_size)",
+            "`_total_train_tokens` (training.probe_batch_size)",
             "no probe: training runs at the configured per_device_train_batch_size",
         ),
         # off: PEFT's casts give the same values, only slower

@@ -54,10 +54,10 @@ def dpo_config_kwargs(config: TrainingConfig, runtime: RuntimeSpec, has_val: boo
         use_cpu=runtime.use_cpu,
         deepspeed=runtime.deepspeed_config,
         logging_first_step=True,
-        # our probe (batch_size.fit_batch_size) replaces transformers' retry-after-OOM, which keeps the failed
-        # attempt's weight updates
+        # probe_batch_size (batch_size.fit_batch_size) instead of transformers' retry after an out-of-memory
+        # error, which keeps the failed attempt's weight updates
         auto_find_batch_size=False,
-        # applied by `run` before the reference pass instead of by the Trainer at train()
+        # liger_kernels: applied by model.load_model before the reference pass, not by the Trainer at train()
         use_liger_kernel=False,
         # every parameter takes part in the loss (full model or adapter): skip DDP's unused-parameter scan
         ddp_find_unused_parameters=False,

@@ -142,7 +142,7 @@ def build_trainer(
 
     logger.info(
         "throughput settings: batch %d x accum %d, precompute_ref_log_probs=%s, sampling=%s, attention=%s "
-        "(sdpa kernels %s), liger=%s, torch_compile=%s, auto_find_batch_size=%s, precision=%s, "
+        "(sdpa kernels %s), liger=%s, torch_compile=%s, probe_batch_size=%s, precision=%s, "
         "gather_step_metrics=%s",
         config.per_device_train_batch_size,
         config.gradient_accumulation_steps,
@@ -152,7 +152,7 @@ def build_trainer(
         ",".join(config.sdpa_backends) if config.sdpa_backends and not runtime.use_cpu else "torch's choice",
         use_liger,
         config.torch_compile,
-        config.auto_find_batch_size,
+        config.probe_batch_size,
         runtime.precision,
         config.gather_step_metrics,
     )
@@ -215,11 +215,11 @@ def build_trainer(
 
 
 def _probe_batch_size(trainer, config: TrainingConfig, runtime: RuntimeSpec, state) -> None:
-    if not config.auto_find_batch_size:
+    if not config.probe_batch_size:
         return
     if runtime.use_cpu or trainer.is_deepspeed_enabled:
         # no out-of-memory to avoid on CPU; DeepSpeed places the weights only at train()
-        logger.info("auto_find_batch_size: not probed (%s)", "CPU" if runtime.use_cpu else "DeepSpeed")
+        logger.info("probe_batch_size: not probed (%s)", "CPU" if runtime.use_cpu else "DeepSpeed")
     elif patches.applies("batch_size_probe"):
         import torch
 

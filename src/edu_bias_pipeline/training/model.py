@@ -68,8 +68,8 @@ def load_model(config: TrainingConfig, runtime: RuntimeSpec, state) -> tuple[Any
 
 
 def resolve_liger(config: TrainingConfig, runtime: RuntimeSpec) -> bool:
-    if config.use_liger_kernel != "auto":
-        return bool(config.use_liger_kernel)
+    if config.liger_kernels != "auto":
+        return bool(config.liger_kernels)
     import importlib.util
 
     return not runtime.use_cpu and importlib.util.find_spec("liger_kernel") is not None

@@ -1,4 +1,4 @@
-"""The batch-size probe (`auto_find_batch_size`): decided before any weight moves, effective batch kept.
+"""The batch-size probe (`probe_batch_size`): decided before any weight moves, effective batch kept.
 
 Real TRL DPOTrainer on the tiny model, on CPU. Only the memory meter is replaced (a CPU has no out-of-memory
 to hit): it charges bytes per padded token of the batch the real collator just built, so the probe's
