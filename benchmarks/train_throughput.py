@@ -204,7 +204,7 @@ def make_clock(warm: int, profile_steps: int = 0, profile_out: Path | None = Non
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
-        """The anchor's clock, plus the batch size actually used (auto_find_batch_size may halve it)."""
+        """The anchor's clock, plus the batch size actually used (probe_batch_size may halve it)."""
 
         def __init__(self):
             self.t0 = self.t1 = self.t_begin = None
@@ -367,14 +367,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     from edu_bias_pipeline.offline import apply_offline_defaults
     from edu_bias_pipeline.training.config import resolve_training_config
-    from edu_bias_pipeline.training.entry import RuntimeSpec, resolve_liger, run
+    from edu_bias_pipeline.training.contract import RuntimeSpec
+    from edu_bias_pipeline.training.entry import run
     from edu_bias_pipeline.training.launch import detect_hardware, resolve_precision
+    from edu_bias_pipeline.training.model import resolve_liger
 
     apply_offline_defaults()
     if a.peft_input_casts:
-        import edu_bias_pipeline.training.entry as entry
+        import edu_bias_pipeline.training.model as training_model
 
-        entry.skip_adapter_input_casts = lambda model: 0
+        training_model.skip_adapter_input_casts = lambda model, installed=None: 0
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
     # Under torchrun (as the anchor's 2-GPU runs): one GPU per process; rank 0 builds files and prints RESULT.
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.sampling != "profile":
         params["train_sampling_strategy"] = a.sampling
     if a.liger != "profile":
-        params["use_liger_kernel"] = {"on": True, "off": False}.get(a.liger, "auto")
+        params["liger_kernels"] = {"on": True, "off": False}.get(a.liger, "auto")
     if a.workers is not None:
         params["dataloader_num_workers"] = a.workers
     if a.lora:

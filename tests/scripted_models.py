@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import torch
 
-from edu_bias_pipeline.scoring import ScoringModels, TrainingMetadata
+from edu_bias_pipeline.scoring import ScoringModels
+from edu_bias_pipeline.training.contract import FinalMetadata
 
 
 class MemorisingLM(torch.nn.Module):
@@ -43,7 +44,7 @@ def scripted_models(policy: torch.nn.Module, reference: torch.nn.Module, tokeniz
         policy=policy.eval(),
         reference=reference.eval(),
         tokenizer=tokenizer,
-        metadata=TrainingMetadata(base_model="scripted", beta=0.1),
+        metadata=FinalMetadata(base_model="scripted", beta=0.1),
         checkpoint=Path("scripted"),
         device=torch.device("cpu"),
         dtype=torch.float64,

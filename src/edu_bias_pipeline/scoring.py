@@ -25,23 +25,24 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import click
+from pydantic import ValidationError
 
+from edu_bias_pipeline import patches
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
+from edu_bias_pipeline.training.contract import DEFAULT_BETA, FINAL_DIR, METADATA_FILE, FinalMetadata
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "edu_bias_training.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
-DEFAULT_BETA = 0.1  # TRL's DPOConfig default, used only when no metadata or parameter gives one
 Dtype = Literal["auto", "float32", "float64", "bfloat16", "float16"]
 DTYPES = get_args(Dtype)
 
@@ -59,22 +60,6 @@ class CheckpointError(click.ClickException, ValueError):
 
 
 # --------------------------------------------------------------------------------------- metadata
-@dataclass(frozen=True)
-class TrainingMetadata:
-    """What scoring needs to know about how a checkpoint was trained (``final/edu_bias_training.json``)."""
-
-    base_model: str | None = None
-    is_adapter: bool = False
-    beta: float = DEFAULT_BETA
-    instruction: str = DEFAULT_INSTRUCTION
-    max_length: int | None = None
-    trust_remote_code: bool = False
-    # sha256 of the reference weights as training recorded it; None when not recorded or when the reference
-    # was overridden (then it no longer describes the reference)
-    reference_sha256: str | None = None
-    source: str = "defaults"  # where the values came from, for logs and reports
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -94,21 +79,23 @@ def find_metadata_file(checkpoint: Path) -> Path | None:
     own = checkpoint / METADATA_FILE
     if own.is_file():
         return own
-    sibling = checkpoint.parent / "final" / METADATA_FILE
-    if checkpoint.name != "final" and sibling.is_file():
+    sibling = checkpoint.parent / FINAL_DIR / METADATA_FILE
+    if checkpoint.name != FINAL_DIR and sibling.is_file():
         return sibling
     return None
 
 
-def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) -> TrainingMetadata:
-    """Metadata for `checkpoint`: overrides (non-None) > metadata file > adapter config > defaults."""
+def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) -> FinalMetadata:
+    """What scoring needs to know about how `checkpoint` was trained (`FinalMetadata.SCORING_FIELDS`):
+    overrides (non-None) > metadata file > adapter config > defaults. `reference_sha256` is dropped when the
+    base model is overridden: it no longer describes the reference."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     values: dict[str, Any] = {}
     sources: list[str] = []
     meta_file = find_metadata_file(checkpoint)
     if meta_file is not None:
         data = _read_json(meta_file)
-        for key in (f.name for f in fields(TrainingMetadata) if f.name != "source"):
+        for key in FinalMetadata.SCORING_FIELDS:
             if data.get(key) is not None:
                 values[key] = data[key]
         sources.append(str(meta_file))
@@ -128,17 +115,15 @@ def resolve_metadata(checkpoint: Path, overrides: dict[str, Any] | None = None) 
         sources.append("parameters")
     if values.get("beta") is None:
         logger.warning("No beta in metadata or parameters for %s; using %s", checkpoint, DEFAULT_BETA)
-    meta = TrainingMetadata(
-        base_model=str(values["base_model"]) if values.get("base_model") else None,
-        is_adapter=bool(values["is_adapter"]),
-        beta=float(values.get("beta", DEFAULT_BETA)),
-        instruction=str(values.get("instruction") or DEFAULT_INSTRUCTION),
-        max_length=int(values["max_length"]) if values.get("max_length") else None,
-        trust_remote_code=bool(values.get("trust_remote_code", False)),
-        reference_sha256=values.get("reference_sha256"),
-        source=" + ".join(sources) or "defaults",
-    )
-    return meta
+    for key in ("base_model", "instruction", "max_length"):  # empty: unset
+        if not values.get(key):
+            values.pop(key, None)
+    if "base_model" in values:
+        values["base_model"] = str(values["base_model"])  # a path
+    try:
+        return FinalMetadata(**values, source=" + ".join(sources) or "defaults")
+    except ValidationError as exc:
+        raise CheckpointError(f"training metadata of {checkpoint} ({' + '.join(sources)}): {exc}") from None
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -149,7 +134,7 @@ class ScoringModels:
     policy: Any
     reference: Any | None  # None: the reference is `policy` with its adapter disabled
     tokenizer: Any
-    metadata: TrainingMetadata
+    metadata: FinalMetadata
     checkpoint: Path
     device: Any
     dtype: Any
@@ -449,6 +434,8 @@ def _shared_prompt(batch: Sequence[EncodedCompletion]) -> list[int] | None:
 
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    if not patches.applies("shared_prompt_cache"):
+        return None
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     model_type = getattr(getattr(causal_lm, "config", None), "model_type", None)
     if model_type in _HIDDEN_STATE_ARCHS and hasattr(causal_lm, "model") and hasattr(causal_lm, "lm_head"):
@@ -491,11 +478,7 @@ def _batch_cache(prefix: _Prefix, n: int) -> Any:
     """The prefix cache seen by a batch of n: per-layer views expanded over the batch, so nothing is copied
     until the forward pass appends the completions (which builds new tensors and leaves the prefix intact)."""
     cache = copy.copy(prefix.cache)
-    layers = getattr(cache, "layers", None)
-    if layers is None or not all(hasattr(layer, "keys") for layer in layers):
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(n)
-        return cache
+    layers = cache.layers
     cache.layers = []
     for layer in layers:
         clone = copy.copy(layer)
@@ -1051,7 +1034,6 @@ __all__ = [
     "PairScores",
     "ScoringModels",
     "StatementScore",
-    "TrainingMetadata",
     "SequenceScores",
     "encode_completions",
     "encode_prompts",

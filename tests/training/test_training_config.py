@@ -173,3 +173,15 @@ def test_yaml_bare_no_reads_as_the_no_strategy():
 
     cfg = TrainingConfig(eval_strategy=False, save_strategy=False)
     assert (cfg.eval_strategy, cfg.save_strategy) == ("no", "no")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("auto_find_batch_size", "probe_batch_size"), ("use_liger_kernel", "liger_kernels")]
+)
+def test_settings_named_like_transformers_options_are_refused_naming_their_own_name(old, new):
+    """transformers' options of these names behave otherwise; the old keys name the setting to use."""
+    with pytest.raises(TrainingConfigError) as refused:
+        resolve_training_config({old: True}, {})
+    message = refused.value.message
+    assert f"\n  training.{old}: renamed training.{new}: " in message and "got True" in message
+    assert getattr(resolve_training_config({new: True}, {}), new) is True

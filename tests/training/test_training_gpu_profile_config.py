@@ -19,10 +19,10 @@ def test_gpu_profile_picks_the_throughput_settings():
     cfg = env_config("gpu")
     assert cfg.precompute_ref_log_probs is True
     assert cfg.train_sampling_strategy == "group_by_length"
-    assert cfg.auto_find_batch_size is True
+    assert cfg.probe_batch_size is True
     assert cfg.per_device_train_batch_size >= 32 and cfg.gradient_accumulation_steps == 1
     assert cfg.attn_implementation == "sdpa"
-    assert cfg.use_liger_kernel == "auto" and cfg.torch_compile is False
+    assert cfg.liger_kernels == "auto" and cfg.torch_compile is False
     assert cfg.dataloader_num_workers > 0 and cfg.precision == "auto"
     assert cfg.sdpa_backends is not None and "cudnn" not in cfg.sdpa_backends and "math" in cfg.sdpa_backends
     # --params still win over the environment
@@ -35,9 +35,7 @@ def test_base_and_optimized_profiles_are_unchanged():
     for name in (None, "optimized"):
         cfg = env_config(name)
         assert not cfg.precompute_ref_log_probs and cfg.train_sampling_strategy == "random"
-        assert (
-            cfg.use_liger_kernel is False and cfg.attn_implementation is None and not cfg.auto_find_batch_size
-        )
+        assert cfg.liger_kernels is False and cfg.attn_implementation is None and not cfg.probe_batch_size
 
 
 def test_gpu_profile_falls_back_to_fp32_without_cuda_and_says_so(tmp_path):
@@ -54,7 +52,7 @@ def test_gpu_profile_falls_back_to_fp32_without_cuda_and_says_so(tmp_path):
     ("params", "match"),
     [
         ({"train_sampling_strategy": "shortest_first"}, r"training\.train_sampling_strategy"),
-        ({"use_liger_kernel": "maybe"}, r"training\.use_liger_kernel"),
+        ({"liger_kernels": "maybe"}, r"training\.liger_kernels"),
         ({"precompute_ref_batch_size": 0}, r"training\.precompute_ref_batch_size"),
     ],
 )
@@ -66,7 +64,7 @@ def test_bad_throughput_settings_are_named(params, match):
 def test_sdpa_backends_are_validated_and_applied_as_torch_switches():
     import torch
 
-    from edu_bias_pipeline.training.entry import SDPA_TOGGLES, select_sdpa_backends
+    from edu_bias_pipeline.training.model import SDPA_TOGGLES, select_sdpa_backends
 
     with pytest.raises(TrainingConfigError, match="sdpa_backends"):
         resolve_training_config({"sdpa_backends": ["cudnn", "fast"]}, {})

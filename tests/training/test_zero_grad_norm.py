@@ -62,9 +62,12 @@ def two_ranks(tmp_path_factory) -> list[dict]:
 
 def test_install_takes_zero2_and_leaves_zero3_and_offload_to_deepspeed(two_ranks):
     """Given what the callback is given (accelerate's wrapper). Offload takes its norm elsewhere and ZeRO-3 is
-    another optimizer class: replacing the method there would change nothing or break the step."""
+    another optimizer class: replacing the method there would change nothing or break the step. Another
+    DeepSpeed release than the one checked keeps its own method (`patches`)."""
     for rank in two_ranks:
         assert all(rank[setup]["installed"] and rank[setup]["replaced"] for setup in SETUPS)
+        assert not any(rank[setup]["installed_outside_range"] for setup in SETUPS)
+        assert all(rank[setup]["kept_outside_range"] for setup in SETUPS)
         assert rank["installed_zero3"] is False
         assert rank["installed_offload"] is False
 
@@ -258,6 +261,9 @@ def _measure(precision: str, zero_settings: dict, rank: int) -> dict:
 
     engine = _engine(precision, zero_settings)
     zero = engine.optimizer
+    # another DeepSpeed release (the guard is given its version): DeepSpeed's own method stays
+    outside_range = zero_grad_norm.install(zero, installed={"deepspeed": "0.19.9"})
+    kept_outside_range = zero.get_grad_norm_direct.__func__ is DeepSpeedZeroOptimizer.get_grad_norm_direct
     installed_bare = zero_grad_norm.install(zero)
     installed = zero_grad_norm.install(_as_the_trainer_hands_it(engine))
     # what the step calls; were it still DeepSpeed's, every comparison below would hold trivially
@@ -273,6 +279,8 @@ def _measure(precision: str, zero_settings: dict, rank: int) -> dict:
         "installed": installed,
         "replaced": replaced,
         "installed_bare": installed_bare,
+        "installed_outside_range": outside_range,
+        "kept_outside_range": kept_outside_range,
         "groups": groups,
         "foreach_dtypes": sorted(set(dtypes)),
         "step": float(engine.get_global_grad_norm()),

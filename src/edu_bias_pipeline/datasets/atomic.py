@@ -12,6 +12,7 @@ from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.text import TextDataset as _TextDataset
 
+from edu_bias_pipeline import patches
 from edu_bias_pipeline.files import OutputNotWritableError, atomic_path, not_writable_error
 
 
@@ -35,6 +36,7 @@ class AtomicSaveMixin:
         if getattr(self, "_protocol", "file") != "file":
             super().save(data)  # type: ignore[misc]
             return
+        patches.require("atomic_saves")
         target = Path(get_filepath_str(super()._get_save_path(), "file"))  # type: ignore[misc]
         try:
             with atomic_path(target) as tmp:

@@ -1,4 +1,4 @@
-"""Training's record of the model it wrote (`trained_model.json`), read by evaluation."""
+"""Training's record of the model it wrote (`trained_model.json`, a `TrainedModel`), read by evaluation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import DatasetError
+from pydantic import ValidationError
 
 from edu_bias_pipeline.datasets.atomic import JSONDataset
 
@@ -24,7 +25,11 @@ class TrainedModelDataset(JSONDataset):
         super().__init__(filepath=filepath, save_args={"ensure_ascii": False, "indent": 2}, metadata=metadata)
         self._record = Path(filepath)
 
+    # The contract is imported where it is used: every stage imports this module (datasets/__init__), and only
+    # training and evaluation, which read or write the record, depend on the training contract.
     def load(self) -> dict[str, Any]:
+        from edu_bias_pipeline.training.contract import TrainedModel
+
         if not self._record.exists():
             return {"record_file": str(self._record)}
         try:
@@ -33,13 +38,20 @@ class TrainedModelDataset(JSONDataset):
             raise DatasetError(
                 f"{self._record}: cannot read the trained-model record ({exc}); rerun training to rewrite it"
             ) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("model_dir"), str):
+        try:
+            record = TrainedModel.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "the file"
             raise DatasetError(
-                f"{self._record}: not a trained-model record (a JSON object with 'model_dir'); "
+                f"{self._record}: not a trained-model record ({where}: {first['msg']}); "
                 "rerun training to rewrite it"
-            )
-        return {**data, "record_file": str(self._record)}
+            ) from None
+        # what the file holds, no defaults added: evaluation compares only what was recorded
+        return {**record.model_dump(mode="json", exclude_unset=True), "record_file": str(self._record)}
 
     def save(self, data: dict[str, Any]) -> None:
+        from edu_bias_pipeline.training.contract import TrainedModel
+
         # record_file is where the record was read from, not part of it
-        super().save({k: v for k, v in data.items() if k != "record_file"})
+        super().save(TrainedModel.model_validate(data).model_dump(mode="json"))

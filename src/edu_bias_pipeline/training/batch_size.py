@@ -1,4 +1,4 @@
-"""The largest per-device batch that fits, decided before the first optimizer step (`auto_find_batch_size`).
+"""The largest per-device batch that fits, decided before the first optimizer step (`probe_batch_size`).
 
 transformers' own `auto_find_batch_size` retries the whole training loop after an out-of-memory error but
 keeps the weights and optimizer state of the failed attempt, so the retry trains on top of a partly trained

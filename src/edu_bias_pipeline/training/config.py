@@ -59,7 +59,14 @@ MOVED_KEYS = {
     "profile": "profiles are Kedro configuration environments now: drop training.profile and select one with "
     "`kedro run --env optimized` (conf/optimized/) or `--env gpu` (conf/gpu/); without --env, conf/base's "
     "tiny-model settings apply. See docs/stages/training.md",
+    "auto_find_batch_size": "renamed training.probe_batch_size: it probes the batch once before training, "
+    "unlike transformers' auto_find_batch_size, which retries after running out of memory mid-training",
+    "use_liger_kernel": "renamed training.liger_kernels: unlike transformers' use_liger_kernel it also "
+    "accepts `auto` and applies the kernels before the reference pass",
 }
+# Fields hashed into a run's fingerprint under the names earlier releases gave them, so that a run they
+# interrupted resumes instead of starting afresh.
+FINGERPRINT_NAMES = {"probe_batch_size": "auto_find_batch_size", "liger_kernels": "use_liger_kernel"}
 
 # The profile names earlier releases hashed into a run's fingerprint (`TrainingConfig.earlier_fingerprints`).
 EARLIER_PROFILE_NAMES = ("optimized", "gpu")
@@ -280,11 +287,11 @@ class TrainingConfig(_Strict):
         "steps of all ranks, so the ranks of one step get pairs of similar length. Weighted sampling wins "
         "when sample weights differ.",
     )
-    auto_find_batch_size: bool = Field(
+    probe_batch_size: bool = Field(
         False,
         description="Before training (CUDA, not DeepSpeed), halve per_device_train_batch_size until a step "
         "on the longest pairs fits in 90% of GPU memory; gradient accumulation grows to keep the effective "
-        "batch.",
+        "batch. Use it when the configured batch may not fit the card (a larger model, longer pairs).",
     )
     attn_implementation: str | None = Field(
         None,
@@ -296,10 +303,11 @@ class TrainingConfig(_Strict):
         description="Scaled-dot-product-attention kernels torch may use on CUDA (with `attn_implementation: "
         "sdpa`); null = torch's own choice. conf/gpu leaves cuDNN out.",
     )
-    use_liger_kernel: bool | Literal["auto"] = Field(
+    liger_kernels: bool | Literal["auto"] = Field(
         False,
         description="Liger's Triton kernels (RMSNorm, SwiGLU, RoPE; TRL keeps its own fused LM-head "
-        "log-probs). `auto` = on when CUDA is used and `liger-kernel` is importable.",
+        "log-probs), applied before the reference pass so reference and policy run the same kernels. "
+        "`auto` = on when CUDA is used and `liger-kernel` is importable.",
     )
     torch_compile: bool = Field(False, description="torch.compile the model (transformers `torch_compile`).")
     gather_step_metrics: bool = Field(
@@ -388,7 +396,7 @@ class TrainingConfig(_Strict):
             exclude_defaults=True,
         )
         # a group left with nothing but what is excluded is a group at its defaults
-        return {key: value for key, value in payload.items() if value != {}}
+        return {FINGERPRINT_NAMES.get(key, key): value for key, value in payload.items() if value != {}}
 
     @staticmethod
     def _hash(payload: dict[str, Any], data_digests: tuple[str, ...]) -> str:

@@ -83,7 +83,7 @@ class LaunchPlan:
 
 def gpu_settings(config: TrainingConfig) -> list[str]:
     """The settings on that only a GPU uses (conf/gpu turns them on): on CPU they say the run meant a GPU."""
-    names = ("auto_find_batch_size", "sdpa_backends", "use_liger_kernel")
+    names = ("probe_batch_size", "sdpa_backends", "liger_kernels")
     return [name for name in names if getattr(config, name)]
 
 

@@ -1,6 +1,6 @@
 """ZeRO-1/2's gradient norm in a few multi-tensor kernels (`deepspeed.foreach_grad_norm`).
 
-DeepSpeed 0.19.8's `DeepSpeedZeroOptimizer.get_grad_norm_direct` takes the norm of its gradient partition one
+DeepSpeed's `DeepSpeedZeroOptimizer.get_grad_norm_direct` takes the norm of its gradient partition one
 tensor at a time: a float64 copy and a norm kernel per tensor of the rank's partition, about 580 launches a
 step over both ranks of a 0.5B Qwen2 (290 tensors). Where the step is bound by the host issuing kernels, as
 0.5B on an H200 is, those launches are wall time. This computes the same L2 norm with `torch._foreach_norm`
@@ -15,27 +15,27 @@ from __future__ import annotations
 import logging
 import types
 
+from edu_bias_pipeline import patches
+
 logger = logging.getLogger("edu_bias_pipeline.training")
 
 
-def install(optimizer) -> bool:
+def install(optimizer, installed: dict[str, str] | None = None) -> bool:
     """Give this ZeRO-1/2 optimizer (or the accelerate wrapper around it) the multi-tensor norm.
 
     Returns whether it was installed: not for ZeRO-3, offload (DeepSpeed takes that norm elsewhere), a
-    model-parallel setup or a DeepSpeed without the parts read here (0.19.8's).
+    model-parallel setup, or a DeepSpeed other than the one it was checked against (`patches`; `installed`:
+    the library versions the guard judges, default those installed).
     """
-    import torch
-
-    try:
-        from deepspeed import comm as dist
-        from deepspeed.comm import pg_utils
-        from deepspeed.runtime.constants import PIPE_REPLICATED
-        from deepspeed.runtime.utils import mask_nan_or_inf_with_val_inplace
-        from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
-        from deepspeed.runtime.zero.utils import get_norm_dtype
-    except ImportError as exc:
-        logger.warning("deepspeed.foreach_grad_norm: not used with this DeepSpeed (%s)", exc)
+    if optimizer is None or not patches.applies("zero2_foreach_grad_norm", installed):
         return False
+    import torch
+    from deepspeed import comm as dist
+    from deepspeed.comm import pg_utils
+    from deepspeed.runtime.constants import PIPE_REPLICATED
+    from deepspeed.runtime.utils import mask_nan_or_inf_with_val_inplace
+    from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+    from deepspeed.runtime.zero.utils import get_norm_dtype
 
     # accelerate's wrapper holds the ZeRO optimizer as `.optimizer`, and that holds the torch one the same way
     zero = optimizer

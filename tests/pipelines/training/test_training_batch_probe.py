@@ -1,4 +1,4 @@
-"""The batch-size probe (`auto_find_batch_size`): decided before any weight moves, effective batch kept.
+"""The batch-size probe (`probe_batch_size`): decided before any weight moves, effective batch kept.
 
 Real TRL DPOTrainer on the tiny model, on CPU. Only the memory meter is replaced (a CPU has no out-of-memory
 to hit): it charges bytes per padded token of the batch the real collator just built, so the probe's
@@ -16,13 +16,9 @@ from training_fixtures import sample_rows
 
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
 from edu_bias_pipeline.training.batch_size import fit_batch_size
-from edu_bias_pipeline.training.entry import (
-    build_dataset,
-    completion_lengths,
-    load_rows,
-    make_trainer_class,
-    skip_adapter_input_casts,
-)
+from edu_bias_pipeline.training.data import build_dataset, completion_lengths, load_rows
+from edu_bias_pipeline.training.model import skip_adapter_input_casts
+from edu_bias_pipeline.training.trainer import EduBiasDPOTrainer
 
 BYTES_PER_TOKEN = 1000
 
@@ -64,7 +60,7 @@ def _trainer(root, tmp_path, batch=16, accum=1, lora_bf16=False):
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = make_trainer_class()(
+    trainer = EduBiasDPOTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     if lora_bf16:

@@ -19,7 +19,7 @@ def test_gpu_profile_trains_end_to_end_on_cpu(project, capfd):
     # the Kedro log (its handlers write to the console); rich wraps the lines and puts `nodes.py:NNN` in them
     shown = " ".join(re.sub(r"\S+\.py:\d+", " ", "".join(capfd.readouterr())).split())
     assert (
-        "GPU settings (auto_find_batch_size, sdpa_backends, use_liger_kernel) without a CUDA device: "
+        "GPU settings (probe_batch_size, sdpa_backends, liger_kernels) without a CUDA device: "
         "training in fp32 on CPU" in shown
     )
     out = project / "data/06_models/dpo_model"

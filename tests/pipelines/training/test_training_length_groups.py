@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from edu_bias_pipeline.training.entry import completion_lengths
+from edu_bias_pipeline.training.data import completion_lengths
 
 
 def test_completion_lengths_feed_the_length_grouped_sampler():
@@ -34,13 +34,13 @@ def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
     from datasets import Dataset
     from torch.utils.data import BatchSampler
 
-    from edu_bias_pipeline.training.entry import make_trainer_class
+    from edu_bias_pipeline.training.trainer import EduBiasDPOTrainer
 
     rng = random.Random(0)
     lengths = [rng.randint(20, 300) for _ in range(84)]
     batch, eval_batch = 3, 2
     # only these arguments are read to choose a sampler: no model is needed
-    trainer = object.__new__(make_trainer_class())
+    trainer = object.__new__(EduBiasDPOTrainer)
     trainer.args = SimpleNamespace(
         train_sampling_strategy="group_by_length",
         train_batch_size=batch,

@@ -18,7 +18,8 @@ from conftest import training_parameters, write_jsonl
 from training_fixtures import free_port, sample_rows
 
 from edu_bias_pipeline.training.config import resolve_training_config
-from edu_bias_pipeline.training.entry import RuntimeSpec, run
+from edu_bias_pipeline.training.contract import RuntimeSpec
+from edu_bias_pipeline.training.entry import run
 
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edu_bias_pipeline.scoring import METADATA_FILE, CheckpointError, TrainingMetadata
+from edu_bias_pipeline.scoring import CheckpointError
+from edu_bias_pipeline.training.contract import METADATA_FILE, FinalMetadata
 
 SOURCE_RECORD = "trained_model"
 SOURCE_OVERRIDE = "evaluation.checkpoint"
@@ -26,10 +27,10 @@ WEIGHT_FILES = (
     "adapter_model.bin",
 )
 # What final/edu_bias_training.json holds: the record carries a copy, which must still match the directory.
-CONTRACT_KEYS = tuple(f for f in TrainingMetadata.__dataclass_fields__ if f != "source")
-RUN_KEYS = ("fingerprint", "global_step", "finished_at")
-# What final/'s metadata also records of the run that wrote it (training.entry `_save_final`).
-SAME_RUN_KEYS = ("fingerprint", "global_step")
+CONTRACT_KEYS = FinalMetadata.SCORING_FIELDS
+# What final/'s metadata also records of the run that wrote it, and what the record adds.
+SAME_RUN_KEYS = FinalMetadata.RUN_FIELDS
+RUN_KEYS = (*SAME_RUN_KEYS, "finished_at")  # the run as the report names it (TrainedModel)
 WHAT_TO_DO = (
     "run training again (kedro run --pipelines training,evaluation) or name the model to score with "
     "--params evaluation.checkpoint=PATH"

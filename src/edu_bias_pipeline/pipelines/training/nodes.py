@@ -29,17 +29,22 @@ from typing import Any
 import click
 import pandas as pd
 
-from edu_bias_pipeline import pairs
+from edu_bias_pipeline import pairs, patches
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.split_files import check_training_splits
 from edu_bias_pipeline.training import checkpoint_trust, credentials
 from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
-from edu_bias_pipeline.training.entry import (
-    CONTRACT_FILE,
+from edu_bias_pipeline.training.contract import (
+    ERROR_FILE,
     EXIT_OOM,
     FINAL_DIR,
     FINAL_TMP,
+    METADATA_FILE,
     METRICS_FILE,
+    FinalMetadata,
+    RunSpec,
+    RuntimeSpec,
+    TrainedModel,
     history_record,
     legacy_metrics,
 )
@@ -91,6 +96,7 @@ def resolve_config(params: Mapping[str, Any]) -> TrainingConfig:
     processes than GPUs) are raised here too, so a bad configuration never reaches a launched process.
     """
     config = resolve_training_config(params, os.environ)
+    patches.require("dpo_trainer")  # the launched trainer overrides TRL's and transformers' internals
     # Hardware errors are raised now; the fallback notes come back in the launch plan and are logged there.
     validate_against_hardware(config, hardware_for(config))
     if config.trust_remote_code:
@@ -265,8 +271,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def _final_run(final_dir: Path) -> str | None:
     """The fingerprint of the run that wrote `final_dir`, as its metadata names it (None: unknown)."""
     try:
-        return json.loads((final_dir / CONTRACT_FILE).read_text(encoding="utf-8")).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
+        return FinalMetadata.read(final_dir).fingerprint
+    except (OSError, ValueError):
         return None
 
 
@@ -409,7 +415,7 @@ def _run_streaming(
 
 
 def _failure_reason(output_dir: Path, returncode: int, stderr_tail: list[str]) -> str:
-    error_file = output_dir / RUN_DIR / "error.json"
+    error_file = output_dir / RUN_DIR / ERROR_FILE
     if error_file.exists():
         try:
             return json.loads(error_file.read_text(encoding="utf-8"))["message"]
@@ -480,7 +486,7 @@ def _train_locked(
         _clear_run(output_dir, record)
     run_dir = output_dir / RUN_DIR
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "error.json").unlink(missing_ok=True)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
     _write_jsonl(run_dir / "train.jsonl", training_data["train"])
     _write_jsonl(run_dir / "val.jsonl", training_data["val"])
     write_json_atomic(state_file, {"fingerprint": fingerprint, "status": "running"}, indent=None)
@@ -499,20 +505,20 @@ def _train_locked(
         logger.warning("training: %s", note)
     if plan.deepspeed_config is not None:
         write_json_atomic(ds_path, plan.deepspeed_config)
-    runtime = {
-        "model_path": base_model["path"],
-        "base_model_id": base_model["path"],
-        "train_file": str(run_dir / "train.jsonl"),
-        "val_file": str(run_dir / "val.jsonl"),
-        "run_dir": str(run_dir),
-        "precision": plan.precision,
-        "use_cpu": plan.use_cpu,
-        "deepspeed_config": plan.deepspeed_config_file,
-        "resume_from": str(resume_from) if resume_from else None,
-        "fingerprint": fingerprint,
-    }
+    runtime = RuntimeSpec(
+        model_path=base_model["path"],
+        base_model_id=base_model["path"],
+        train_file=str(run_dir / "train.jsonl"),
+        val_file=str(run_dir / "val.jsonl"),
+        run_dir=str(run_dir),
+        precision=plan.precision,
+        use_cpu=plan.use_cpu,
+        deepspeed_config=plan.deepspeed_config_file,
+        resume_from=str(resume_from) if resume_from else None,
+        fingerprint=fingerprint,
+    )
     # machines 1..N-1 poll for this file (launch.read_run_spec): it appears whole or not at all
-    write_json_atomic(run_dir / "run.json", {"config": cfg.model_dump(mode="json"), "runtime": runtime})
+    write_json_atomic(run_dir / "run.json", RunSpec(config=cfg, runtime=runtime).model_dump(mode="json"))
     if resume_from:
         logger.info("training: resuming the interrupted run from %s", resume_from)
     logger.info("training: launching %s: %s", plan.description, " ".join(plan.argv))
@@ -522,7 +528,7 @@ def _train_locked(
         if returncode == EXIT_OOM:
             raise TrainingRunError(f"training ran out of memory: {reason}")
         raise TrainingRunError(f"training process failed ({plan.description}): {reason}")
-    if not (final_dir / CONTRACT_FILE).exists():
+    if not (final_dir / METADATA_FILE).exists():
         raise TrainingRunError(f"training process exited cleanly but {final_dir} was not written")
     write_json_atomic(state_file, {"fingerprint": fingerprint, "status": "completed"}, indent=None)
     return {
@@ -592,21 +598,18 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
     metrics["run"]["train_runtime_s"] = train.get("train_runtime")
     metrics["run"].update(raw.get("throughput", {}))
     final_dir = Path(training_run["final_dir"])
-    contract_file = final_dir / CONTRACT_FILE
-    contract = json.loads(contract_file.read_text(encoding="utf-8"))
+    contract = FinalMetadata.read(final_dir)
     # The run that wrote final/, so evaluation can name it: fingerprint, last step, when final/ was saved.
-    finished = datetime.fromtimestamp(contract_file.stat().st_mtime, tz=timezone.utc)
-    trained_model = {
-        "model_dir": str(final_dir),
-        **contract,
+    finished = datetime.fromtimestamp((final_dir / METADATA_FILE).stat().st_mtime, tz=timezone.utc)
+    trained_model = TrainedModel(
+        **contract.model_dump(exclude=set(FinalMetadata.RUN_FIELDS)),
+        model_dir=str(final_dir),
         # final/'s own record of its run first: evaluation checks the two agree
-        "fingerprint": contract.get("fingerprint")
-        or raw.get("fingerprint")
-        or training_run.get("fingerprint"),
-        "global_step": contract.get("global_step", raw.get("global_step")),
-        "finished_at": finished.isoformat(timespec="seconds"),
-    }
-    return _clean(metrics), trained_model
+        fingerprint=contract.fingerprint or raw.get("fingerprint") or training_run.get("fingerprint"),
+        global_step=raw.get("global_step") if contract.global_step is None else contract.global_step,
+        finished_at=finished.isoformat(timespec="seconds"),
+    )
+    return _clean(metrics), trained_model.model_dump(mode="json")
 
 
 TRAIN_CURVE_KEYS = ("train/loss", "train/reward_accuracy", "train/reward_margin", "train/lr")
