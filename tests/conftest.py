@@ -17,6 +17,8 @@ apply_offline_defaults()
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("EDU_BIAS_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 SAMPLE_PAIRS = PROJECT_ROOT / "data" / "01_raw" / "edu_bias_pairs.jsonl"
+# Benchmark samples shipped with the project (the CBBQ questions evaluation scores by default).
+SAMPLE_BENCHMARKS = PROJECT_ROOT / "data" / "01_raw" / "benchmarks"
 DATA_LAYERS = (
     "01_raw",
     "02_intermediate",
@@ -42,6 +44,8 @@ def make_project_copy(dest: Path) -> Path:
         (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
     if SAMPLE_PAIRS.exists():
         shutil.copy2(SAMPLE_PAIRS, dest / "data" / "01_raw" / SAMPLE_PAIRS.name)
+    if SAMPLE_BENCHMARKS.is_dir():
+        shutil.copytree(SAMPLE_BENCHMARKS, dest / "data" / "01_raw" / SAMPLE_BENCHMARKS.name)
     return dest
 
 

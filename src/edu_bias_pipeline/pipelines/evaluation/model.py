@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edu_bias_pipeline.scoring import METADATA_FILE, CheckpointError, TrainingMetadata
+from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
+from edu_bias_pipeline.scoring import (
+    METADATA_FILE,
+    CheckpointError,
+    ScoringModels,
+    TrainingMetadata,
+    load_scoring_models,
+)
 
 SOURCE_RECORD = "trained_model"
 SOURCE_OVERRIDE = "evaluation.checkpoint"
@@ -68,6 +75,20 @@ def choose_model(checkpoint: str | None, record: Mapping[str, Any] | None) -> Mo
         )
     check_recorded_model(Path(recorded), record, record_file)
     return ModelChoice(path=str(recorded), source=SOURCE_RECORD, training_run=run)
+
+
+def load_models(cfg: EvaluationConfig, choice: ModelChoice) -> ScoringModels:
+    """The chosen model and its reference, loaded as the evaluation parameters say."""
+    return load_scoring_models(
+        choice.path,
+        reference_model=cfg.reference_model,
+        beta=cfg.beta,
+        instruction=cfg.instruction,
+        max_length=cfg.max_length,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        trust_remote_code=cfg.trust_remote_code,
+    )
 
 
 def check_recorded_model(model_dir: Path, record: Mapping[str, Any], record_file: str) -> None:

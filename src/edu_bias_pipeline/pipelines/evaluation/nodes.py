@@ -21,8 +21,8 @@ import pandas as pd
 
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
-from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model
-from edu_bias_pipeline.scoring import implicit_reward, load_scoring_models, score_pairs, wilson_interval
+from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model, load_models
+from edu_bias_pipeline.scoring import implicit_reward, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
@@ -124,16 +124,7 @@ def score_evaluation_pairs(
     cfg = as_config(config)
     choice = choose_model(cfg.checkpoint, trained_model)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
-    models = load_scoring_models(
-        choice.path,
-        reference_model=cfg.reference_model,
-        beta=cfg.beta,
-        instruction=cfg.instruction,
-        max_length=cfg.max_length,
-        dtype=cfg.dtype,
-        device=cfg.device,
-        trust_remote_code=cfg.trust_remote_code,
-    )
+    models = load_models(cfg, choice)
     logger.info("Scoring %d pairs with %s (from %s)", len(rows), choice.path, choice.source)
     scores = score_pairs(
         models,
@@ -295,9 +286,10 @@ HEADLINE_OVERALL = (
 )
 
 
-def build_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def build_headline(metrics: Mapping[str, Any], *benchmarks: Mapping[str, Any]) -> dict[str, Any]:
     """A few flat keys: the model scored (and its training run), overall accuracies, reward accuracy per
-    evaluated category. `eval_metrics.json` keeps every metric; DVC lists this file as the stage's metrics.
+    evaluated category, then each benchmark's few headline keys (`cbbq_qa/...`). `eval_metrics.json` and the
+    benchmarks' own metrics files keep every metric; DVC lists this file as the stage's metrics.
     """
     headline: dict[str, Any] = {"model": metrics["model"]}
     if "training_run/fingerprint" in metrics:
@@ -307,6 +299,8 @@ def build_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
         scope = key.partition("/")[2]
         if key.startswith("reward_accuracy/") and scope not in ("overall", "macro"):
             headline[key] = metrics[key]
+    for benchmark in benchmarks:
+        headline.update(benchmark)
     return headline
 
 
@@ -475,3 +469,8 @@ def render_report(per_category: pd.DataFrame, metrics: dict[str, Any], run_info:
         lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {', '.join(small)}."]
     lines.append("")
     return "\n".join(lines)
+
+
+def assemble_report(*sections: str) -> str:
+    """eval_report.md: the pair evaluation, then one section per benchmark, in order."""
+    return "\n".join(section.rstrip("\n") + "\n" for section in sections if section)
