@@ -35,7 +35,7 @@ from edu_bias_pipeline.pipelines.data_import.nodes import read_csv_table
 from edu_bias_pipeline.pipelines.evaluation import bias_scores as B
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
 from edu_bias_pipeline.pipelines.evaluation.model import choose_model, load_models
-from edu_bias_pipeline.scoring import encode_completions, score_encoded_options
+from edu_bias_pipeline.scoring import ScoringModels, encode_completions, score_encoded_options
 from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
@@ -329,34 +329,17 @@ def score_cbbq_questions(
     choice = choose_model(cfg.checkpoint, trained_model)
     models = load_models(cfg, choice)
     meta = models.metadata
-    prompts = [p for p in questions[P.PROMPT] for _ in range(N_OPTIONS)]
-    answers = [a for options in questions["answers"] for a in options]
-    flat = encode_completions(models.tokenizer, prompts, answers, meta.instruction, meta.max_length)
-    items = [flat[i * N_OPTIONS : (i + 1) * N_OPTIONS] for i in range(len(questions))]
     batch_size = qa.batch_size or cfg.batch_size or (128 if models.device.type == "cuda" else 16)
     logger.info("Scoring %d CBBQ questions with %s (from %s)", len(questions), choice.path, choice.source)
-    scores = score_encoded_options(
+    frame = answer_questions(
         models,
-        items,
-        pad_id=models.tokenizer.pad_token_id,
+        models.tokenizer,
+        questions,
+        instruction=meta.instruction,
+        max_length=meta.max_length,
         batch_size=batch_size,
         progress=cfg.progress,
-        mix_prompts=True,
-        unit="question",
     )
-    frame = questions.reset_index(drop=True).copy()
-    frame["trained_logp"] = scores.policy
-    frame["baseline_logp"] = scores.reference
-    frame["answer_tokens"] = scores.tokens
-    frame["truncated"] = scores.truncated
-    for model in MODELS:
-        for suffix, how in VARIANTS.items():
-            frame[f"{model}_answer{suffix}"] = [
-                None if cut else _argmax(logps, tokens, how)
-                for logps, tokens, cut in zip(
-                    frame[f"{model}_logp"], frame["answer_tokens"], frame["truncated"], strict=True
-                )
-            ]
     run_info = {
         "scored": True,
         "model": choice.path,
@@ -373,6 +356,52 @@ def score_cbbq_questions(
         "batch_size": batch_size,
     }
     return frame, run_info
+
+
+def answer_questions(
+    models: ScoringModels | tuple[Any, Any],
+    tokenizer: Any,
+    questions: pd.DataFrame,
+    *,
+    instruction: str,
+    max_length: int | None,
+    batch_size: int = 16,
+    progress: bool | None = None,
+    device: Any = None,
+) -> pd.DataFrame:
+    """`questions` with each answer's summed log-likelihood and token count under the policy (`trained_*`)
+    and the reference (`baseline_*`), and each model's answer (`*_answer`: argmax of the sums;
+    `*_answer_normalized`: of the means per token). A question with an answer cut by `max_length` is
+    flagged `truncated` and gets no answer. `models`: ScoringModels or a (policy, reference) pair of modules.
+    """
+    prompts = [p for p in questions[P.PROMPT] for _ in range(N_OPTIONS)]
+    answers = [a for options in questions["answers"] for a in options]
+    flat = encode_completions(tokenizer, prompts, answers, instruction, max_length)
+    items = [flat[i * N_OPTIONS : (i + 1) * N_OPTIONS] for i in range(len(questions))]
+    scores = score_encoded_options(
+        models,
+        items,
+        pad_id=tokenizer.pad_token_id,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        mix_prompts=True,
+        unit="question",
+    )
+    frame = questions.reset_index(drop=True).copy()
+    frame["trained_logp"] = scores.policy
+    frame["baseline_logp"] = scores.reference
+    frame["answer_tokens"] = scores.tokens
+    frame["truncated"] = scores.truncated
+    for model in MODELS:
+        for suffix, how in VARIANTS.items():
+            frame[f"{model}_answer{suffix}"] = [
+                None if cut else _argmax(logps, tokens, how)
+                for logps, tokens, cut in zip(
+                    frame[f"{model}_logp"], frame["answer_tokens"], frame["truncated"], strict=True
+                )
+            ]
+    return frame
 
 
 def _argmax(logps: Sequence[float], tokens: Sequence[int], how: str) -> int:
@@ -464,8 +493,11 @@ def compute_cbbq_metrics(
     cfg = as_config(config).cbbq_qa
     if not cfg.enabled:
         return {"cbbq_qa/enabled": 0}, pd.DataFrame(), {}
-    truncated = scores["truncated"] if len(scores) else pd.Series(dtype=bool)
-    scored = scores[~truncated] if len(scores) else _empty_scores()
+    truncated = scores["truncated"].astype(bool) if len(scores) else pd.Series(dtype=bool)
+    scored = scores[~truncated].copy() if len(scores) else _empty_scores()
+    # Read back from JSON Lines, a column holding None for truncated questions is float: answers are indices.
+    answers = [f"{m}_answer{s}" for m in MODELS for s in VARIANTS]
+    scored[answers] = scored[answers].astype(int)
     scopes = sorted(scored[P.BIAS_TYPE].unique()) if len(scored) else []
     seed, resamples = cfg.seed, cfg.bootstrap_resamples
     rows = [
