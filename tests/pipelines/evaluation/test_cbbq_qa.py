@@ -253,6 +253,7 @@ def test_an_anti_biased_model_scores_minus_one_and_an_ideal_one_is_accurate(ck, 
     dis = questions[questions["condition"] == "disambiguated"]
     share = float(np.mean(dis["label"] == dis["biased_index"]))
     assert metrics["baseline_bias_score_disambiguated/overall"] == pytest.approx(2 * share - 1)
+    assert metrics["ideal_bias_score_disambiguated/overall"] == pytest.approx(2 * share - 1)
     assert list(table["scope"]) == [*sorted(CATEGORIES.values()), "overall"]
 
 
@@ -355,6 +356,12 @@ def test_the_stage_scores_the_sample_and_reports_it(project, ck):
     assert "left out because the model was trained on them: 1 (item level" in section
     assert "`data/05_model_input/train.jsonl` (1 CBBQ pairs)" in section
     assert "embedded tiny model" in section and "near chance" in section
+    ideal = metrics["ideal_bias_score_disambiguated/overall"]
+    assert ideal < -0.2  # the sample's disambiguating facts mostly contradict the stereotype
+    assert (
+        f"would score s_DIS = {ideal:+.2f} on these questions: their disambiguating facts mostly contradict"
+        in (section.replace("\n", " "))
+    )
     overall = f"| **overall** | 95 | 96 | {_cell(metrics, 'accuracy_ambiguous', '%')} |"
     assert overall in section
     assert "| gender_sexuality (gender) | 23 | 24 |" in section

@@ -478,6 +478,13 @@ def _cell_metrics(frame: pd.DataFrame, scope: str, seed: int, resamples: int) ->
             baseline = out[f"baseline_bias_score_{condition}{suffix}"]
             change = None if trained is None or baseline is None else trained - baseline
             out[f"bias_score_{condition}_change{suffix}"] = change
+    # s_DIS of a model that answers every disambiguated question correctly: where the data's disambiguating
+    # facts mostly contradict the stereotype (CBBQ's do), reading the context well alone scores below 0.
+    ideal = B.Outcomes.count(
+        (True, B.BIASED if label == biased else B.ANTI_BIASED)
+        for label, biased in zip(dis["label"], dis["biased_index"], strict=True)
+    )
+    out["ideal_bias_score_disambiguated"] = B.bbq_bias_disambiguated(ideal)
     return out
 
 

@@ -14,6 +14,8 @@ from edu_bias_pipeline.pipelines.evaluation.cbbq_qa import AMBIGUOUS, CHANCE, DI
 MODELS = ("baseline", "trained")
 # From this share of questions answered with the shortest answer on, the report says length decides.
 SHORTEST_SHARE = 0.8
+# From this |s_DIS| of an always-correct model on, the report says the data's facts lean one way.
+IDEAL_FAR_FROM_ZERO = 0.2
 
 
 # --------------------------------------------------------------------------------------- chart
@@ -161,6 +163,14 @@ def _verdict(overall: Mapping[str, Any], run_info: Mapping[str, Any]) -> list[st
         base = overall.get(f"baseline_bias_score_{condition}")
         change = "" if base is None else f" (baseline {_score(base)}, change {value - base:+.2f})"
         lines.append(f"Bias score ({condition}) of the trained model: {_score(value)}, {side}{change}.")
+    ideal = overall.get("ideal_bias_score_disambiguated")
+    if ideal is not None and abs(ideal) > IDEAL_FAR_FROM_ZERO:
+        lean = "contradict" if ideal < 0 else "confirm"
+        lines.append(
+            "A model answering every disambiguated question correctly would score "
+            f"s_DIS = {_score(ideal)} on these questions: their disambiguating facts mostly {lean} the "
+            "stereotype, so read s_DIS beside the disambiguated accuracy, and trained against baseline."
+        )
     return lines
 
 
