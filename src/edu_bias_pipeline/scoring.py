@@ -465,6 +465,19 @@ def _prompt_index(batch: Sequence[EncodedCompletion]) -> tuple[list[list[int]], 
     return [list(p) for p in distinct], index
 
 
+def _right_padded(rows: Sequence[Sequence[int]], pad_id: int, device: Any):
+    """(token ids, attention mask) of `rows`, right-padded to the longest, on `device`."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _after_prompts(
     decoder: Any,
     batch: Sequence[EncodedCompletion],
@@ -483,28 +496,16 @@ def _after_prompts(
     import torch
 
     lengths = torch.tensor([len(p) for p in prompts], device=device)
-    longest = max(len(p) for p in prompts)
-    prompt_ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
-    for i, ids in enumerate(prompts):
-        prompt_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        prompt_mask[i, : len(ids)] = 1
-    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    prompt_ids, prompt_mask = _right_padded(prompts, pad_id, device)
+    longest = prompt_ids.shape[1]
     out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True)
     cache = out[_cache_keyword(type(decoder))]
     which = torch.tensor(index, device=device)
     cache.reorder_cache(which)  # row i of the batch now holds the cache of prompt index[i]
     last = out.last_hidden_state[torch.arange(len(prompts), device=device), lengths - 1][which]
 
-    comps = [enc.input_ids[enc.n_prompt :] for enc in batch]
-    width = max(len(c) for c in comps)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    comp_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, comp in enumerate(comps):
-        ids[i, : len(comp)] = torch.tensor(comp, dtype=torch.long)
-        comp_mask[i, : len(comp)] = 1
-    ids, comp_mask = ids.to(device), comp_mask.to(device)
-    steps = torch.arange(width, device=device)
+    ids, comp_mask = _right_padded([enc.input_ids[enc.n_prompt :] for enc in batch], pad_id, device)
+    steps = torch.arange(ids.shape[1], device=device)
     hidden = decoder(
         input_ids=ids,
         attention_mask=torch.cat([prompt_mask[which], comp_mask], dim=1),

@@ -34,7 +34,7 @@ from edu_bias_pipeline.pipelines.data_import.config import CBBQ_CONDITIONS, pars
 from edu_bias_pipeline.pipelines.data_import.nodes import read_csv_table
 from edu_bias_pipeline.pipelines.evaluation import bias_scores as B
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
-from edu_bias_pipeline.pipelines.evaluation.model import choose_model, load_models
+from edu_bias_pipeline.pipelines.evaluation.model import choose_model, load_models, reference_description
 from edu_bias_pipeline.scoring import ScoringModels, encode_completions, score_encoded_options
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -345,9 +345,7 @@ def score_cbbq_questions(
         "model": choice.path,
         "model_source": choice.source,
         "training_run": choice.training_run,
-        "reference": "the same model with its LoRA adapter disabled"
-        if meta.is_adapter
-        else str(meta.base_model),
+        "reference": reference_description(meta),
         "embedded_tiny_model": _is_tiny(choice.path, meta.base_model),
         "instruction": meta.instruction,
         "max_length": meta.max_length,

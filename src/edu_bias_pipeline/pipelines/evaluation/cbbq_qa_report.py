@@ -86,22 +86,22 @@ def plot_cbbq_qa(table: pd.DataFrame):
 
 
 # --------------------------------------------------------------------------------------- report
-def _pct(value: Any, low: Any = None, high: Any = None) -> str:
+def _formatted(value: Any, low: Any, high: Any, number: str, interval: str, scale: float) -> str:
+    """`value` (and its interval) times `scale` in `number` / `interval` format; '–' when undefined."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    text = f"{100 * value:.0f}%"
+    text = number.format(scale * value)
     if low is not None and high is not None:
-        text += f" [{100 * low:.0f}–{100 * high:.0f}]"
+        text += interval.format(scale * low, scale * high)
     return text
+
+
+def _pct(value: Any, low: Any = None, high: Any = None) -> str:
+    return _formatted(value, low, high, "{:.0f}%", " [{:.0f}–{:.0f}]", 100)
 
 
 def _score(value: Any, low: Any = None, high: Any = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    text = f"{value:+.2f}"
-    if low is not None and high is not None:
-        text += f" [{low:+.2f}, {high:+.2f}]"
-    return text
+    return _formatted(value, low, high, "{:+.2f}", " [{:+.2f}, {:+.2f}]", 1)
 
 
 def _pair(row: Mapping[str, Any], name: str, fmt) -> str:

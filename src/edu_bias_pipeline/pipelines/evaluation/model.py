@@ -91,6 +91,11 @@ def load_models(cfg: EvaluationConfig, choice: ModelChoice) -> ScoringModels:
     )
 
 
+def reference_description(meta: TrainingMetadata) -> str:
+    """The baseline a report names: the base model, or the adapter disabled for a LoRA adapter."""
+    return "the same model with its LoRA adapter disabled" if meta.is_adapter else str(meta.base_model)
+
+
 def check_recorded_model(model_dir: Path, record: Mapping[str, Any], record_file: str) -> None:
     """Raise unless `model_dir` holds a complete saved model whose metadata is the one recorded."""
     where = f"{record_file} names {model_dir}"

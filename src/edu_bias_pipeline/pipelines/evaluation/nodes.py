@@ -21,7 +21,12 @@ import pandas as pd
 
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig, as_config
-from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model, load_models
+from edu_bias_pipeline.pipelines.evaluation.model import (
+    SOURCE_OVERRIDE,
+    choose_model,
+    load_models,
+    reference_description,
+)
 from edu_bias_pipeline.scoring import implicit_reward, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -164,9 +169,7 @@ def score_evaluation_pairs(
         "model_not_scored": choice.not_scored,
         "training_run": choice.training_run,
         "is_adapter": meta.is_adapter,
-        "reference": "the same model with its LoRA adapter disabled"
-        if meta.is_adapter
-        else str(meta.base_model),
+        "reference": reference_description(meta),
         "beta": beta,
         "instruction": meta.instruction,
         "max_length": meta.max_length,
