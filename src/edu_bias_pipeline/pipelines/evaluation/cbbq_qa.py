@@ -50,6 +50,7 @@ N_OPTIONS = 3
 CHANCE = 1 / N_OPTIONS
 OVERALL = "overall"
 TARGET_UNMATCHED = "disambiguated_target_unmatched"
+POLARITIES = {"neg": "neg", "non_neg": "non_neg", "nonneg": "non_neg"}  # CBBQ writes non_neg, BBQ nonneg
 TINY_MODEL_MARKER = "edu_bias_tiny_model.json"  # training.tiny_model.FINGERPRINT_FILE, without torch
 
 
@@ -71,6 +72,13 @@ def _cbbq_root(location: str) -> Path:
         f"CBBQ questions: {location!r} holds no CBBQ category folders "
         f"(<category>/ambiguous/ambiguous.csv, <category>/disambiguous/disambiguous.csv); {SOURCE_HINT}"
     )
+
+
+def question_id(meta: Mapping[str, Any]) -> str:
+    """`<category>/<condition>/<example_id>` of the question an imported CBBQ pair's `meta` came from."""
+    condition = CONDITION_NAMES.get(str(meta.get("context_condition")), str(meta.get("context_condition")))
+    example = meta.get("example_id") or f"record{meta.get('source_record')}"
+    return f"{meta.get('category')}/{condition}/{example}"
 
 
 def _answer_index(name: Any) -> int:
@@ -107,21 +115,21 @@ def questions_from_pairs(
                 skipped.append({"category": meta["category"], "reason": TARGET_UNMATCHED, "detail": how})
                 continue
         other = next(i for i in range(N_OPTIONS) if i not in (unknown, target))
-        polarity = (meta.get("question_polarity") or "").casefold()
-        if polarity not in ("neg", "non_neg"):
-            skipped.append({"category": meta["category"], "reason": "unknown_polarity", "detail": polarity})
+        polarity = POLARITIES.get((meta.get("question_polarity") or "").casefold())
+        if polarity is None:
+            detail = meta.get("question_polarity")
+            skipped.append({"category": meta["category"], "reason": "unknown_polarity", "detail": detail})
             continue
-        example = meta.get("example_id") or f"record{meta['source_record']}"
         questions.append(
             {
-                "question_id": f"{meta['category']}/{condition}/{example}",
+                "question_id": question_id(meta),
                 "cbbq_category": meta["category"],
                 P.BIAS_TYPE: meta["bias_type"],
                 "condition": condition,
                 "polarity": polarity,
                 "question_index": meta.get("question_index"),
                 "example_id": meta.get("example_id"),
-                "source_file": meta.get("source_file"),
+                "source_file": display_path(meta["source_file"]) if meta.get("source_file") else None,
                 "source_record": meta["source_record"],
                 P.PROMPT: row[P.PROMPT],
                 "answers": answers,
@@ -214,9 +222,9 @@ def read_cbbq_questions(
 
 
 # --------------------------------------------------------------------------------------- selection
-def _trained_keys(paths: Mapping[str, str]) -> tuple[set[tuple], set[tuple], dict[str, Any]]:
-    """(question keys, template keys) of the CBBQ pairs in the training data files, and what was read."""
-    items: set[tuple] = set()
+def _trained_keys(paths: Mapping[str, str]) -> tuple[set[str], set[tuple], dict[str, Any]]:
+    """(question ids, template keys) of the CBBQ pairs in the training data files, and what was read."""
+    items: set[str] = set()
     templates: set[tuple] = set()
     read: dict[str, Any] = {}
     for name, path_text in paths.items():
@@ -231,12 +239,8 @@ def _trained_keys(paths: Mapping[str, str]) -> tuple[set[tuple], set[tuple], dic
                 if not isinstance(meta, dict) or meta.get("source") != I.CBBQ_SOURCE:
                     continue
                 n += 1
-                category = str(meta.get("category") or "")
-                condition = CONDITION_NAMES.get(str(meta.get("context_condition")), "")
-                items.add(
-                    (category, condition, str(meta.get("example_id") or f"record{meta.get('source_record')}"))
-                )
-                templates.add((category, str(meta.get("question_index"))))
+                items.add(question_id(meta))
+                templates.add((str(meta.get("category")), str(meta.get("question_index"))))
         read[name] = {"file": path_text, "status": "read", "cbbq_pairs": n}
     return items, templates, read
 
@@ -280,18 +284,10 @@ def select_cbbq_questions(
         info.update(excluded_trained=0, sampled=0)
         return questions, info
     items, templates, read = _trained_keys(training_data)
-    item_keys = list(
-        zip(
-            questions["cbbq_category"],
-            questions["condition"],
-            questions["example_id"].astype(str),
-            strict=True,
-        )
-    )
     template_keys = list(
         zip(questions["cbbq_category"], questions["question_index"].astype(str), strict=True)
     )
-    trained = pd.Series([k in items for k in item_keys], index=questions.index)
+    trained = questions["question_id"].isin(items)
     if cfg.exclude_trained == "template":
         trained |= pd.Series([k in templates for k in template_keys], index=questions.index)
     kept = questions[~trained]
