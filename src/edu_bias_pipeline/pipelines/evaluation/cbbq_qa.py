@@ -272,11 +272,14 @@ def select_cbbq_questions(
     config: EvaluationConfig,
     training_data: Mapping[str, str],
     source_info: dict[str, Any],
+    trained_model: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop the questions the model was trained on, then draw the seeded sample per category and condition.
 
     `training_data` names the split files training read (train, val); CBBQ pairs there carry the importer's
-    `category`, `context_condition`, `example_id` and `question_index`.
+    `category`, `context_condition`, `example_id` and `question_index`. `trained_model` (training's record)
+    is an input so that Kedro runs this node after training, and so after the split training read, in every
+    pipeline combination: the files are then the ones the model was trained on, not the previous run's.
     """
     cfg = as_config(config).cbbq_qa
     info = dict(source_info)

@@ -82,7 +82,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 select_cbbq_questions,
-                ["cbbq_qa_questions", "params:evaluation", "cbbq_qa_training_data", "cbbq_qa_source_info"],
+                [
+                    "cbbq_qa_questions",
+                    "params:evaluation",
+                    "cbbq_qa_training_data",
+                    "cbbq_qa_source_info",
+                    "trained_model",
+                ],
                 ["cbbq_qa_selected", "cbbq_qa_selection"],
                 name="select_cbbq_questions",
             ),
