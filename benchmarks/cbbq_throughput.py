@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> None:
 
     device = scoring.resolve_device(args.device)
     dtype = scoring.resolve_dtype(args.dtype, device)
-    arch = QWEN2_0_5B if args.arch == "0.5b" else dict(QWEN2_ARCHITECTURES[args.arch], vocab_size=QWEN2_VOCAB_SIZE)
+    arch = QWEN2_0_5B
+    if args.arch != "0.5b":
+        arch = dict(QWEN2_ARCHITECTURES[args.arch], vocab_size=QWEN2_VOCAB_SIZE)
     policy, reference = build_model(arch, 0, device, dtype), build_model(arch, 1, device, dtype)
     env = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -135,7 +137,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="read a CBBQ copy through the project's reader (here)")
     ex.add_argument("cbbq")
@@ -146,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     go.add_argument("--arch", default="0.5b", choices=("0.5b", "1.5b", "7b"))
     go.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
     go.add_argument("--limit", type=int, default=None, help="first N questions only")
-    go.add_argument("--compare-grouped", type=int, default=0, metavar="N", help="also time N questions unmixed")
+    go.add_argument(
+        "--compare-grouped", type=int, default=0, metavar="N", help="also time N questions unmixed"
+    )
     go.add_argument("--device", default="auto")
     go.add_argument("--dtype", default="auto")
     args = parser.parse_args(argv)
