@@ -17,7 +17,7 @@ apply_offline_defaults()
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("EDU_BIAS_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 SAMPLE_PAIRS = PROJECT_ROOT / "data" / "01_raw" / "edu_bias_pairs.jsonl"
-# The evaluation stage's shipped benchmark data (CrowS-Pairs, neutral texts).
+# The evaluation stage's shipped benchmark data (CBBQ sample, CrowS-Pairs, neutral texts).
 BENCHMARKS = PROJECT_ROOT / "data" / "01_raw" / "benchmarks"
 DATA_LAYERS = (
     "01_raw",

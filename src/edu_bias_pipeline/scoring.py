@@ -508,6 +508,70 @@ class _Scored:
         return chunk.to(torch.promote_types(chunk.dtype, torch.float32))
 
 
+def _prompt_index(batch: Sequence[EncodedCompletion]) -> tuple[list[list[int]], list[int]] | None:
+    """The batch's distinct prompts (first seen first) and each sequence's index into them; None when a
+    sequence has no prompt or no sequence has a completion token left (the plain pass serves those)."""
+    if any(enc.n_prompt < 1 for enc in batch) or all(enc.n_completion == 0 for enc in batch):
+        return None
+    distinct: dict[tuple[int, ...], int] = {}
+    index = [distinct.setdefault(tuple(enc.input_ids[: enc.n_prompt]), len(distinct)) for enc in batch]
+    return [list(p) for p in distinct], index
+
+
+def _right_padded(rows: Sequence[Sequence[int]], pad_id: int, device: Any):
+    """(token ids, attention mask) of `rows`, right-padded to the longest, on `device`."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _after_prompts(
+    decoder: Any,
+    batch: Sequence[EncodedCompletion],
+    prompts: list[list[int]],
+    index: list[int],
+    pad_id: int,
+    device: Any,
+):
+    """(hidden states predicting each completion token, those tokens, completion mask) for a batch whose
+    sequences follow several prompts.
+
+    The prompts run once each, right-padded side by side; each sequence then continues its own prompt's
+    key/value cache. A sequence's positions continue from its prompt's real length, and the attention mask
+    hides the pads between its prompt and its completion, so the numbers are those of one unpadded pass.
+    """
+    import torch
+
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    prompt_ids, prompt_mask = _right_padded(prompts, pad_id, device)
+    longest = prompt_ids.shape[1]
+    out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True)
+    cache = out[_cache_keyword(type(decoder))]
+    which = torch.tensor(index, device=device)
+    cache.reorder_cache(which)  # row i of the batch now holds the cache of prompt index[i]
+    last = out.last_hidden_state[torch.arange(len(prompts), device=device), lengths - 1][which]
+
+    ids, comp_mask = _right_padded([enc.input_ids[enc.n_prompt :] for enc in batch], pad_id, device)
+    steps = torch.arange(ids.shape[1], device=device)
+    hidden = decoder(
+        input_ids=ids,
+        attention_mask=torch.cat([prompt_mask[which], comp_mask], dim=1),
+        **{_cache_keyword(type(decoder)): cache},
+        use_cache=True,
+        position_ids=lengths[which].unsqueeze(1) + steps,
+        cache_position=longest + steps,
+    ).last_hidden_state
+    predictors = torch.cat([last.unsqueeze(1), hidden[:, :-1]], dim=1)
+    target_mask = comp_mask.bool()
+    return predictors[target_mask], ids[target_mask], target_mask
+
+
 def _scored_positions(
     model: Any, batch: Sequence[EncodedCompletion], pad_id: int, device: Any, prefix: _Prefix | None = None
 ) -> _Scored:
@@ -518,6 +582,9 @@ def _scored_positions(
       in `_HIDDEN_STATE_ARCHS`): the prompt runs once, its key/value cache is repeated over the batch, only
       the completions are run after it, and the vocabulary projection covers completion positions only.
       With a 30-token chat prompt this roughly halves the tokens processed.
+    - several prompts (the batches `score_encoded_options` builds with `mix_prompts`, e.g. one question
+      with its own context per item): the same, with the batch's distinct prompts run once each, side by
+      side, and each prompt's cache repeated over its own completions.
     - plain padded forward pass with full logits: other architectures (whose logits are not just
       lm_head(hidden)) and batches without a common prompt (only degenerate ones: every completion cut
       away by max_length).
@@ -526,6 +593,7 @@ def _scored_positions(
 
     head = _decoder_and_head(model)
     prompt = _shared_prompt(batch) if head is not None else None
+    prompts = _prompt_index(batch) if head is not None and prompt is None else None
     if prompt is not None:
         decoder, project = head
         n_prompt = len(prompt)
@@ -556,6 +624,9 @@ def _scored_positions(
         target_mask = attention[:, n_prompt:].bool()
         positions = predictors[target_mask]
         targets = ids[target_mask]
+    elif prompts is not None:
+        positions, targets, target_mask = _after_prompts(head[0], batch, *prompts, pad_id, device)
+        project = head[1]
     else:
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -608,12 +679,12 @@ def _batches(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _progress(total: int, desc: str, enabled: bool | None):
+def _progress(total: int, desc: str, enabled: bool | None, unit: str = "pair"):
     from tqdm.auto import tqdm
 
     # On by default only for long runs, so tests and CLI calls on a handful of statements stay quiet.
     disable = not enabled if enabled is not None else total < 512
-    return tqdm(total=total, desc=desc, unit="pair", disable=disable)
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable)
 
 
 @dataclass
@@ -630,51 +701,68 @@ class PairScores:
     reference_cache: str | None = None  # "reused <file>" / "written <file>", None when not cached
 
 
-def score_encoded_pairs(
+@dataclass
+class OptionScores:
+    """Per item, per option: summed log-probs under policy and reference and completion token counts."""
+
+    policy: list[list[float]] = field(default_factory=list)
+    reference: list[list[float]] = field(default_factory=list)
+    tokens: list[list[int]] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)  # any option of the item cut by max_length
+
+
+def score_encoded_options(
     models: ScoringModels | tuple[Any, Any],
-    chosen: Sequence[EncodedCompletion],
-    rejected: Sequence[EncodedCompletion],
+    options: Sequence[Sequence[EncodedCompletion]],
     *,
     pad_id: int,
     batch_size: int = 16,
     device: Any = None,
     progress: bool | None = None,
-    reference_logps: tuple[Sequence[float], Sequence[float]] | None = None,
-) -> PairScores:
-    """Score already-tokenised pairs. `models` is ScoringModels or a (policy, reference) tuple of modules.
+    reference_logps: Sequence[Sequence[float]] | None = None,
+    mix_prompts: bool = False,
+    unit: str = "item",
+) -> OptionScores:
+    """Score already-tokenised items of k options each (a pair: chosen and rejected; a multiple-choice
+    question: its answers). `models` is ScoringModels or a (policy, reference) tuple of modules.
 
-    Pairs are sorted by length (longest first, so an out-of-memory shows up in the first batch) and each
-    batch stacks the chosen and rejected sequences of its pairs: one forward pass per model per batch.
-    `reference_logps` (chosen, rejected), when known, replace the reference model's passes.
+    Items are sorted by length (longest first, so an out-of-memory shows up in the first batch) and each
+    batch stacks the options of its `batch_size` items: one forward pass per model per batch. Without
+    `mix_prompts` a batch holds the items of one prompt only, and a prompt shared by many items runs once
+    per model for all its batches; with it, items with different prompts share batches (each prompt still
+    runs once per batch), which keeps batches full when every item has a prompt of its own.
+    `reference_logps` (per item, per option), when known, replace the reference model's passes.
     """
     import torch
 
-    if len(chosen) != len(rejected):
-        raise ValueError("chosen and rejected must have the same length")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(options)
+    k = len(options[0]) if n else 0
+    if any(len(item) != k for item in options):
+        raise ValueError("every item must have the same number of options")
     if isinstance(models, ScoringModels):
         policy, reference, device = models.policy, models.reference, models.device
     else:
         policy, reference = models
         device = device if device is not None else next(policy.parameters()).device
 
-    n = len(chosen)
-    # Batches never mix prompts (so the shared-prompt route applies) and, within a prompt, go longest first.
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i in range(n):
-        groups.setdefault(tuple(chosen[i].input_ids[: chosen[i].n_prompt]), []).append(i)
-    batches = []
-    for members in groups.values():
-        members.sort(key=lambda i: -max(len(chosen[i].input_ids), len(rejected[i].input_ids)))
-        batches.extend(_batches(members, batch_size))
+    def longest_first(members: list[int]) -> list[int]:
+        return sorted(members, key=lambda i: -max(len(enc.input_ids) for enc in options[i]))
+
+    if mix_prompts:
+        batches = _batches(longest_first(list(range(n))), batch_size)
+    else:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in range(n):
+            groups.setdefault(tuple(options[i][0].input_ids[: options[i][0].n_prompt]), []).append(i)
+        batches = [b for members in groups.values() for b in _batches(longest_first(members), batch_size)]
     prefixes: dict[tuple[int, ...], tuple[_Prefix | None, _Prefix | None]] = {}
-    pol = [(0.0, 0.0)] * n
-    ref = [(0.0, 0.0)] * n
-    counts = [(0, 0)] * n
-    with torch.inference_mode(), _progress(n, "scoring pairs", progress) as bar:
+    scores = OptionScores([[0.0] * k] * n, [[0.0] * k] * n, [[0] * k] * n)
+    with torch.inference_mode(), _progress(n, f"scoring {unit}s", progress, unit) as bar:
         for idx in batches:
-            seqs = [chosen[i] for i in idx] + [rejected[i] for i in idx]
+            # Option-major: the first options of the batch's items, then their second options, ...
+            seqs = [options[i][slot] for slot in range(k) for i in idx]
             # A shared prompt runs once per model for all its batches, not once per batch.
             prompt = _shared_prompt(seqs)
             key = tuple(prompt) if prompt is not None else None
@@ -686,25 +774,56 @@ def score_encoded_pairs(
                 prefixes[key] = (pol_prefix, ref_prefix)
             pol_prefix, ref_prefix = prefixes.get(key, (None, None))
             p_sums, p_counts = _completion_logps(policy, seqs, pad_id, device, pol_prefix)
-            k = len(idx)
+            m = len(idx)
             if reference_logps is None:
                 with _reference_context(policy, reference) as reference_model:
                     r_sums, _ = _completion_logps(reference_model, seqs, pad_id, device, ref_prefix)
             else:
-                r_sums = [reference_logps[0][i] for i in idx] + [reference_logps[1][i] for i in idx]
+                r_sums = [reference_logps[i][slot] for slot in range(k) for i in idx]
             for j, i in enumerate(idx):
-                pol[i] = (p_sums[j], p_sums[k + j])
-                ref[i] = (r_sums[j], r_sums[k + j])
-                counts[i] = (p_counts[j], p_counts[k + j])
-            bar.update(k)
+                scores.policy[i] = [p_sums[slot * m + j] for slot in range(k)]
+                scores.reference[i] = [r_sums[slot * m + j] for slot in range(k)]
+                scores.tokens[i] = [p_counts[slot * m + j] for slot in range(k)]
+            bar.update(m)
+    scores.truncated = [any(enc.truncated for enc in item) for item in options]
+    return scores
+
+
+def score_encoded_pairs(
+    models: ScoringModels | tuple[Any, Any],
+    chosen: Sequence[EncodedCompletion],
+    rejected: Sequence[EncodedCompletion],
+    *,
+    pad_id: int,
+    batch_size: int = 16,
+    device: Any = None,
+    progress: bool | None = None,
+    reference_logps: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> PairScores:
+    """Score already-tokenised pairs: `score_encoded_options` with two options, chosen and rejected.
+
+    `reference_logps` (chosen, rejected), when known, replace the reference model's passes.
+    """
+    if len(chosen) != len(rejected):
+        raise ValueError("chosen and rejected must have the same length")
+    scores = score_encoded_options(
+        models,
+        list(zip(chosen, rejected, strict=True)),
+        pad_id=pad_id,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        reference_logps=list(zip(*reference_logps, strict=True)) if reference_logps is not None else None,
+        unit="pair",
+    )
     return PairScores(
-        policy_chosen=[p[0] for p in pol],
-        policy_rejected=[p[1] for p in pol],
-        reference_chosen=[r[0] for r in ref],
-        reference_rejected=[r[1] for r in ref],
-        chosen_tokens=[c[0] for c in counts],
-        rejected_tokens=[c[1] for c in counts],
-        truncated=[chosen[i].truncated or rejected[i].truncated for i in range(n)],
+        policy_chosen=[p[0] for p in scores.policy],
+        policy_rejected=[p[1] for p in scores.policy],
+        reference_chosen=[r[0] for r in scores.reference],
+        reference_rejected=[r[1] for r in scores.reference],
+        chosen_tokens=[c[0] for c in scores.tokens],
+        rejected_tokens=[c[1] for c in scores.tokens],
+        truncated=scores.truncated,
     )
 
 
@@ -1031,6 +1150,7 @@ __all__ = [
     "CheckpointError",
     "DeviceError",
     "EncodedCompletion",
+    "OptionScores",
     "PairScores",
     "ScoringModels",
     "StatementScore",
@@ -1046,6 +1166,7 @@ __all__ = [
     "load_scoring_models",
     "resolve_metadata",
     "resolve_device",
+    "score_encoded_options",
     "score_encoded_pairs",
     "score_encoded_pairs_cached",
     "score_sequences",

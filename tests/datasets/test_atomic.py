@@ -61,6 +61,7 @@ def test_every_file_output_of_the_catalog_saves_atomically() -> None:
         "validated_pairs_fingerprint",
         "data_docs",
         "trained_model_record",
+        "cbbq_qa_source",
     }
     checked = []
     for name, entry in catalog.items():

@@ -142,11 +142,11 @@ def test_every_dvc_data_dep_is_a_catalog_input_of_its_stage() -> None:
     catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog.yml").read_text(encoding="utf-8"))
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     for name in STAGES:
-        inputs = {
-            _runtime_default(catalog[ds]["filepath"], catalog)
-            for ds in pipelines[name].inputs()
-            if "filepath" in catalog.get(ds, {})
-        }
+        entries = [catalog.get(ds, {}) for ds in pipelines[name].inputs()]
+        # a file entry's path, or each path a LocationsDataset entry hands its node
+        paths = [e["filepath"] for e in entries if "filepath" in e]
+        paths += [path for e in entries for path in e.get("paths", {}).values()]
+        inputs = {_runtime_default(path, catalog) for path in paths}
         for dep in stages[name]["deps"]:
             if not dep.startswith("src/"):
                 assert dep in inputs or _covered(dep, set(TRAINING_PARAMETER_PATHS)), (name, dep)
@@ -162,8 +162,12 @@ def test_each_stage_tracks_the_parameter_groups_its_nodes_read() -> None:
             for p in pipelines[name].inputs()
             if p.startswith("params:")
         }
+        # a tracked key may be a part of a group (`data_import.cbbq`: the part of the group a stage reads)
         tracked = {
-            key: file for entry in stages[name]["params"] for file, keys in entry.items() for key in keys
+            key.split(".")[0]: file
+            for entry in stages[name]["params"]
+            for file, keys in entry.items()
+            for key in keys
         }
         assert set(tracked) == read, name
         for key, file in tracked.items():

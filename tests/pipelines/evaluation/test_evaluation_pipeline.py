@@ -118,7 +118,9 @@ def test_full_checkpoint_float64_matches_recomputation_and_reports_every_categor
 
     # The headline file DVC lists: a few flat keys, the same numbers as the full set.
     headline = json.loads((project / "data/08_reporting/eval_headline.json").read_text())
-    assert len(headline) == 1 + 5 + len(tc.CATEGORIES)  # model, overall numbers, one per category
+    # model, overall numbers, one per category, then CBBQ's (cbbq_qa/...)
+    assert len([k for k in headline if not k.startswith("cbbq_qa/")]) == 1 + 5 + len(tc.CATEGORIES)
+    assert len([k for k in headline if k.startswith("cbbq_qa/")]) == 7
     assert headline["model"] == str(ck.full)
     for family in ("reward", "trained", "baseline"):
         assert headline[f"{family}_accuracy/overall"] == metrics[f"{family}_accuracy/overall"], family
@@ -250,9 +252,15 @@ def test_evaluation_reads_the_training_record_so_kedro_orders_it_after_training(
         "neutral_texts",
         "training_health",
         "benchmark_locations",
+        # CBBQ's questions, the CBBQ importer's settings, and the training splits (leakage)
+        "cbbq_qa_source",
+        "params:data_import",
+        "cbbq_qa_training_data",
     }
     names = [n.name for n in (create_pipeline() + training_pipeline()).nodes]
     assert names.index("collect_training_metrics") < names.index("score_evaluation_pairs")
+    # CBBQ questions are checked against the split training read: after training, so after that split.
+    assert names.index("collect_training_metrics") < names.index("select_cbbq_questions")
 
 
 @pytest.mark.slow

@@ -22,17 +22,20 @@ ALL = "all"  # in `categories`: every category folder
 GROUP = "data_import.cbbq"
 
 
-def cbbq_root(path: Path, group: str = GROUP) -> Path:
-    """The folder holding the category folders; the repository root (with `data/`) is accepted too."""
+def cbbq_root(path: Path, group: str = GROUP, setting: str | None = None) -> Path:
+    """The folder holding the category folders; the repository root (with `data/`) is accepted too.
+
+    Errors name `setting`, the parameter that gave the path (default `<group>.path`)."""
+    setting = setting or f"{group}.path"
     if not path.is_dir():
-        raise ImportSourceError(f"{group}.path = {str(path)!r} is not a folder: point it at CBBQ's data/")
+        raise ImportSourceError(f"{setting} = {str(path)!r} is not a folder: point it at CBBQ's data/")
     for root in (path, path / "data"):
         if root.is_dir() and any(
             (sub / cond).is_dir() for sub in root.iterdir() if sub.is_dir() for cond in CONDITIONS
         ):
             return root
     raise ImportSourceError(
-        f"{group}.path = {str(path)!r} holds no CBBQ category folders "
+        f"{setting} = {str(path)!r} holds no CBBQ category folders "
         "(<category>/ambiguous/ambiguous.csv, <category>/disambiguous/disambiguous.csv)"
     )
 

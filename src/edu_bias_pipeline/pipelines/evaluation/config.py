@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
 from edu_bias_pipeline.params import StageConfig
 from edu_bias_pipeline.pipelines.evaluation.crows_stereotype import CrowsPairsConfig
 from edu_bias_pipeline.pipelines.evaluation.length_confound import LengthConfoundConfig
 from edu_bias_pipeline.pipelines.evaluation.retention import RetentionConfig
 from edu_bias_pipeline.scoring import Dtype
+
+
+class CbbqQaConfig(BaseModel):
+    """CBBQ scored as the multiple-choice benchmark it is (`evaluation.cbbq_qa`): each answer's log-likelihood
+    after the context and question, the argmax as the model's answer, BBQ's and CBBQ's bias scores.
+
+    The questions come from the catalog entry `cbbq_qa_source`: the sample shipped in the repository unless
+    `--params cbbq_qa_path=/path/to/CBBQ/data` names a full copy of the benchmark.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # false: no CBBQ scoring at all (the outputs then say it was switched off).
+    enabled: bool = True
+    # CBBQ category folder names (age, SES, gender, ...); `all` = every category folder present.
+    categories: list[str] = Field(default_factory=lambda: ["all"])
+    # Context conditions to score, as CBBQ names its folders.
+    conditions: list[Literal["ambiguous", "disambiguous"]] = Field(
+        default_factory=lambda: ["ambiguous", "disambiguous"]
+    )
+    # Questions drawn per category and condition (half negative, half non-negative where the data allow),
+    # seeded; null scores every question. Keep it small on a CPU; null on a GPU for the whole benchmark.
+    sample_per_category: PositiveInt | None = 24
+    seed: int = 0
+    # What "trained on" means for leaving questions out: `item` drops the questions whose pairs are in the
+    # train or val split; `template` also drops every other question generated from the same CBBQ template
+    # (same category and question_index: the same text with other names filled in).
+    exclude_trained: Literal["item", "template"] = "template"
+    # Questions per forward pass (each pass stacks their three answers); null = evaluation.batch_size, else
+    # 16 on CPU and 128 on a GPU.
+    batch_size: PositiveInt | None = None
+    # Bootstrap resamples behind each bias score's 95% interval; 0 turns the intervals off.
+    bootstrap_resamples: NonNegativeInt = 1000
+
+    @field_validator("categories", "conditions", mode="before")
+    @classmethod
+    def _plus_separated(cls, value: Any) -> Any:
+        # `kedro run --params` splits on commas, so lists come as `age+gender` on the command line.
+        if isinstance(value, str):
+            return [item for item in re.split(r"[+;\s]+", value) if item]
+        return value
 
 
 class EvaluationConfig(StageConfig):
@@ -43,3 +87,4 @@ class EvaluationConfig(StageConfig):
     crows_pairs: CrowsPairsConfig = Field(default_factory=CrowsPairsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     length_confound: LengthConfoundConfig = Field(default_factory=LengthConfoundConfig)
+    cbbq_qa: CbbqQaConfig = Field(default_factory=CbbqQaConfig)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edu_bias_pipeline.scoring import CheckpointError
+from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
+from edu_bias_pipeline.scoring import CheckpointError, ScoringModels, load_scoring_models
 from edu_bias_pipeline.training.contract import METADATA_FILE, FinalMetadata
 
 SOURCE_RECORD = "trained_model"
@@ -69,6 +70,25 @@ def choose_model(checkpoint: str | None, record: Mapping[str, Any] | None) -> Mo
         )
     check_recorded_model(Path(recorded), record, record_file)
     return ModelChoice(path=str(recorded), source=SOURCE_RECORD, training_run=run)
+
+
+def load_models(cfg: EvaluationConfig, choice: ModelChoice) -> ScoringModels:
+    """The chosen model and its reference, loaded as the evaluation parameters say."""
+    return load_scoring_models(
+        choice.path,
+        reference_model=cfg.reference_model,
+        beta=cfg.beta,
+        instruction=cfg.instruction,
+        max_length=cfg.max_length,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+
+
+def reference_description(meta: FinalMetadata) -> str:
+    """The baseline a report names: the base model, or the adapter disabled for a LoRA adapter."""
+    return "the same model with its LoRA adapter disabled" if meta.is_adapter else str(meta.base_model)
 
 
 def check_recorded_model(model_dir: Path, record: Mapping[str, Any], record_file: str) -> None:

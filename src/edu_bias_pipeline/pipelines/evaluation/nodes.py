@@ -22,14 +22,13 @@ import pandas as pd
 from edu_bias_pipeline import pairs as P
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
 from edu_bias_pipeline.pipelines.evaluation.length_confound import length_metrics
-from edu_bias_pipeline.pipelines.evaluation.model import SOURCE_OVERRIDE, choose_model
-from edu_bias_pipeline.scoring import (
-    ScoringModels,
-    implicit_reward,
-    load_scoring_models,
-    score_pairs,
-    wilson_interval,
+from edu_bias_pipeline.pipelines.evaluation.model import (
+    SOURCE_OVERRIDE,
+    choose_model,
+    load_models,
+    reference_description,
 )
+from edu_bias_pipeline.scoring import ScoringModels, implicit_reward, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
@@ -132,16 +131,7 @@ def score_evaluation_pairs(
     cfg = EvaluationConfig.parse(config)
     choice = choose_model(cfg.checkpoint, trained_model)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
-    models = load_scoring_models(
-        choice.path,
-        reference_model=cfg.reference_model,
-        beta=cfg.beta,
-        instruction=cfg.instruction,
-        max_length=cfg.max_length,
-        dtype=cfg.dtype,
-        device=cfg.device,
-        trust_remote_code=cfg.trust_remote_code,
-    )
+    models = load_models(cfg, choice)
     logger.info("Scoring %d pairs with %s (from %s)", len(rows), choice.path, choice.source)
     scores = score_pairs(
         models,
@@ -181,9 +171,7 @@ def score_evaluation_pairs(
         "model_not_scored": choice.not_scored,
         "training_run": choice.training_run,
         "is_adapter": meta.is_adapter,
-        "reference": "the same model with its LoRA adapter disabled"
-        if meta.is_adapter
-        else str(meta.base_model),
+        "reference": reference_description(meta),
         "beta": beta,
         "instruction": meta.instruction,
         "max_length": meta.max_length,
@@ -305,9 +293,10 @@ HEADLINE_OVERALL = (
 )
 
 
-def build_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def build_headline(metrics: Mapping[str, Any], *benchmarks: Mapping[str, Any]) -> dict[str, Any]:
     """A few flat keys: the model scored (and its training run), overall accuracies, reward accuracy per
-    evaluated category. `eval_metrics.json` keeps every metric; DVC lists this file as the stage's metrics.
+    evaluated category, then each benchmark's few headline keys (`cbbq_qa/...`). `eval_metrics.json` and the
+    benchmarks' own metrics files keep every metric; DVC lists this file as the stage's metrics.
     """
     headline: dict[str, Any] = {"model": metrics["model"]}
     if "training_run/fingerprint" in metrics:
@@ -317,6 +306,8 @@ def build_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
         scope = key.partition("/")[2]
         if key.startswith("reward_accuracy/") and scope not in ("overall", "macro"):
             headline[key] = metrics[key]
+    for benchmark in benchmarks:
+        headline.update(benchmark)
     return headline
 
 

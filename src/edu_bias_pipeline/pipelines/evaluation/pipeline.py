@@ -14,6 +14,13 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from edu_bias_pipeline.pipelines.evaluation import crows_stereotype as crows
 from edu_bias_pipeline.pipelines.evaluation import retention
+from edu_bias_pipeline.pipelines.evaluation.cbbq_qa import (
+    compute_cbbq_metrics,
+    read_cbbq_questions,
+    score_cbbq_questions,
+    select_cbbq_questions,
+)
+from edu_bias_pipeline.pipelines.evaluation.cbbq_qa_report import plot_cbbq_qa, render_cbbq_section
 from edu_bias_pipeline.pipelines.evaluation.length_confound import render_length_confound_section
 from edu_bias_pipeline.pipelines.evaluation.nodes import (
     build_headline,
@@ -46,7 +53,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "eval_metrics",
                 name="build_eval_metrics",
             ),
-            node(build_headline, "eval_metrics", "eval_headline", name="build_eval_headline"),
+            node(
+                build_headline,
+                ["eval_metrics", "cbbq_qa_headline"],
+                "eval_headline",
+                name="build_eval_headline",
+            ),
             node(
                 plot_per_category,
                 ["eval_per_category", "eval_metrics"],
@@ -60,6 +72,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "eval_metrics",
                     "eval_run_info",
                     "length_confound_section",
+                    "cbbq_qa_section",
                     "crows_pairs_section",
                     "retention_section",
                     "health_section",
@@ -131,6 +144,44 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["retention_metrics", "training_health", "eval_run_info"],
                 "health_section",
                 name="render_health_section",
+            ),
+            # CBBQ as multiple-choice questions, in the benchmark's own metric (evaluation.cbbq_qa).
+            node(
+                read_cbbq_questions,
+                ["cbbq_qa_source", "params:evaluation", "params:data_import", "params:taxonomy"],
+                ["cbbq_qa_questions", "cbbq_qa_source_info"],
+                name="read_cbbq_questions",
+            ),
+            node(
+                select_cbbq_questions,
+                [
+                    "cbbq_qa_questions",
+                    "params:evaluation",
+                    "cbbq_qa_training_data",
+                    "cbbq_qa_source_info",
+                    "trained_model",
+                ],
+                ["cbbq_qa_selected", "cbbq_qa_selection"],
+                name="select_cbbq_questions",
+            ),
+            node(
+                score_cbbq_questions,
+                ["cbbq_qa_selected", "params:evaluation", "eval_models", "eval_run_info"],
+                ["cbbq_qa_scores", "cbbq_qa_run_info"],
+                name="score_cbbq_questions",
+            ),
+            node(
+                compute_cbbq_metrics,
+                ["cbbq_qa_scores", "cbbq_qa_selection", "cbbq_qa_run_info", "params:evaluation"],
+                ["cbbq_qa_metrics", "cbbq_qa_table", "cbbq_qa_headline"],
+                name="compute_cbbq_metrics",
+            ),
+            node(plot_cbbq_qa, "cbbq_qa_table", "cbbq_qa_chart", name="plot_cbbq_qa"),
+            node(
+                render_cbbq_section,
+                ["cbbq_qa_table", "cbbq_qa_metrics", "cbbq_qa_selection", "cbbq_qa_run_info"],
+                "cbbq_qa_section",
+                name="render_cbbq_section",
             ),
         ]
     )
