@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
 
     from edu_bias_pipeline import scoring
+    from edu_bias_pipeline.dpo.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE
     from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
-    from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE
 
     with gzip.open(args.questions, "rt", encoding="utf-8") as fh:
         questions = [json.loads(line) for line in fh][: args.limit]

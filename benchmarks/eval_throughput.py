@@ -32,12 +32,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edu_bias_pipeline import scoring  # noqa: E402
-from edu_bias_pipeline.training.architectures import (  # noqa: E402
+from edu_bias_pipeline.dpo.architectures import (  # noqa: E402
     PEAK_BF16_FLOPS,
     QWEN2_ARCHITECTURES,
     QWEN2_VOCAB_SIZE,
 )
-from edu_bias_pipeline.training.tiny_model import TinyModelSpec  # noqa: E402
+from edu_bias_pipeline.dpo.tiny_model import TinyModelSpec  # noqa: E402
 
 QWEN2_0_5B = dict(QWEN2_ARCHITECTURES["0.5b"], vocab_size=QWEN2_VOCAB_SIZE, max_position_embeddings=32768)
 _SPEC = TinyModelSpec()

@@ -1,6 +1,6 @@
 """Training throughput of the training stage itself: pairs/s, tokens/s, MFU, peak memory, loss curve.
 
-Runs `edu_bias_pipeline.training.entry.run` — the function the Kedro node launches, with the same
+Runs `edu_bias_pipeline.dpo.entry.run` — the function the Kedro node launches, with the same
 TrainingConfig resolution (conf/<profile>/'s training block, as `kedro run --env <profile>`, then the flags)
 — on a random-init Qwen2 architecture and synthetic token data built exactly like the bare-TRL anchor
 (`benchmarks/trl_anchor.py`: word-level tokenizer over the 151,936-token vocabulary, prompt ≈ 48 +
@@ -37,12 +37,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from edu_bias_pipeline.training.architectures import (  # noqa: E402
+from edu_bias_pipeline.dpo.architectures import (  # noqa: E402
     PEAK_BF16_FLOPS,
     QWEN2_ARCHITECTURES,
     QWEN2_VOCAB_SIZE,
 )
-from edu_bias_pipeline.training.tiny_model import TinyModelSpec  # noqa: E402
+from edu_bias_pipeline.dpo.tiny_model import TinyModelSpec  # noqa: E402
 
 ARCH = QWEN2_ARCHITECTURES  # the anchor's architectures (trl_anchor.py) and the tiny one
 VOCAB = QWEN2_VOCAB_SIZE
@@ -365,16 +365,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
+    from edu_bias_pipeline.dpo.config import resolve_training_config
+    from edu_bias_pipeline.dpo.contract import RuntimeSpec
+    from edu_bias_pipeline.dpo.entry import run
+    from edu_bias_pipeline.dpo.launch import detect_hardware, resolve_precision
+    from edu_bias_pipeline.dpo.model import resolve_liger
     from edu_bias_pipeline.offline import apply_offline_defaults
-    from edu_bias_pipeline.training.config import resolve_training_config
-    from edu_bias_pipeline.training.contract import RuntimeSpec
-    from edu_bias_pipeline.training.entry import run
-    from edu_bias_pipeline.training.launch import detect_hardware, resolve_precision
-    from edu_bias_pipeline.training.model import resolve_liger
 
     apply_offline_defaults()
     if a.peft_input_casts:
-        import edu_bias_pipeline.training.model as training_model
+        import edu_bias_pipeline.dpo.model as training_model
 
         training_model.skip_adapter_input_casts = lambda model, installed=None: 0
     started = time.perf_counter()
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
         os.replace(tmp, path)  # ranks write identical files
     ds_file = None
     if a.zero:
-        from edu_bias_pipeline.training.launch import deepspeed_config
+        from edu_bias_pipeline.dpo.launch import deepspeed_config
 
         config.deepspeed.zero_stage = a.zero
         ds_file = work / f"zero{a.zero}.json"

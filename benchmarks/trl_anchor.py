@@ -2,7 +2,7 @@
 # sha256 dd6e2b599540e472…), copied so that the anchor ratios of docs/performance.md can be reproduced from a
 # clone. Changed: the project's ruff settings (imports split and sorted, the unused `math` import dropped,
 # lines wrapped, one comment moved above its line), and the architecture table, vocabulary size and peak
-# FLOP/s taken from edu_bias_pipeline.training.architectures, which holds the same values; every other
+# FLOP/s taken from edu_bias_pipeline.dpo.architectures, which holds the same values; every other
 # statement is the original's.
 """Anchor benchmark: bare TRL DPOTrainer throughput on one GPU, random-init Qwen2 architectures.
 
@@ -41,7 +41,7 @@ from trl import DPOConfig, DPOTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from edu_bias_pipeline.training.architectures import (  # noqa: E402
+from edu_bias_pipeline.dpo.architectures import (  # noqa: E402
     PEAK_BF16_FLOPS,
     QWEN2_ARCHITECTURES,
     QWEN2_VOCAB_SIZE,

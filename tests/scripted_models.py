@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import torch
 
+from edu_bias_pipeline.dpo.contract import FinalMetadata
 from edu_bias_pipeline.scoring import ScoringModels
-from edu_bias_pipeline.training.contract import FinalMetadata
 
 
 class MemorisingLM(torch.nn.Module):

@@ -97,7 +97,7 @@ def test_adapter_input_casts_are_left_to_peft_outside_its_range(caplog):
     from peft.tuners.tuners_utils import BaseTunerLayer
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from edu_bias_pipeline.training.model import skip_adapter_input_casts
+    from edu_bias_pipeline.dpo.model import skip_adapter_input_casts
 
     assert_guard(caplog, "adapter_input_casts", {"peft": "0.21.0"}, {"peft": "0.22.0"})
     config = Qwen2Config(

@@ -113,7 +113,7 @@ def build_checkpoints(root: Path) -> TinyCheckpoints:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from edu_bias_pipeline.training.tiny_model import TinyModelSpec, build_tiny_model
+    from edu_bias_pipeline.dpo.tiny_model import TinyModelSpec, build_tiny_model
 
     base = build_tiny_model(TOKENIZER_TEXTS, root / "base_model", TinyModelSpec(vocab_size=400))
     tokenizer = AutoTokenizer.from_pretrained(base)

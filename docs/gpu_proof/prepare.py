@@ -11,9 +11,9 @@ from pathlib import Path
 
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from edu_bias_pipeline.dpo.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE
+from edu_bias_pipeline.dpo.tiny_model import build_tiny_model
 from edu_bias_pipeline.files import fingerprint_file
-from edu_bias_pipeline.training.architectures import QWEN2_ARCHITECTURES, QWEN2_VOCAB_SIZE
-from edu_bias_pipeline.training.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 rows = [

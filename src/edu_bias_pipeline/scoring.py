@@ -33,9 +33,9 @@ import click
 from pydantic import ValidationError
 
 from edu_bias_pipeline import patches
+from edu_bias_pipeline.dpo.contract import DEFAULT_BETA, FINAL_DIR, METADATA_FILE, FinalMetadata
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
-from edu_bias_pipeline.training.contract import DEFAULT_BETA, FINAL_DIR, METADATA_FILE, FinalMetadata
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -3,11 +3,11 @@
 from kedro.config import OmegaConfigLoader
 
 from edu_bias_pipeline.context import ProjectContext
+from edu_bias_pipeline.dpo.credentials import TrainingCredentialsHook
+from edu_bias_pipeline.dpo.sources import TrainingSettingsHook
 from edu_bias_pipeline.hooks import ParameterNamesHook
 from edu_bias_pipeline.offline import apply_offline_defaults
 from edu_bias_pipeline.stale_outputs import StaleOutputsHook
-from edu_bias_pipeline.training.credentials import TrainingCredentialsHook
-from edu_bias_pipeline.training.sources import TrainingSettingsHook
 
 apply_offline_defaults()
 

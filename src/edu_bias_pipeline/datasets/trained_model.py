@@ -28,7 +28,7 @@ class TrainedModelDataset(JSONDataset):
     # The contract is imported where it is used: every stage imports this module (datasets/__init__), and only
     # training and evaluation, which read or write the record, depend on the training contract.
     def load(self) -> dict[str, Any]:
-        from edu_bias_pipeline.training.contract import TrainedModel
+        from edu_bias_pipeline.dpo.contract import TrainedModel
 
         if not self._record.exists():
             return {"record_file": str(self._record)}
@@ -51,7 +51,7 @@ class TrainedModelDataset(JSONDataset):
         return {**record.model_dump(mode="json", exclude_unset=True), "record_file": str(self._record)}
 
     def save(self, data: dict[str, Any]) -> None:
-        from edu_bias_pipeline.training.contract import TrainedModel
+        from edu_bias_pipeline.dpo.contract import TrainedModel
 
         # record_file is where the record was read from, not part of it
         super().save(TrainedModel.model_validate(data).model_dump(mode="json"))

@@ -115,7 +115,7 @@ def test_a_run_refused_before_any_node_runs_removes_nothing(split_once: Path) ->
 def test_a_run_stopped_by_a_bad_setting_in_a_node_removes_nothing(split_once: Path) -> None:
     """`--params training.profile=optimized` fails in training's first node (a usage error): the earlier
     training outputs still describe the model on disk and stay."""
-    from edu_bias_pipeline.training.config import TrainingConfigError
+    from edu_bias_pipeline.dpo.config import TrainingConfigError
 
     project = split_once
     metrics = project / "data/08_reporting/training_metrics.json"

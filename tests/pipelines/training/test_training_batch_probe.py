@@ -14,18 +14,18 @@ import torch
 from conftest import write_jsonl
 from training_fixtures import sample_rows
 
+from edu_bias_pipeline.dpo.batch_size import fit_batch_size
+from edu_bias_pipeline.dpo.data import build_dataset, completion_lengths, load_rows
+from edu_bias_pipeline.dpo.model import skip_adapter_input_casts
+from edu_bias_pipeline.dpo.trainer import EduBiasDPOTrainer
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION
-from edu_bias_pipeline.training.batch_size import fit_batch_size
-from edu_bias_pipeline.training.data import build_dataset, completion_lengths, load_rows
-from edu_bias_pipeline.training.model import skip_adapter_input_casts
-from edu_bias_pipeline.training.trainer import EduBiasDPOTrainer
 
 BYTES_PER_TOKEN = 1000
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from edu_bias_pipeline.training.tiny_model import build_tiny_model
+    from edu_bias_pipeline.dpo.tiny_model import build_tiny_model
 
     rows = sample_rows()
     random.Random(0).shuffle(rows)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from edu_bias_pipeline.training.data import completion_lengths
+from edu_bias_pipeline.dpo.data import completion_lengths
 
 
 def test_completion_lengths_feed_the_length_grouped_sampler():
@@ -34,7 +34,7 @@ def test_length_groups_hold_whole_steps_of_all_ranks(world, accum):
     from datasets import Dataset
     from torch.utils.data import BatchSampler
 
-    from edu_bias_pipeline.training.trainer import EduBiasDPOTrainer
+    from edu_bias_pipeline.dpo.trainer import EduBiasDPOTrainer
 
     rng = random.Random(0)
     lengths = [rng.randint(20, 300) for _ in range(84)]

@@ -29,7 +29,7 @@ def test_adapter_inputs_skip_the_float32_round_trip_with_identical_results(tiny_
     autocast's cast straight back) changes no value, so without it logits and adapter gradients are equal."""
     import torch
 
-    from edu_bias_pipeline.training.model import skip_adapter_input_casts
+    from edu_bias_pipeline.dpo.model import skip_adapter_input_casts
 
     ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(0))
 

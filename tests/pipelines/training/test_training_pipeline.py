@@ -9,7 +9,7 @@ import pytest
 from conftest import read_jsonl, run_pipeline, write_jsonl
 from training_fixtures import SHORT_RUN, write_splits
 
-from edu_bias_pipeline.training.config import TrainingConfigError
+from edu_bias_pipeline.dpo.config import TrainingConfigError
 
 
 def _metrics(project: Path) -> dict:
@@ -105,7 +105,7 @@ def test_single_mode_learns_the_sample_data(project):
 @pytest.mark.slow
 def test_accelerate_mode_with_lora_and_env_var_overrides(project, monkeypatch, tmp_path):
     """The old env vars override the parameters; LoRA saves an adapter."""
-    from edu_bias_pipeline.training.tiny_model import build_tiny_model
+    from edu_bias_pipeline.dpo.tiny_model import build_tiny_model
 
     train, _ = write_splits(project, limit=60)
     raw = project / "data/01_raw/extra_pairs.jsonl"  # the raw input format: bias_type under meta

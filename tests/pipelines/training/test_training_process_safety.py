@@ -22,9 +22,9 @@ from process_helpers import alive
 from safetensors.torch import load_file
 from training_fixtures import SHORT_RUN, write_splits
 
+from edu_bias_pipeline.dpo.checkpoint_trust import UntrustedCheckpointError
+from edu_bias_pipeline.dpo.guard import descendants
 from edu_bias_pipeline.pipelines.training.nodes import resolve_config
-from edu_bias_pipeline.training.checkpoint_trust import UntrustedCheckpointError
-from edu_bias_pipeline.training.guard import descendants
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 OUT = "data/06_models/dpo_model"
@@ -109,7 +109,7 @@ def test_second_run_is_refused_and_stopping_kedro_ends_the_trainer(project, stop
 
         tree = descendants(kedro.pid)
         trainers = [
-            p for p in tree if b"edu_bias_pipeline.training.entry" in Path(f"/proc/{p}/cmdline").read_bytes()
+            p for p in tree if b"edu_bias_pipeline.dpo.entry" in Path(f"/proc/{p}/cmdline").read_bytes()
         ]
         assert trainers, "no training process found under Kedro"
         os.kill(kedro.pid, stop)  # Kedro alone

@@ -17,9 +17,9 @@ import pytest
 from conftest import training_parameters, write_jsonl
 from training_fixtures import free_port, sample_rows
 
-from edu_bias_pipeline.training.config import resolve_training_config
-from edu_bias_pipeline.training.contract import RuntimeSpec
-from edu_bias_pipeline.training.entry import run
+from edu_bias_pipeline.dpo.config import resolve_training_config
+from edu_bias_pipeline.dpo.contract import RuntimeSpec
+from edu_bias_pipeline.dpo.entry import run
 
 REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
@@ -27,7 +27,7 @@ REWARD_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", 
 @pytest.fixture(scope="module", name="tiny_run_inputs")
 def tiny_run_inputs_fixture(tmp_path_factory) -> Path:
     """Train/val files of the sample pairs and a tiny model built from their texts, once per test module."""
-    from edu_bias_pipeline.training.tiny_model import build_tiny_model
+    from edu_bias_pipeline.dpo.tiny_model import build_tiny_model
 
     rows = sample_rows()
     random.Random(0).shuffle(rows)
@@ -87,7 +87,7 @@ def assert_close(a: dict, b: dict, keys=REWARD_KEYS, tol: float = 1e-4) -> None:
 
 
 def torchrun_entry(inputs: Path, tmp_path: Path, nproc: int, params: dict, **runtime) -> tuple:
-    """`python -m torch.distributed.run … -m edu_bias_pipeline.training.entry RUN.json` on CPU, as the node
+    """`python -m torch.distributed.run … -m edu_bias_pipeline.dpo.entry RUN.json` on CPU, as the node
     would launch it; returns the finished process and the run's output dir."""
     out = Path(params["output_dir"])
     spec = {
@@ -107,7 +107,7 @@ def torchrun_entry(inputs: Path, tmp_path: Path, nproc: int, params: dict, **run
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-        + ["--master_port", free_port(), "-m", "edu_bias_pipeline.training.entry", str(spec_file)],
+        + ["--master_port", free_port(), "-m", "edu_bias_pipeline.dpo.entry", str(spec_file)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -122,7 +122,7 @@ def deepspeed_run(
 ) -> tuple:
     """One step of the gpu profile under DeepSpeed ZeRO-`stage`: one process (or `nproc`), DeepSpeed's CPU
     accelerator."""
-    from edu_bias_pipeline.training.launch import deepspeed_config
+    from edu_bias_pipeline.dpo.launch import deepspeed_config
 
     params = {
         "mode": "deepspeed",

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edu_bias_pipeline.dpo.contract import METADATA_FILE, FinalMetadata
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
 from edu_bias_pipeline.scoring import CheckpointError, ScoringModels, load_scoring_models
-from edu_bias_pipeline.training.contract import METADATA_FILE, FinalMetadata
 
 SOURCE_RECORD = "trained_model"
 SOURCE_OVERRIDE = "evaluation.checkpoint"

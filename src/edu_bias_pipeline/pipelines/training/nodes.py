@@ -1,6 +1,6 @@
 """Training stage nodes: resolve the config, prepare data, build the base model, launch TRL, collect metrics.
 
-The DPO training itself runs in a launched subprocess (`edu_bias_pipeline.training.entry`) because Kedro
+The DPO training itself runs in a launched subprocess (`edu_bias_pipeline.dpo.entry`) because Kedro
 cannot run under `accelerate launch` / DeepSpeed. These nodes validate everything before that process
 starts, and turn its outputs into catalog datasets.
 """
@@ -30,11 +30,9 @@ import click
 import pandas as pd
 
 from edu_bias_pipeline import pairs, patches
-from edu_bias_pipeline.files import write_json_atomic
-from edu_bias_pipeline.split_files import check_training_splits
-from edu_bias_pipeline.training import checkpoint_trust, credentials
-from edu_bias_pipeline.training.config import TrainingConfig, TrainingConfigError, resolve_training_config
-from edu_bias_pipeline.training.contract import (
+from edu_bias_pipeline.dpo import checkpoint_trust, credentials
+from edu_bias_pipeline.dpo.config import TrainingConfig, TrainingConfigError, resolve_training_config
+from edu_bias_pipeline.dpo.contract import (
     ERROR_FILE,
     EXIT_OOM,
     FINAL_DIR,
@@ -48,8 +46,10 @@ from edu_bias_pipeline.training.contract import (
     history_record,
     legacy_metrics,
 )
-from edu_bias_pipeline.training.launch import hardware_for, plan_launch, validate_against_hardware
-from edu_bias_pipeline.training.tiny_model import FINGERPRINT_FILE, build_tiny_model
+from edu_bias_pipeline.dpo.launch import hardware_for, plan_launch, validate_against_hardware
+from edu_bias_pipeline.dpo.tiny_model import FINGERPRINT_FILE, build_tiny_model
+from edu_bias_pipeline.files import write_json_atomic
+from edu_bias_pipeline.split_files import check_training_splits
 
 logger = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ def _run_streaming(
     The guard runs in its own session (a Ctrl-C at the terminal reaches Kedro only, which stops the run
     through the guard) and takes the whole training tree down when Kedro ends, however it ends.
     """
-    guarded = [sys.executable, "-m", "edu_bias_pipeline.training.guard", str(os.getpid()), "--", *argv]
+    guarded = [sys.executable, "-m", "edu_bias_pipeline.dpo.guard", str(os.getpid()), "--", *argv]
     tail: deque[str] = deque(maxlen=20)
     with subprocess.Popen(
         guarded,
