@@ -216,7 +216,6 @@ HEADLINE_KEYS = (
     "n/overall",
     "trained_stereotype_score/overall",
     "baseline_stereotype_score/overall",
-    "score_change/overall",
 )
 
 

@@ -297,8 +297,6 @@ def retention_metrics(
 
 HEADLINE_KEYS = (
     "sample_kl_per_token/overall",
-    "perplexity_trained/overall",
-    "perplexity_baseline/overall",
     "perplexity_ratio/overall",
     "perplexity_rose/overall",
 )
