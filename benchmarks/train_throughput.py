@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict:
     from edu_bias_pipeline.dpo.config import resolve_training_config
     from edu_bias_pipeline.dpo.contract import RuntimeSpec
     from edu_bias_pipeline.dpo.entry import run
-    from edu_bias_pipeline.dpo.launch import detect_hardware, resolve_precision
+    from edu_bias_pipeline.dpo.hardware import detect_hardware, resolve_precision
     from edu_bias_pipeline.dpo.model import resolve_liger
     from edu_bias_pipeline.offline import apply_offline_defaults
 

@@ -27,7 +27,8 @@ import pytest
 from conftest import PROJECT_ROOT, make_project_copy
 
 from edu_bias_pipeline.dpo.config import TrainingConfigError, resolve_training_config
-from edu_bias_pipeline.dpo.launch import Hardware, node_plan, plan_launch
+from edu_bias_pipeline.dpo.hardware import Hardware
+from edu_bias_pipeline.dpo.launch import node_plan, plan_launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines" / "training"))
 from training_fixtures import free_port, write_splits  # noqa: E402

@@ -7,7 +7,8 @@ from conftest import training_parameters
 from test_training_environments import OPTIMIZED
 
 from edu_bias_pipeline.dpo.config import TrainingConfigError, resolve_training_config
-from edu_bias_pipeline.dpo.launch import Hardware, plan_launch, resolve_precision
+from edu_bias_pipeline.dpo.hardware import Hardware, resolve_precision
+from edu_bias_pipeline.dpo.launch import plan_launch
 
 
 def env_config(env: str | None, **params):

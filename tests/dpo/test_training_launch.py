@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edu_bias_pipeline.dpo.config import TrainingConfig, TrainingConfigError
-from edu_bias_pipeline.dpo.launch import ENTRY_MODULE, Hardware, plan_launch
+from edu_bias_pipeline.dpo.hardware import Hardware
+from edu_bias_pipeline.dpo.launch import ENTRY_MODULE, plan_launch
 
 GPU2 = Hardware(cuda_available=True, cuda_device_count=2, bf16_supported=True)
 CPU = Hardware()

@@ -46,7 +46,8 @@ from edu_bias_pipeline.dpo.contract import (
     history_record,
     legacy_metrics,
 )
-from edu_bias_pipeline.dpo.launch import hardware_for, plan_launch, validate_against_hardware
+from edu_bias_pipeline.dpo.hardware import hardware_for, validate_against_hardware
+from edu_bias_pipeline.dpo.launch import plan_launch
 from edu_bias_pipeline.dpo.tiny_model import FINGERPRINT_FILE, build_tiny_model
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.split_files import check_training_splits
