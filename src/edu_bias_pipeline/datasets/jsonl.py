@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,23 @@ from edu_bias_pipeline.files import display_path, fingerprint_bytes
 
 # `DataFrame.attrs` key of a loaded frame: {"path", "lines", "bytes", "sha256"} of the file it came from.
 SOURCE_ATTR = "source_file"
+
+
+_FIX = ". Each line must be one JSON object (JSON Lines, UTF-8); fix or remove that line."
+
+
+def _first_bad_line(content: bytes) -> str:
+    """The number of the first non-blank line that is not a JSON object, or `?` when every line parses."""
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return str(number)
+        if not isinstance(value, dict):
+            return str(number)
+    return "?"
 
 
 class _ChunkedJSONLines(JSONDataset):
@@ -41,8 +59,12 @@ class _ChunkedJSONLines(JSONDataset):
             )
         with self._fs.open(load_path, mode="rb") as fs_file:
             content = fs_file.read()
-        frame = pd.read_json(io.BytesIO(content), **self._load_args)
         shown = display_path(load_path) if self._protocol == "file" else load_path
+        try:
+            frame = pd.read_json(io.BytesIO(content), **self._load_args)
+        except ValueError as exc:
+            # pandas names a byte position only: say which line, and what to do
+            raise DatasetError(f"{shown}:{_first_bad_line(content)}: {exc}{_FIX}") from None
         frame.attrs[SOURCE_ATTR] = {"path": shown, **fingerprint_bytes(content)}
         return frame
 
