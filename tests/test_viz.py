@@ -5,6 +5,7 @@ datasets and parameters under the names the registry, the catalog and the README
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -41,10 +42,11 @@ def registry() -> dict[str, dict[str, set[str]]]:
     return {name: _expected(name) for name in pipelines}
 
 
-def _make_viz(project: Path) -> subprocess.CompletedProcess[str]:
+def _make_viz(project: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edu_bias_pipeline.viz_site"],  # what `make viz` runs
         cwd=project,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -58,10 +60,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in (project / "data").rglob("*"):
         if path.is_file():
             path.unlink()  # the shipped sample too: building the site reads no data
-    proc = _make_viz(project)
+    user_config = project.parent / "user-config"
+    user_config.mkdir()
+    proc = _make_viz(project, env={**os.environ, "XDG_CONFIG_HOME": str(user_config)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # No node ran and no dataset was saved: the data layers are as empty as before.
     assert [p for p in (project / "data").rglob("*") if p.is_file()] == []
+    # Nothing lands in the user's own configuration (kedro-telemetry's user id file).
+    assert list(user_config.rglob("*")) == []
     return project / DEFAULT_SITE_DIR
 
 

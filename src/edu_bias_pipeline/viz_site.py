@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 
@@ -59,15 +60,18 @@ def _run_kedro_viz_build(project_dir: Path) -> None:
     # The project's settings.py applies the same defaults; they are set here too because the Kedro CLI's
     # telemetry plugin may look before the project's settings are imported.
     apply_offline_defaults()
-    proc = subprocess.run(
-        [sys.executable, "-m", "kedro", "viz", "build"],
-        cwd=project_dir,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-    )
+    # kedro-viz asks kedro-telemetry for a user id whatever the consent, which writes
+    # ~/.config/kedro/telemetry.toml: the build gets a throwaway config directory instead.
+    with tempfile.TemporaryDirectory(prefix="kedro-viz-config-") as config_home:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kedro", "viz", "build"],
+            cwd=project_dir,
+            env={**os.environ, "XDG_CONFIG_HOME": config_home},
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
     built = project_dir / KEDRO_VIZ_BUILD_DIR
     if proc.returncode != 0 or not (built / FINISHED_MARKER).is_file():
         tail = (proc.stdout + proc.stderr)[-4000:]
