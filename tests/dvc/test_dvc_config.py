@@ -117,3 +117,21 @@ def test_project_config_is_committed() -> None:
         ["git", "ls-files", "--error-unmatch", ".dvc/config"], cwd=PROJECT_ROOT, capture_output=True
     )
     assert tracked.returncode == 0, ".dvc/config must be committed"
+
+
+def test_bytecode_caches_do_not_change_a_stage_s_code_hash(tmp_path: Path, home: Path) -> None:
+    # The committed dvc.lock is computed where `__pycache__` exists; a fresh clone has none. With the
+    # project's .dvcignore both hash the same: a fresh clone's `dvc status` is clean.
+    repo = tmp_path / "repo"
+    (repo / "code").mkdir(parents=True)
+    (repo / "code" / "nodes.py").write_text("x = 1\n", encoding="utf-8")
+    shutil.copy2(PROJECT_ROOT / ".dvcignore", repo / ".dvcignore")
+    (repo / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo ran\n    deps: [code]\n", encoding="utf-8")
+    env = isolated_env(home)
+    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "repro", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    cache = repo / "code" / "__pycache__"
+    cache.mkdir()
+    (cache / "nodes.cpython-312.pyc").write_bytes(b"\x00bytecode")
+    status = subprocess.run([DVC, "status"], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    assert "up to date" in status.stdout, status.stdout
