@@ -4,6 +4,7 @@ describes, so train, val and test always come from one data_splitting run."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -60,3 +61,36 @@ def check_training_splits(
     )
     logger.info("train and val files match split_report.json (seed %s)", split_report.get("seed"))
     return checked
+
+
+def evaluation_file_status(source: dict[str, Any] | None, split_files: dict[str, Any] | None) -> str:
+    """What the evaluated pair file is to the scored model's training run, in words the report prints.
+
+    `source` is the pair file's fingerprint (path, sha256) as loaded; `split_files` the split_report
+    `files` recorded with the trained model (None: the model is not training's record, or the record
+    predates it). The split's own test path holding other pairs than the recorded test file means
+    data_splitting ran again after training: the model may have trained on some of those pairs, so the
+    run is refused rather than reported as held-out accuracy.
+    """
+    if not source:
+        return "unknown (the file was loaded without its fingerprint)"
+    if not split_files:
+        return "held-out status unknown (the scored model has no recorded training split)"
+    for split in ("test", "train", "val"):
+        described = split_files.get(split) or {}
+        if described.get("sha256") == source.get("sha256"):
+            return (
+                "the held-out test split of the model's training run"
+                if split == "test"
+                else f"the {split} split the model was trained on: NOT held out"
+            )
+    test = split_files.get("test") or {}
+    if test.get("path") and Path(str(test["path"])).resolve() == Path(str(source["path"])).resolve():
+        raise SplitFilesError(
+            f"{source['path']} is not the test split of the run that trained the scored model (that one had "
+            f"{test.get('lines')} lines, sha256 {str(test.get('sha256'))[:12]}…; this one has "
+            f"{source.get('lines')} lines, sha256 {str(source.get('sha256'))[:12]}…): data_splitting ran "
+            "again after training, so some of these pairs may be in the model's training data. Train again "
+            "on the new split first (`kedro run --pipelines training,evaluation`, or `dvc repro`)."
+        )
+    return "another file (not a split of the model's training run): held-out status unknown"

@@ -10,6 +10,8 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
 from edu_bias_pipeline import pairs
+from edu_bias_pipeline.datasets.jsonl import SOURCE_ATTR
+from edu_bias_pipeline.files import display_path, fingerprint_file
 
 # Problems listed before the message says "and N more": enough to see a pattern, short enough to read.
 MAX_LISTED = 5
@@ -101,4 +103,6 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
         frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
         frame.attrs["filepath"] = str(path)
         frame.attrs["file_lines"] = lines
+        # which file this was, so evaluation can say whether it is the scored model's held-out split
+        frame.attrs[SOURCE_ATTR] = {"path": display_path(path), **fingerprint_file(path)}
         return frame

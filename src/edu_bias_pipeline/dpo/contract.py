@@ -96,6 +96,9 @@ class TrainedModel(FinalMetadata):
 
     model_dir: str
     finished_at: str | None = None  # when final/ was saved (ISO 8601, UTC)
+    # split_report.json's `files` when the model was trained: the train and val it read and the test file
+    # held out from them, so evaluation can tell a held-out file from one the model may have seen
+    split_files: dict[str, dict[str, Any]] | None = None
 
 
 class RuntimeSpec(BaseModel):

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import tiny_checkpoints as tc
 from conftest import read_jsonl, run_pipeline, write_jsonl
-from pipelines.training.training_fixtures import SHORT_RUN, write_splits
+from pipelines.training.training_fixtures import SHORT_RUN, describe_splits, write_splits
 
+from edu_bias_pipeline.files import fingerprint_file
 from edu_bias_pipeline.scoring import METADATA_FILE, CheckpointError, DeviceError
+from edu_bias_pipeline.split_files import SplitFilesError
 
 RECORD = "data/06_models/dpo_model/trained_model.json"
 DEFAULT_FINAL = "data/06_models/dpo_model/final"
@@ -165,6 +167,49 @@ def test_a_record_naming_a_missing_or_changed_model_never_falls_back(stale_proje
     assert not (project / REPORT).exists()
 
 
+def _split_files(project: Path) -> dict:
+    """split_report.json's `files` for the split files in place, as training records them."""
+    return {
+        split: {"path": f"data/05_model_input/{split}.jsonl", **fingerprint_file(path)}
+        for split in ("train", "val", "test")
+        if (path := project / f"data/05_model_input/{split}.jsonl").exists()
+    }
+
+
+def test_the_report_names_the_pairs_file_and_whether_it_is_held_out(stale_project):
+    project = stale_project
+    write_jsonl(project / "data/05_model_input/train.jsonl", tc.pair_rows(with_long=False)[:3])
+    _record(project, DEFAULT_FINAL, split_files=_split_files(project))
+
+    _evaluate(project)
+    sha = fingerprint_file(project / "data/05_model_input/test.jsonl")["sha256"][:12]
+    assert (
+        f"- pairs file: `data/05_model_input/test.jsonl` (sha256 {sha}…), "
+        "the held-out test split of the model's training run"
+    ) in _report(project)
+    metrics = json.loads((project / "data/08_reporting/eval_metrics.json").read_text(encoding="utf-8"))
+    assert "held-out test split" in json.dumps(metrics, ensure_ascii=False)
+
+    run_pipeline(project, "evaluation", params={"eval_pairs_path": "data/05_model_input/train.jsonl"})
+    assert "the train split the model was trained on: NOT held out" in _report(project)
+
+
+def test_a_test_split_written_after_training_is_refused_not_scored(stale_project):
+    """`kedro run` trains, then `--pipelines data_splitting --params data_splitting.seed=7` re-splits: the
+    new test.jsonl may hold pairs the model was trained on, so `--pipelines evaluation` refuses it."""
+    project = stale_project
+    _record(project, DEFAULT_FINAL, split_files=_split_files(project))
+    _evaluate(project)
+    assert (project / REPORT).exists()
+    write_jsonl(project / "data/05_model_input/test.jsonl", tc.pair_rows(with_long=False)[1:])
+
+    with pytest.raises(SplitFilesError, match=r"not the test split of the run that trained") as err:
+        _evaluate(project)
+    assert "data_splitting ran again after training" in str(err.value)
+    assert "kedro run --pipelines training,evaluation" in str(err.value)
+    assert not (project / REPORT).exists()  # the earlier report is not left beside the refusal
+
+
 @pytest.mark.skipif(
     __import__("torch").cuda.is_available(), reason="needs a machine where CUDA cannot be used"
 )
@@ -201,6 +246,7 @@ def _stale_model_and_splits(project: Path, ck) -> list[dict]:
     _, val = write_splits(project, limit=40)
     test_rows = val[:6]
     write_jsonl(project / "data/05_model_input/test.jsonl", test_rows)
+    describe_splits(project)
     return test_rows
 
 
@@ -238,6 +284,7 @@ def test_training_and_evaluation_in_one_run_scores_the_new_model(project, ck):
     report = _report(project)
     assert f"- model scored: `{DEFAULT_FINAL}` (full model), the model the training stage recorded" in report
     assert f"fingerprint `{_fingerprint(project)}`, 4 steps" in report
+    assert "the held-out test split of the model's training run" in report
     _assert_scores_are_those_of(project, project / DEFAULT_FINAL, rows)
 
 

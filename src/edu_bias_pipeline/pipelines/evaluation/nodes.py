@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from edu_bias_pipeline import pairs as P
+from edu_bias_pipeline.datasets.jsonl import SOURCE_ATTR
 from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
 from edu_bias_pipeline.pipelines.evaluation.length_confound import length_metrics
 from edu_bias_pipeline.pipelines.evaluation.model import (
@@ -29,6 +30,7 @@ from edu_bias_pipeline.pipelines.evaluation.model import (
     reference_description,
 )
 from edu_bias_pipeline.scoring import ScoringModels, implicit_reward, score_pairs, wilson_interval
+from edu_bias_pipeline.split_files import evaluation_file_status
 from edu_bias_pipeline.taxonomy import resolver
 
 logger = logging.getLogger(__name__)
@@ -130,6 +132,10 @@ def score_evaluation_pairs(
     """
     cfg = EvaluationConfig.parse(config)
     choice = choose_model(cfg.checkpoint, trained_model)
+    source = evaluation_pairs.attrs.get(SOURCE_ATTR)
+    # refuses a test split written after the scored model was trained (it may hold pairs trained on)
+    split_files = (trained_model or {}).get("split_files") if choice.training_run else None
+    status = evaluation_file_status(source, split_files)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
     models = load_models(cfg, choice)
     logger.info("Scoring %d pairs with %s (from %s)", len(rows), choice.path, choice.source)
@@ -178,6 +184,7 @@ def score_evaluation_pairs(
         "metadata_source": meta.source,
         "dtype": str(models.dtype).replace("torch.", ""),
         "device": str(models.device),
+        "pairs_file": {**(source or {}), "status": status},
         "n_pairs": len(frame),
         "n_truncated": int(frame["truncated"].sum()),
         "reference_logps": scores.reference_cache or "computed (not cached)",
@@ -247,7 +254,8 @@ def build_metrics(
 
     Missing categories get only `n/<bias_type> = 0`, so every `<metric>/<scope>` value is a finite number
     (no NaN). Beside them, the model scored is named by strings: `model`, `model_source` and the
-    `training_run/*` keys (e.g. `training_run/finished_at`), which may also hold integers.
+    `training_run/*` keys (e.g. `training_run/finished_at`), which may also hold integers; the pair file
+    scored by the `pairs_file/*` strings (path, sha256, and whether it is held out from the model's training).
     """
     scored = add_pair_outcomes(pair_scores)
     overall = _summarise(scored)
@@ -272,7 +280,12 @@ def build_metrics(
     metrics["pairs/truncated"] = int(run_info.get("n_truncated", 0))
     metrics["beta"] = float(run_info["beta"])
     numbers = {k: (int(v) if isinstance(v, bool) else v) for k, v in metrics.items()}
-    return {**numbers, **model_identity(run_info)}
+    pairs_file = {
+        f"pairs_file/{key}": value
+        for key, value in (run_info.get("pairs_file") or {}).items()
+        if key in ("path", "sha256", "status")
+    }
+    return {**numbers, **model_identity(run_info), **pairs_file}
 
 
 def model_identity(run_info: Mapping[str, Any]) -> dict[str, str | int]:
@@ -404,6 +417,13 @@ def _training_run(run_info: Mapping[str, Any]) -> str:
     return ", ".join(parts) or "recorded without details"
 
 
+def _pairs_file(pairs_file: Mapping[str, Any] | None) -> str:
+    if not pairs_file:
+        return "not recorded"
+    sha = str(pairs_file.get("sha256") or "")[:12]
+    return f"`{pairs_file.get('path')}` (sha256 {sha}…), {pairs_file.get('status')}"
+
+
 def render_report(
     per_category: pd.DataFrame, metrics: dict[str, Any], run_info: dict[str, Any], *sections: str
 ) -> str:
@@ -424,6 +444,7 @@ def render_report(
             if run_info.get("n_truncated")
             else ""
         ),
+        f"- pairs file: {_pairs_file(run_info.get('pairs_file'))}",
         "",
         "Baseline = the reference model prefers the unbiased statement (log-prob, before training); "
         "trained = the aligned model prefers it; reward accuracy = the implicit DPO reward "

@@ -556,8 +556,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`training_metrics.json` (step history for dvc plots, final numbers, health), trained-model record."""
+def collect_training_metrics(
+    training_run: dict[str, Any], split_report: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`training_metrics.json` (step history for dvc plots, final numbers, health), trained-model record.
+
+    The record keeps the split's file fingerprints (`split_report`, which train and val were checked
+    against before training), so evaluation knows which test file is held out from this model."""
     output_dir = Path(training_run["output_dir"])
     raw = json.loads((output_dir / METRICS_FILE).read_text(encoding="utf-8"))
     history = raw.get("history", [])
@@ -609,6 +614,7 @@ def collect_training_metrics(training_run: dict[str, Any]) -> tuple[dict[str, An
         fingerprint=contract.fingerprint or raw.get("fingerprint") or training_run.get("fingerprint"),
         global_step=raw.get("global_step") if contract.global_step is None else contract.global_step,
         finished_at=finished.isoformat(timespec="seconds"),
+        split_files=(split_report or {}).get("files"),
     )
     return _clean(metrics), trained_model.model_dump(mode="json")
 

@@ -45,7 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 collect_training_metrics,
-                "training_run",
+                ["training_run", "split_report"],
                 ["training_metrics", "trained_model"],
                 name="collect_training_metrics",
             ),
