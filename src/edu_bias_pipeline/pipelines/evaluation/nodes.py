@@ -28,6 +28,7 @@ from edu_bias_pipeline.pipelines.evaluation.model import (
     load_models,
     reference_description,
 )
+from edu_bias_pipeline.pipelines.evaluation.parts import md_text
 from edu_bias_pipeline.scoring import ScoringModels, implicit_reward, score_pairs, wilson_interval
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -450,7 +451,7 @@ def render_report(
         )
 
     for r in per_category[per_category["n"] > 0].to_dict(orient="records"):
-        lines.append(row_line(r[P.BIAS_TYPE], r))
+        lines.append(row_line(md_text(r[P.BIAS_TYPE]), r))
     overall = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/overall")}
     lines.append(row_line("**overall (micro)**", overall))
     macro = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/macro")}
@@ -463,7 +464,7 @@ def render_report(
     if missing:
         lines.append(
             "These taxonomy categories have no pairs in the evaluated file, so nothing is known "
-            "about them: " + ", ".join(f"`{c}`" for c in missing) + "."
+            "about them: " + ", ".join(md_text(c) for c in missing) + "."
         )
     else:
         lines.append("None: every taxonomy category has at least one evaluation pair.")
@@ -471,12 +472,13 @@ def render_report(
         lines += [
             "",
             "Categories in the evaluated pairs that are not in the taxonomy: "
-            + ", ".join(f"`{c}`" for c in extra)
+            + ", ".join(md_text(c) for c in extra)
             + ".",
         ]
     small = per_category[(per_category["n"] > 0) & (per_category["n"] < 30)][P.BIAS_TYPE].tolist()
     if small:
-        lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {', '.join(small)}."]
+        names = ", ".join(map(md_text, small))
+        lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {names}."]
     lines.append("")
     for section in sections:
         lines += [section.rstrip("\n"), ""]
