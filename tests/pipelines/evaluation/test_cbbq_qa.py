@@ -19,6 +19,7 @@ from edu_bias_pipeline.pipelines.data_import import importers as I
 from edu_bias_pipeline.pipelines.data_import.nodes import read_csv_table
 from edu_bias_pipeline.pipelines.evaluation import bias_scores as B
 from edu_bias_pipeline.pipelines.evaluation import cbbq_qa as Q
+from edu_bias_pipeline.pipelines.evaluation.config import EvaluationConfig
 
 SAMPLE = PROJECT_ROOT / "data/01_raw/benchmarks/cbbq_sample"
 CONF = PROJECT_ROOT / "conf/base"
@@ -84,6 +85,17 @@ def test_a_category_the_taxonomy_lacks_is_reported_under_its_cbbq_name(tmp_path)
     questions, info = Q.read_cbbq_questions(str(SAMPLE), _config(categories="region+SES"), IMPORT, taxonomy)
     assert info["not_in_taxonomy"] == ["region"]
     assert questions.groupby("bias_type").size().to_dict() == {"region": 48, "socioeconomic": 48}
+
+
+def test_a_condition_or_category_named_twice_is_scored_once():
+    cfg = EvaluationConfig.parse(_config(conditions="ambiguous+ambiguous", categories="SES+age+SES")).cbbq_qa
+    assert cfg.conditions == ["ambiguous"] and cfg.categories == ["SES", "age"]
+    once, once_info = Q.read_cbbq_questions(str(SAMPLE), _config(conditions="ambiguous"), IMPORT, TAXONOMY)
+    twice, info = Q.read_cbbq_questions(
+        str(SAMPLE), _config(conditions="ambiguous+ambiguous"), IMPORT, TAXONOMY
+    )
+    assert len(twice) == len(once) > 0
+    assert info["rows_read"] == once_info["rows_read"] and len(info["files"]) == len(once_info["files"])
 
 
 def test_a_partial_copy_reports_missing_files_and_bad_names_fail(tmp_path):

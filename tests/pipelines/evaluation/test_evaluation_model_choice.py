@@ -184,7 +184,7 @@ def test_the_report_names_the_pairs_file_and_whether_it_is_held_out(stale_projec
     _evaluate(project)
     sha = fingerprint_file(project / "data/05_model_input/test.jsonl")["sha256"][:12]
     assert (
-        f"- pairs file: `data/05_model_input/test.jsonl` (sha256 {sha}…), "
+        f"- pairs file: data/05_model_input/test.jsonl (sha256 {sha}…), "
         "the held-out test split of the model's training run"
     ) in _report(project)
     metrics = json.loads((project / "data/08_reporting/eval_metrics.json").read_text(encoding="utf-8"))

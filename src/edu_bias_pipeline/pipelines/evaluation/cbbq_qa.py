@@ -146,7 +146,7 @@ def read_cbbq_questions(
         return pd.DataFrame(), info
     cbbq = ImportConfig.parse(import_params).cbbq
     root = cbbq_root(Path(location).expanduser(), setting="--params cbbq_qa_path")
-    wanted = select_categories(root, list(dict.fromkeys(cfg.categories)), group="evaluation.cbbq_qa")
+    wanted = select_categories(root, cfg.categories, group="evaluation.cbbq_qa")
     canonical = resolver(taxonomy or {})
     questions: list[dict[str, Any]] = []
     skipped: Counter = Counter()

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from edu_bias_pipeline.pipelines.evaluation.cbbq_qa import AMBIGUOUS, CHANCE, DISAMBIGUATED, OVERALL
+from edu_bias_pipeline.pipelines.evaluation.parts import md_text
 
 # Baseline first: every cell of the report reads "before → after".
 MODELS = ("baseline", "trained")
@@ -222,7 +223,7 @@ def render_cbbq_section(
     if selection.get("not_in_taxonomy"):
         lines.append(
             "- CBBQ categories not in the taxonomy, reported under their CBBQ name: "
-            + ", ".join(f"`{c}`" for c in selection["not_in_taxonomy"])
+            + ", ".join(md_text(c) for c in selection["not_in_taxonomy"])
         )
     if not run_info.get("scored"):
         return "\n".join([*lines, "", "No question was scored.", ""])
@@ -246,9 +247,9 @@ def render_cbbq_section(
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        name = "**overall**" if row["scope"] == OVERALL else row["scope"]
+        name = "**overall**" if row["scope"] == OVERALL else md_text(row["scope"])
         if row["scope"] not in (OVERALL, row["cbbq_categories"]):
-            name += f" ({row['cbbq_categories']})"
+            name += f" ({md_text(row['cbbq_categories'])})"
         lines.append(
             f"| {name} | {row['n_ambiguous']} | {row['n_disambiguated']} "
             f"| {_pair(row, 'accuracy_ambiguous', _pct)} | {_pair(row, 'accuracy_disambiguated', _pct)} "

@@ -54,6 +54,12 @@ class CbbqQaConfig(BaseModel):
             return [item for item in re.split(r"[+;\s]+", value) if item]
         return value
 
+    @field_validator("categories", "conditions")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        # A name given twice (`ambiguous+ambiguous`) would score its questions twice and count them twice.
+        return list(dict.fromkeys(value))
+
 
 class EvaluationConfig(StageConfig):
     """Which model to evaluate and how to run the scoring passes.

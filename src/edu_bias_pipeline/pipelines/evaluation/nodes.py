@@ -29,7 +29,14 @@ from edu_bias_pipeline.pipelines.evaluation.model import (
     load_models,
     reference_description,
 )
-from edu_bias_pipeline.scoring import ScoringModels, implicit_reward, score_pairs, wilson_interval
+from edu_bias_pipeline.pipelines.evaluation.parts import md_text
+from edu_bias_pipeline.scoring import (
+    ScoringModels,
+    encode_completions,
+    implicit_reward,
+    score_pairs,
+    wilson_interval,
+)
 from edu_bias_pipeline.split_files import evaluation_file_status
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -118,6 +125,31 @@ def _bias_type(raw: Mapping[str, Any], canonical: Callable[[Any], str | None]) -
 
 
 # --------------------------------------------------------------------------------------- scoring node
+def check_statements_fit(
+    tokenizer: Any, rows: Sequence[Mapping[str, Any]], instruction: str, max_length: int | None
+) -> None:
+    """Fail when max_length leaves a pair's chosen or rejected statement no token to score: the prompt
+    fills it, every such statement would score log-prob 0 and the pair count as a tie (wrong)."""
+    if max_length is None:
+        return
+    prompts = [r[P.PROMPT] for r in rows]
+    empty = [
+        c.n_completion == 0 or r.n_completion == 0
+        for c, r in zip(
+            encode_completions(tokenizer, prompts, [r[P.CHOSEN] for r in rows], instruction, max_length),
+            encode_completions(tokenizer, prompts, [r[P.REJECTED] for r in rows], instruction, max_length),
+            strict=True,
+        )
+    ]
+    if any(empty):
+        raise ValueError(
+            f"max_length={max_length} (evaluation.max_length, else the checkpoint's training metadata) "
+            f"leaves {sum(empty)} of {len(rows)} pairs with no token of their chosen or rejected statement "
+            "to score (the rendered prompt fills it), so they would score log-prob 0 and count as wrong; "
+            "raise evaluation.max_length (--params evaluation.max_length=N)"
+        )
+
+
 def score_evaluation_pairs(
     evaluation_pairs: pd.DataFrame,
     config: EvaluationConfig,
@@ -138,6 +170,7 @@ def score_evaluation_pairs(
     status = evaluation_file_status(source, split_files)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
     models = load_models(cfg, choice)
+    check_statements_fit(models.tokenizer, rows, models.metadata.instruction, models.metadata.max_length)
     logger.info("Scoring %d pairs with %s (from %s)", len(rows), choice.path, choice.source)
     scores = score_pairs(
         models,
@@ -421,7 +454,7 @@ def _pairs_file(pairs_file: Mapping[str, Any] | None) -> str:
     if not pairs_file:
         return "not recorded"
     sha = str(pairs_file.get("sha256") or "")[:12]
-    return f"`{pairs_file.get('path')}` (sha256 {sha}…), {pairs_file.get('status')}"
+    return f"{md_text(str(pairs_file.get('path')))} (sha256 {sha}…), {pairs_file.get('status')}"
 
 
 def render_report(
@@ -471,7 +504,7 @@ def render_report(
         )
 
     for r in per_category[per_category["n"] > 0].to_dict(orient="records"):
-        lines.append(row_line(r[P.BIAS_TYPE], r))
+        lines.append(row_line(md_text(r[P.BIAS_TYPE]), r))
     overall = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/overall")}
     lines.append(row_line("**overall (micro)**", overall))
     macro = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/macro")}
@@ -484,7 +517,7 @@ def render_report(
     if missing:
         lines.append(
             "These taxonomy categories have no pairs in the evaluated file, so nothing is known "
-            "about them: " + ", ".join(f"`{c}`" for c in missing) + "."
+            "about them: " + ", ".join(md_text(c) for c in missing) + "."
         )
     else:
         lines.append("None: every taxonomy category has at least one evaluation pair.")
@@ -492,12 +525,13 @@ def render_report(
         lines += [
             "",
             "Categories in the evaluated pairs that are not in the taxonomy: "
-            + ", ".join(f"`{c}`" for c in extra)
+            + ", ".join(md_text(c) for c in extra)
             + ".",
         ]
     small = per_category[(per_category["n"] > 0) & (per_category["n"] < 30)][P.BIAS_TYPE].tolist()
     if small:
-        lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {', '.join(small)}."]
+        names = ", ".join(map(md_text, small))
+        lines += ["", f"Fewer than 30 pairs (wide intervals, read with care): {names}."]
     lines.append("")
     for section in sections:
         lines += [section.rstrip("\n"), ""]

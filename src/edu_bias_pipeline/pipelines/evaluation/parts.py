@@ -23,9 +23,19 @@ def switched_off_figure(text: str):
     return fig
 
 
+def md_text(label: Any) -> str:
+    """A label read from a user's file (a bias type, language, CBBQ category) as inert Markdown text, for
+    a table cell or running text: `|`, `<`, `>`, `&`, backticks and backslashes escaped, line breaks made
+    spaces, so it can neither split a table row nor reach the report as HTML. The one escaper of the
+    evaluation reports; labels go in as plain text, not in a code span (no escape works inside one)."""
+    text = " ".join(str(label).replace("\r", " ").replace("\n", " ").split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("\\", "\\\\").replace("`", "\\`").replace("|", "\\|")
+
+
 def scope_cell(scope: str) -> str:
     """A scope (a bias type or language, read from the user's file) as a Markdown table cell: `overall` in
-    bold, a `|` or line break in a label cannot split the row."""
+    bold, anything else through `md_text`."""
     if scope == "overall":
         return "**overall**"
-    return " ".join(str(scope).split()).replace("|", "\\|")
+    return md_text(scope)
