@@ -42,3 +42,10 @@ def test_a_good_file_loads_with_its_fingerprint(tmp_path: Path) -> None:
     frame = _dataset(path).load()
     assert list(frame["text"]) == ["一", "二"]
     assert frame.attrs["source_file"]["lines"] == 2
+
+
+def test_a_missing_file_or_a_directory_says_what_to_check(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"corpus\.jsonl does not exist\. A file you named .*the path"):
+        _dataset(tmp_path / "corpus.jsonl").load()
+    with pytest.raises(DatasetError, match=r"is a directory; give the JSON Lines file itself"):
+        _dataset(tmp_path).load()

@@ -51,11 +51,14 @@ class _ChunkedJSONLines(JSONDataset):
 
     def load(self) -> pd.DataFrame:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
+        if self._protocol == "file" and Path(load_path).is_dir():
+            raise DatasetError(f"{display_path(load_path)} is a directory; give the JSON Lines file itself.")
         if self._protocol == "file" and not Path(load_path).exists():
             raise DatasetError(
-                f"{display_path(load_path)} does not exist: the stage that writes it has not run, or its "
-                f"last run failed (a failed run removes the earlier outputs it did not replace, so none "
-                f"passes for its own). Run that stage first (`dvc repro`, or `kedro run --pipelines ...`)."
+                f"{display_path(load_path)} does not exist. A file you named (`--params ..._path=FILE`): "
+                f"check the path. A stage's output: that stage has not run, or its last run failed (a failed "
+                f"run removes the earlier outputs it did not replace, so none passes for its own); run it "
+                f"first (`dvc repro`, or `kedro run --pipelines ...`)."
             )
         with self._fs.open(load_path, mode="rb") as fs_file:
             content = fs_file.read()

@@ -60,7 +60,7 @@ def test_a_split_refused_by_its_gate_removes_the_earlier_split_and_training_fail
     assert (project / VALIDATED).exists() and (project / SUMMARY).exists()  # inputs: never touched
 
     # Training does not train on the removed split: it stops at train.jsonl, saying what to do.
-    with pytest.raises(Exception, match=r"train\.jsonl does not exist.*Run that stage first"):
+    with pytest.raises(Exception, match=r"train\.jsonl does not exist.*run it first"):
         run_pipeline(project, "training")
 
 

@@ -312,3 +312,17 @@ def test_a_run_that_replaced_the_model_without_recording_it_is_never_reported_as
     with pytest.raises(CheckpointError, match=r"the record and the model come from different training runs"):
         _evaluate(project)
     assert not (project / REPORT).exists()
+
+
+def test_a_model_equal_to_its_reference_is_reported_as_all_ties_not_as_anti_aligned(stale_project, ck):
+    """The reference scored against itself (or an untrained adapter): every reward is 0, and 0% reward
+    accuracy must read as "all ties", not as a model that prefers every biased statement."""
+    project = stale_project
+    _evaluate(project, checkpoint=str(ck.base), reference_model=str(ck.base), beta=0.1)
+    metrics = json.loads((project / "data/08_reporting/eval_metrics.json").read_text(encoding="utf-8"))
+    n = metrics["n/overall"]
+    assert metrics["reward_accuracy/overall"] == 0.0 and metrics["pairs/reward_ties"] == n
+    assert f"**Every pair's reward ties ({n} of {n})" in _report(project)
+    assert "not recorded (the scored model is not the final model the training stage recorded)" in _report(
+        project
+    )

@@ -311,6 +311,7 @@ def build_metrics(
     metrics["categories/evaluated"] = int((per_category["n"] > 0).sum())
     metrics["categories/missing"] = int((per_category["status"] == STATUS_MISSING).sum())
     metrics["pairs/truncated"] = int(run_info.get("n_truncated", 0))
+    metrics["pairs/reward_ties"] = int((scored["reward_margin"] == 0).sum())
     metrics["beta"] = float(run_info["beta"])
     numbers = {k: (int(v) if isinstance(v, bool) else v) for k, v in metrics.items()}
     pairs_file = {
@@ -441,7 +442,7 @@ def _model_origin(run_info: Mapping[str, Any]) -> str:
 def _training_run(run_info: Mapping[str, Any]) -> str:
     run = run_info.get("training_run") or {}
     if not run:
-        return "not recorded (a model not written by this project's last training run)"
+        return "not recorded (the scored model is not the final model the training stage recorded)"
     parts = [f"fingerprint `{run['fingerprint']}`"] if run.get("fingerprint") else []
     if run.get("global_step") is not None:
         parts.append(f"{run['global_step']} steps")
@@ -510,6 +511,16 @@ def render_report(
     macro = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/macro")}
     macro.update({"n": int(metrics["categories/evaluated"]), "reward_margin": math.nan})
     lines.append(row_line("**overall (macro, n = categories)**", macro))
+    ties, n_pairs = int(metrics.get("pairs/reward_ties", 0)), int(metrics.get("n/overall", 0))
+    if n_pairs and ties == n_pairs:
+        lines += [
+            "",
+            f"**Every pair's reward ties ({ties} of {n_pairs}): the scored model gives both statements the "
+            "same log-probs as its reference (an untrained adapter, or the reference itself), so the 0% "
+            "reward accuracy above says nothing about alignment.**",
+        ]
+    elif ties:
+        lines += ["", f"{ties} of {n_pairs} pairs have exactly equal rewards (ties, counted wrong above)."]
 
     missing = per_category[per_category["status"] == STATUS_MISSING][P.BIAS_TYPE].tolist()
     extra = per_category[per_category["status"] == STATUS_EXTRA][P.BIAS_TYPE].tolist()
