@@ -302,6 +302,9 @@ def _rank_main(out: Path) -> None:
         engine = _engine("fp32", **settings)
         result[f"installed_{name}"] = zero_grad_norm.install(_as_the_trainer_hands_it(engine))
     (out / f"rank{rank}.json").write_text(json.dumps(result), encoding="utf-8")
+    # both ranks leave together: a rank that tears down its group while the other still has gloo work in
+    # flight can abort it at exit ("terminate called without an active exception")
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
