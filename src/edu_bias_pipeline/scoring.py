@@ -866,6 +866,23 @@ def _read_reference_logps(path: Path, n: int) -> tuple[list[float], list[float]]
     return chosen, rejected
 
 
+def check_statements_scored(
+    enc_chosen: Sequence[EncodedCompletion], enc_rejected: Sequence[EncodedCompletion], max_length: int | None
+) -> None:
+    """Fail when max_length leaves a pair's chosen or rejected statement no token to score: the prompt
+    fills it, so the statement would score log-prob 0 and the pair count as a tie (wrong)."""
+    empty = sum(
+        c.n_completion == 0 or r.n_completion == 0 for c, r in zip(enc_chosen, enc_rejected, strict=True)
+    )
+    if empty:
+        raise ValueError(
+            f"max_length={max_length} (evaluation.max_length, else the checkpoint's training metadata) "
+            f"leaves {empty} of {len(enc_chosen)} pairs with no token of their chosen or rejected statement "
+            "to score (the rendered prompt fills it), so they would score log-prob 0 and count as wrong; "
+            "raise evaluation.max_length (--params evaluation.max_length=N)"
+        )
+
+
 def score_pairs(
     models: ScoringModels,
     prompts: Sequence[str | None],
@@ -887,6 +904,7 @@ def score_pairs(
     meta = models.metadata
     enc_c = encode_completions(models.tokenizer, prompts, chosen, meta.instruction, meta.max_length)
     enc_r = encode_completions(models.tokenizer, prompts, rejected, meta.instruction, meta.max_length)
+    check_statements_scored(enc_c, enc_r, meta.max_length)
     n_trunc = sum(a.truncated or b.truncated for a, b in zip(enc_c, enc_r, strict=True))
     if n_trunc:
         logger.warning(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from edu_bias_pipeline import pairs
 from edu_bias_pipeline.datasets.jsonl import SOURCE_ATTR
-from edu_bias_pipeline.files import display_path, fingerprint_file
+from edu_bias_pipeline.files import display_path, fingerprint_bytes
 
 # Problems listed before the message says "and N more": enough to see a pattern, short enough to read.
 MAX_LISTED = 5
@@ -54,8 +56,8 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
                 f"{path} does not exist: run data_splitting to write the test split, or name another pair "
                 "file with --params eval_pairs_path=FILE"
             )
-        with path.open("rb") as fh:
-            head = [fh.readline() for _ in range(50)]
+        content = path.read_bytes()  # read once: parsed below and fingerprinted
+        head = list(islice(io.BytesIO(content), 50))
         fmt = pairs.file_format(head)
         if fmt == pairs.JSON_ARRAY:
             lineno = next(i for i, line in enumerate(head, start=1) if line.strip())
@@ -69,28 +71,27 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
                 f"`{pairs.convert_command(fmt, path)}`"
             )
         rows, lines, errors = [], [], []
-        with path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                problem = None
+        for lineno, raw in enumerate(io.BytesIO(content), start=1):
+            problem = None
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                problem = f"not valid UTF-8 at byte {exc.start + 1}; save the file as UTF-8"
+            else:
+                if not text.strip():
+                    continue
                 try:
-                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    problem = f"not valid UTF-8 at byte {exc.start + 1}; save the file as UTF-8"
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    problem = f"not valid JSON ({exc.msg}, column {exc.colno})"
                 else:
-                    if not text.strip():
-                        continue
-                    try:
-                        value = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        problem = f"not valid JSON ({exc.msg}, column {exc.colno})"
+                    if not isinstance(value, dict):
+                        problem = f"expected a JSON object, got a JSON {type(value).__name__}"
                     else:
-                        if not isinstance(value, dict):
-                            problem = f"expected a JSON object, got a JSON {type(value).__name__}"
-                        else:
-                            rows.append(value)
-                            lines.append(lineno)
-                if problem:
-                    errors.append(f"{path}:{lineno}: {problem}")
+                        rows.append(value)
+                        lines.append(lineno)
+            if problem:
+                errors.append(f"{path}:{lineno}: {problem}")
         if errors:
             more = f"\n(and {len(errors) - MAX_LISTED} more bad lines)" if len(errors) > MAX_LISTED else ""
             raise PairFileError(
@@ -104,5 +105,5 @@ class PairFileDataset(AbstractDataset[None, pd.DataFrame]):
         frame.attrs["filepath"] = str(path)
         frame.attrs["file_lines"] = lines
         # which file this was, so evaluation can say whether it is the scored model's held-out split
-        frame.attrs[SOURCE_ATTR] = {"path": display_path(path), **fingerprint_file(path)}
+        frame.attrs[SOURCE_ATTR] = {"path": display_path(path), **fingerprint_bytes(content)}
         return frame

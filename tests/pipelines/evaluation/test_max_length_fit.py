@@ -8,8 +8,8 @@ import pytest
 import tiny_checkpoints as tc
 
 from edu_bias_pipeline import pairs as P
-from edu_bias_pipeline.pipelines.evaluation.nodes import check_statements_fit, score_evaluation_pairs
-from edu_bias_pipeline.scoring import encode_prompts
+from edu_bias_pipeline.pipelines.evaluation.nodes import score_evaluation_pairs
+from edu_bias_pipeline.scoring import check_statements_scored, encode_completions, encode_prompts
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,20 @@ def test_a_prompt_that_fills_max_length_fails_with_what_to_raise(ck):
     lengths = [len(p) for p in encode_prompts(tokenizer, [r[P.PROMPT] for r in rows], instruction)]
     shortest, longest = min(lengths), max(lengths)
     n = len(rows)
+
+    def check(max_length: int | None) -> None:
+        prompts = [r[P.PROMPT] for r in rows]
+        encoded = (
+            encode_completions(tokenizer, prompts, [r[side] for r in rows], instruction, max_length)
+            for side in (P.CHOSEN, P.REJECTED)
+        )
+        check_statements_scored(*encoded, max_length)
+
     with pytest.raises(ValueError, match=rf"max_length={shortest} .*leaves {n} of {n} pairs") as err:
-        check_statements_fit(tokenizer, rows, instruction, shortest)
+        check(shortest)
     assert "raise evaluation.max_length" in str(err.value)
-    check_statements_fit(tokenizer, rows, instruction, longest + 1)  # one token of each statement: fine
-    check_statements_fit(tokenizer, rows, instruction, None)
+    check(longest + 1)  # one token of each statement: fine
+    check(None)
 
 
 def test_the_scoring_node_stops_before_scoring(ck):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
+from pipelines.evaluation.test_length_confound import _pairs as scored_pairs
 
 from edu_bias_pipeline.pipelines.evaluation.nodes import (
     build_metrics,
@@ -17,26 +17,7 @@ HOSTILE = ["<svg onload=alert(1)>|pipe", "new\nline `tick`"]
 
 
 def _pairs(bias_types):
-    return pd.DataFrame(
-        [
-            {
-                "pair_id": f"p{i}",
-                "source_line": i + 1,
-                "bias_type": bias_type,
-                "chosen_tokens": 5,
-                "rejected_tokens": 6,
-                "reference_chosen_logp": -5.0,
-                "reference_rejected_logp": -6.0,
-                "policy_chosen_logp": -1.0,
-                "policy_rejected_logp": -2.0,
-                "reward_chosen": -1.0,
-                "reward_rejected": 1.0,
-                "reward_margin": -2.0,
-                "truncated": False,
-            }
-            for i, bias_type in enumerate(bias_types)
-        ]
-    )
+    return scored_pairs([(bias_type, 5, 6, -5.0, -6.0) for bias_type in bias_types])
 
 
 def _cells(row: str) -> int:

@@ -30,13 +30,7 @@ from edu_bias_pipeline.pipelines.evaluation.model import (
     reference_description,
 )
 from edu_bias_pipeline.pipelines.evaluation.parts import md_text
-from edu_bias_pipeline.scoring import (
-    ScoringModels,
-    encode_completions,
-    implicit_reward,
-    score_pairs,
-    wilson_interval,
-)
+from edu_bias_pipeline.scoring import ScoringModels, implicit_reward, score_pairs, wilson_interval
 from edu_bias_pipeline.split_files import evaluation_file_status
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -125,31 +119,6 @@ def _bias_type(raw: Mapping[str, Any], canonical: Callable[[Any], str | None]) -
 
 
 # --------------------------------------------------------------------------------------- scoring node
-def check_statements_fit(
-    tokenizer: Any, rows: Sequence[Mapping[str, Any]], instruction: str, max_length: int | None
-) -> None:
-    """Fail when max_length leaves a pair's chosen or rejected statement no token to score: the prompt
-    fills it, every such statement would score log-prob 0 and the pair count as a tie (wrong)."""
-    if max_length is None:
-        return
-    prompts = [r[P.PROMPT] for r in rows]
-    empty = [
-        c.n_completion == 0 or r.n_completion == 0
-        for c, r in zip(
-            encode_completions(tokenizer, prompts, [r[P.CHOSEN] for r in rows], instruction, max_length),
-            encode_completions(tokenizer, prompts, [r[P.REJECTED] for r in rows], instruction, max_length),
-            strict=True,
-        )
-    ]
-    if any(empty):
-        raise ValueError(
-            f"max_length={max_length} (evaluation.max_length, else the checkpoint's training metadata) "
-            f"leaves {sum(empty)} of {len(rows)} pairs with no token of their chosen or rejected statement "
-            "to score (the rendered prompt fills it), so they would score log-prob 0 and count as wrong; "
-            "raise evaluation.max_length (--params evaluation.max_length=N)"
-        )
-
-
 def score_evaluation_pairs(
     evaluation_pairs: pd.DataFrame,
     config: EvaluationConfig,
@@ -170,7 +139,6 @@ def score_evaluation_pairs(
     status = evaluation_file_status(source, split_files)
     rows = prepare_pairs(evaluation_pairs, taxonomy or {})
     models = load_models(cfg, choice)
-    check_statements_fit(models.tokenizer, rows, models.metadata.instruction, models.metadata.max_length)
     logger.info("Scoring %d pairs with %s (from %s)", len(rows), choice.path, choice.source)
     scores = score_pairs(
         models,
