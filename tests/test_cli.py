@@ -106,6 +106,17 @@ def test_error_paths(ck, tmp_path):
     result = invoke(tmp_path / "no_such_checkpoint")
     assert result.exit_code != 0 and "not found" in result.output and "no_such_checkpoint" in result.output
 
+    # Training's record of a run is the file a user reaches for: the message names the model it points to.
+    record = tmp_path / "trained_model.json"
+    record.write_text(json.dumps({"model_dir": "data/06_models/dpo_model/final"}), encoding="utf-8")
+    result = invoke(record)
+    assert result.exit_code != 0 and "training's record of a run" in result.output
+    assert "'data/06_models/dpo_model/final'" in result.output
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\x80\x00")
+    result = invoke(weights)
+    assert result.exit_code != 0 and "is a file: pass a model or LoRA adapter directory" in result.output
+
     result = invoke(ck.full, "--test-cases", "女生学不好物理。", "  ")
     assert result.exit_code != 0 and "test case 2 is empty" in result.output
 

@@ -116,3 +116,23 @@ def test_evaluation_on_a_device_this_machine_lacks_fails_in_one_line(project: Pa
     assert proc.returncode != 0, text
     assert "Error: device 'cuda' asked for" in text and "use device=cpu (or auto)" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("evaluation.cbbq_qa.categories=sex", "evaluation.cbbq_qa.categories: ['sex'] not found under"),
+        ("cbbq_qa_path=no/such/cbbq", "no/such/cbbq' is not a folder: point it at CBBQ's data/"),
+    ],
+)
+def test_a_cbbq_setting_typo_fails_in_one_line(project: Path, params: str, message: str) -> None:
+    """The setting, what is wrong and what there is, without a traceback above it; no output is replaced."""
+    write_jsonl(project / "data/05_model_input/test.jsonl", read_jsonl(SAMPLE_PAIRS)[:4])
+    proc = kedro(
+        project, "run", "--pipelines", "evaluation", "--params", f"evaluation.checkpoint={project},{params}"
+    )
+    text = output(proc)
+    assert proc.returncode != 0, text
+    assert message in text and "Error: " in text
+    assert "Traceback" not in text and "╭─" not in text
+    assert not (project / "data/08_reporting/eval_report.md").exists()

@@ -119,6 +119,13 @@ def test_checkpoint_without_metadata_needs_a_reference(ck, tmp_path):
     assert models.metadata.beta == 0.3 and models.metadata.source == "parameters"
 
 
+def test_a_reference_path_that_is_not_there_is_named_not_sent_to_the_hub(ck, tmp_path):
+    missing = "data/06_models/no_such_base"  # a path: three parts, so never a hub repo id
+    with pytest.raises(scoring.CheckpointError, match="is not a directory here") as refused:
+        scoring.load_scoring_models(ck.full, reference_model=missing)
+    assert repr(missing) in str(refused.value) and "--reference-model" in str(refused.value)
+
+
 def test_model_as_its_own_reference_is_loaded_once(ck):
     models = scoring.load_scoring_models(ck.base, reference_model=str(ck.base), dtype="float64")
     assert models.reference is models.policy

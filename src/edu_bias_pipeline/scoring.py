@@ -33,6 +33,7 @@ import click
 from pydantic import ValidationError
 
 from edu_bias_pipeline import patches
+from edu_bias_pipeline.dpo.config import looks_like_hub_id
 from edu_bias_pipeline.dpo.contract import DEFAULT_BETA, FINAL_DIR, METADATA_FILE, FinalMetadata
 from edu_bias_pipeline.files import write_json_atomic
 from edu_bias_pipeline.pairs import DEFAULT_INSTRUCTION, render_prompt
@@ -225,7 +226,13 @@ def _model_ref(name: str, checkpoint: Path) -> str:
         candidate = root / name
         if candidate.exists():
             return str(candidate)
-    return name  # a hub id; offline mode turns a missing one into a clear error below
+    if looks_like_hub_id(name):
+        return name  # offline mode turns an uncached hub id into a clear error below
+    raise CheckpointError(
+        f"reference model {name!r} is not a directory here (looked from the working directory and from "
+        f"{checkpoint} upwards) and is not a hub id: pass the base model's directory with --reference-model "
+        "(evaluation.reference_model under kedro run)"
+    )
 
 
 def _from_pretrained(loader: Any, ref: str, what: str, **kwargs: Any) -> Any:

@@ -464,7 +464,8 @@ def resolve_training_config(
     return config
 
 
-def _looks_like_hub_id(name: str) -> bool:
+def looks_like_hub_id(name: str) -> bool:
+    """`org/name` or `name`: what the hub accepts as a repo id (a longer or dotted path is a local one)."""
     parts = name.split("/")
     return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and not os.path.isabs(name)
 
@@ -474,7 +475,7 @@ def check_model_available(config: TrainingConfig, environ: Mapping[str, str]) ->
     name = config.model_name_or_path
     if config.is_embedded_model or Path(name).exists():
         return
-    if not _looks_like_hub_id(name):
+    if not looks_like_hub_id(name):
         raise TrainingConfigError(f"training.model_name_or_path: model directory not found: {name}")
     offline = str(environ.get("HF_HUB_OFFLINE", "")).lower() in ("1", "true", "yes")
     if offline:

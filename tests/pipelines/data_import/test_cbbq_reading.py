@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, SHARED_DIR
 
+from edu_bias_pipeline.params import ParameterError
 from edu_bias_pipeline.pipelines.data_import.cbbq import category_bias_types, read_cbbq_files, read_cbbq_rows
 from edu_bias_pipeline.pipelines.data_import.tables import ImportSourceError
 
@@ -68,7 +69,8 @@ def test_files_missing_from_the_copy_are_reported_not_read(cbbq: Path) -> None:
 
 
 def test_errors_name_the_callers_parameters(cbbq: Path) -> None:
-    with pytest.raises(ValueError, match=r"evaluation\.cbbq\.categories: \['sex'\] not found"):
+    # A ParameterError is a click error: `kedro run` prints its one line, no traceback.
+    with pytest.raises(ParameterError, match=r"evaluation\.cbbq\.categories: \['sex'\] not found"):
         read_cbbq_rows(cbbq, ["sex"], group="evaluation.cbbq")
     with pytest.raises(
         ImportSourceError, match=r"evaluation\.cbbq\.path = .* holds no CBBQ category folders"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from edu_bias_pipeline.params import ParameterError
 from edu_bias_pipeline.pipelines.data_import.tables import ImportSourceError, read_csv_table
 from edu_bias_pipeline.taxonomy import resolver
 
@@ -46,7 +47,8 @@ def select_categories(root: Path, categories: Sequence[str], group: str = GROUP)
     wanted = available if ALL in categories else list(categories)
     unknown = [c for c in wanted if c not in available]
     if unknown:
-        raise ValueError(f"{group}.categories: {unknown} not found under {root}; available: {available}")
+        # A parameter typo: a click error, so `kedro run` prints this line alone, without a traceback.
+        raise ParameterError(f"{group}.categories: {unknown} not found under {root}; available: {available}")
     return wanted
 
 

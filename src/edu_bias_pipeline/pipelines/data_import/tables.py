@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import click
 import pandas as pd
 
 RECORD = "_record"
 FILE = "_file"
 
 
-class ImportSourceError(FileNotFoundError):
-    """A configured benchmark path that does not hold what the importer reads."""
+class ImportSourceError(click.ClickException, FileNotFoundError):
+    """A configured benchmark path that does not hold what the importer reads. A click error: the setting is
+    to fix, so `kedro run` prints this message alone, without a traceback."""
 
 
 def read_csv_table(path: Path, sep: str = ",") -> pd.DataFrame:
