@@ -238,10 +238,12 @@ def _not_a_checkpoint(checkpoint: Path) -> str:
     if not checkpoint.exists():
         return f"checkpoint {str(checkpoint)!r} not found: pass a model or LoRA adapter directory, {example}"
     model_dir = None
-    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
-        record = json.loads(checkpoint.read_text(encoding="utf-8"))
-        if isinstance(record, dict) and isinstance(record.get("model_dir"), str):
-            model_dir = record["model_dir"]
+    # Only a small JSON file can be training's record; a weights file may be many GB.
+    if checkpoint.suffix == ".json" and checkpoint.stat().st_size <= 1 << 20:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            record = json.loads(checkpoint.read_text(encoding="utf-8"))
+            if isinstance(record, dict) and isinstance(record.get("model_dir"), str):
+                model_dir = record["model_dir"]
     if model_dir is not None:
         return (
             f"checkpoint {str(checkpoint)!r} is training's record of a run, not a model: pass the model "
