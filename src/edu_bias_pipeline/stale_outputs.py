@@ -1,4 +1,4 @@
-"""A failed or killed run leaves no earlier run's outputs behind for the next stage to take as this run's.
+"""A failed run leaves no earlier run's outputs behind for the next stage to take as this run's.
 
 When a node fails (a gate refuses, a ratio check raises), the outputs of the nodes that did not complete
 are still on disk from an earlier run: `kedro run --pipelines training` after a refused split would train on
@@ -7,13 +7,7 @@ directory) output of the failed run's pipeline that this run did not write, and 
 wrote stays (data_validation saves its summary, quarantine and Data Docs before its gate fails, on purpose),
 and so does anything this run read: only a pipeline's outputs are candidates, never its inputs such as
 `--params raw_pairs_path=...`. DVC-tracked outputs come back with `dvc checkout`. A run stopped by a usage
-error (a click exception: a bad setting, a busy output dir, a device this machine lacks) before it wrote
-anything removes nothing.
-
-A run killed outright (`kill -9`, the OOM killer) runs no hook, so the same removal also happens as the run
-starts writing, just before its first save to a file: the earlier outputs it will replace are gone from then
-on, and a run stopped midway leaves its own complete outputs and nothing else, never a new headline beside
-an old report (as `dvc repro` removes a stage's outs before running it).
+error (a click exception: a bad setting, a busy output dir, a device this machine lacks) removes nothing.
 """
 
 from __future__ import annotations
@@ -56,30 +50,11 @@ class StaleOutputsHook:
     def __init__(self) -> None:
         self._touched: set[str] = set()
         self._started = 0.0
-        # Set by before_pipeline_run in the process that runs the pipeline, until the run's first file save.
-        self._run: tuple[Any, Any] | None = None
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._touched = set()
         self._started = time.time()
-        self._run = (pipeline, catalog)
-
-    @hook_impl
-    def before_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
-        if self._run is None:
-            return
-        pipeline, catalog = self._run
-        if local_path(catalog.get(dataset_name)) is None:
-            return  # a memory dataset: nothing on disk changes yet
-        self._run = None
-        removed = remove_stale_outputs(pipeline.all_outputs(), self._touched, catalog, self._started)
-        if removed:
-            logger.info(
-                "This run writes new outputs from here on, so the earlier run's it will replace are removed "
-                "now (a run stopped midway then leaves none of them beside its own): %s",
-                ", ".join(str(p) for p in removed),
-            )
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
@@ -93,10 +68,9 @@ class StaleOutputsHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
-        self._run = None
         if isinstance(error, click.ClickException):
-            # A usage error (bad setting, busy output dir, unusable device): what the run has not yet replaced
-            # still describes what is on disk, and a typo must not cost the last good run.
+            # A usage error (bad setting, busy output dir, unusable device): the stage did no work, so the
+            # earlier outputs still describe what is on disk and a typo must not cost the last good run.
             logger.debug("Run stopped by a usage error; outputs left as they are: %s", error)
             return
         removed = remove_stale_outputs(pipeline.all_outputs(), self._touched, catalog, self._started)
