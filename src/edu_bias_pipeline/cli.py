@@ -23,7 +23,8 @@ from typing import Any
 
 import click
 
-from edu_bias_pipeline.scoring import DTYPES  # scoring.py imports torch only inside functions
+# scoring.py imports torch only inside functions
+from edu_bias_pipeline.scoring import DTYPES, check_checkpoint_dir
 
 DEFAULT_CASES = (
     "无论性别，逻辑与语言能力都能通过训练提升。",
@@ -206,8 +207,7 @@ def test_command(
         raise click.UsageError("give test cases either as arguments or with --file, not both")
     if test_cases_flag and not statements:
         raise click.UsageError('--test-cases needs at least one statement: --test-cases "…" "…"')
-    if not checkpoint.is_dir():
-        raise click.ClickException(_not_a_checkpoint(checkpoint))
+    check_checkpoint_dir(checkpoint)
     if interactive:
         cases: list[str] = []
     elif cases_file is not None:
@@ -230,26 +230,6 @@ def test_command(
     _print_header(header)
     for i, record in enumerate(records, start=1):
         _print_result(i, record)
-
-
-def _not_a_checkpoint(checkpoint: Path) -> str:
-    """Why CHECKPOINT is unusable and what to pass instead; names the model a training record points to."""
-    example = "e.g. data/06_models/dpo_model/final or data/06_models/dpo_model/checkpoint-N"
-    if not checkpoint.exists():
-        return f"checkpoint {str(checkpoint)!r} not found: pass a model or LoRA adapter directory, {example}"
-    model_dir = None
-    # Only a small JSON file can be training's record; a weights file may be many GB.
-    if checkpoint.suffix == ".json" and checkpoint.stat().st_size <= 1 << 20:
-        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
-            record = json.loads(checkpoint.read_text(encoding="utf-8"))
-            if isinstance(record, dict) and isinstance(record.get("model_dir"), str):
-                model_dir = record["model_dir"]
-    if model_dir is not None:
-        return (
-            f"checkpoint {str(checkpoint)!r} is training's record of a run, not a model: pass the model "
-            f"directory it names, {model_dir!r} (relative to the project directory)"
-        )
-    return f"checkpoint {str(checkpoint)!r} is a file: pass a model or LoRA adapter directory, {example}"
 
 
 def _load(checkpoint: Path, reference_model, beta, dtype, device, trust_remote_code):

@@ -216,6 +216,34 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def check_checkpoint_dir(checkpoint: Path) -> None:
+    """A CheckpointError unless CHECKPOINT is a directory, saying what to pass instead; for training's record
+    of a run (trained_model.json), the model directory it names."""
+    if checkpoint.is_dir():
+        return
+    example = "e.g. data/06_models/dpo_model/final or data/06_models/dpo_model/checkpoint-N"
+    if not checkpoint.exists():
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint)!r} not found: the path does not exist. Pass a model or LoRA "
+            f"adapter directory, {example}"
+        )
+    model_dir = None
+    # Only a small JSON file can be training's record; a weights file may be many GB.
+    if checkpoint.suffix == ".json" and checkpoint.stat().st_size <= 1 << 20:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            record = json.loads(checkpoint.read_text(encoding="utf-8"))
+            if isinstance(record, dict) and isinstance(record.get("model_dir"), str):
+                model_dir = record["model_dir"]
+    if model_dir is not None:
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint)!r} is training's record of a run, not a model: pass the model "
+            f"directory it names, {model_dir!r} (relative to the project directory)"
+        )
+    raise CheckpointError(
+        f"checkpoint {str(checkpoint)!r} is a file: pass a model or LoRA adapter directory, {example}"
+    )
+
+
 def _model_ref(name: str, checkpoint: Path) -> str:
     """A base-model reference as a usable path or hub id: relative paths are tried from the cwd (the
     project root under `kedro run`) and then from the checkpoint directory."""
@@ -264,11 +292,7 @@ def load_scoring_models(
     # Before anything is read: a device that cannot work here fails in one line, not deep in model loading.
     torch_device = resolve_device(device)
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_dir():
-        raise CheckpointError(
-            f"checkpoint {str(checkpoint)!r} does not exist or is not a directory "
-            "(expected a model or LoRA adapter directory, e.g. data/06_models/dpo_model/final)"
-        )
+    check_checkpoint_dir(checkpoint)
     meta = resolve_metadata(
         checkpoint,
         {"base_model": reference_model, "beta": beta, "instruction": instruction, "max_length": max_length},
